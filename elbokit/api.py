@@ -1,0 +1,271 @@
+"""scikit-learn style estimators over the torch core.
+
+    >>> from elbokit import VAE
+    >>> vae = VAE(latent_dim=8, epochs=30).fit(X)          # X: [n, dim] array
+    >>> vae.score_samples(X_test)                          # log p(x) estimates, nats
+    >>> vae.transform(X_test)                              # posterior means [n, latent]
+    >>> vae.sample(16); vae.reconstruct(X_test)
+    >>> vae.save("my-vae"); VAE.load("my-vae")
+
+``__init__`` only stores hyper-parameters; fitted state ends in ``_`` (``module_``,
+``history_``). Scores are per example, in nats, on the scale of the data as given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import bounds
+from .checkpoint import load_model, save_model
+from .data import check_matrix, split_indices
+from .errors import CheckpointError, ConfigError, DataError
+from .likelihoods import likelihood_for_data
+from .models.vae import VAEConfig, VAEModule
+from .training import TrainConfig, Trainer, evaluate_terms
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run a block with torch's RNG seeded, leaving the caller's RNG state untouched."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class VAE:
+    """A Gaussian-latent VAE with an MLP (or linear) encoder and decoder.
+
+    Parameters mirror the CLI's ``elbokit fit`` options: ``latent_dim``, ``hidden`` (widths of
+    the encoder's hidden layers; the decoder mirrors them), ``likelihood`` ("auto",
+    "bernoulli", "gaussian", "categorical", "multinomial"), ``gaussian_scale`` ("dim",
+    "shared", "decoder"), ``encoder``/``decoder`` ("mlp" or "linear"; a linear decoder with
+    a shared-scale Gaussian is probabilistic PCA), and the training options of
+    :class:`~elbokit.training.TrainConfig`. ``val_fraction`` of the data passed to
+    :meth:`fit` is held out for early stopping unless ``X_val`` is given.
+    """
+
+    def __init__(self, latent_dim: int = 8, hidden: Sequence[int] = (256, 256),
+                 likelihood: str = "auto", gaussian_scale: str = "dim", encoder: str = "mlp",
+                 decoder: str = "mlp", activation: str = "relu", epochs: int = 50,
+                 batch_size: int = 128, lr: float = 1e-3, beta: float = 1.0,
+                 n_samples: int = 1, iwae_k: int | None = None, kl: str = "auto",
+                 val_fraction: float = 0.1, patience: int | None = 10, seed: int = 0,
+                 dtype: str = "float32", progress: bool = False) -> None:
+        self.latent_dim = latent_dim
+        self.hidden = tuple(hidden)
+        self.likelihood = likelihood
+        self.gaussian_scale = gaussian_scale
+        self.encoder = encoder
+        self.decoder = decoder
+        self.activation = activation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.beta = beta
+        self.n_samples = n_samples
+        self.iwae_k = iwae_k
+        self.kl = kl
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.seed = seed
+        self.dtype = dtype
+        self.progress = progress
+
+    # -- configuration -------------------------------------------------------------------
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           n_samples=self.n_samples, beta=self.beta, iwae_k=self.iwae_k,
+                           kl=self.kl, patience=self.patience, seed=self.seed)
+
+    def build(self, X: np.ndarray, where: str = "data") -> VAEModule:
+        """An untrained module for data like ``X: [n, dim]`` (checks X against the
+        likelihood and fits what the data fix: standardization, categories)."""
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
+        X = np.asarray(X, dtype=np.float64)
+        check_matrix(X, where)
+        observation = likelihood_for_data(self.likelihood, X, where, self.gaussian_scale)
+        config = VAEConfig(dim=X.shape[1], latent_dim=self.latent_dim, hidden=self.hidden,
+                           encoder=self.encoder, decoder=self.decoder,
+                           activation=self.activation, likelihood=observation.config())
+        with seeded(self.seed):
+            module = VAEModule(config, observation)
+        return module.to(DTYPES[self.dtype])
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, X_val: np.ndarray | None = None, run_dir: str | Path | None = None,
+            resume: bool = False, where: str = "data") -> VAE:
+        """Maximize the ELBO (or IWAE_k) on ``X: [n, dim]``.
+
+        ``run_dir``: write metrics.jsonl, a checkpoint per epoch and the best model there;
+        ``resume=True`` continues from its checkpoint.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        config = self.train_config()
+        module = self.build(X, where)
+        if X_val is None and self.val_fraction > 0:
+            parts = split_indices(len(X), self.seed, 0.0, self.val_fraction)
+            X, X_val = X[parts["train"]], X[parts["val"]]
+        x_val = None if X_val is None else self._tensor(X_val, module, "validation data")
+        self.module_ = module
+        run_dir = Path(run_dir) if run_dir is not None else None
+        trainer = Trainer(module, config, run_dir=run_dir, progress=self.progress,
+                          on_improve=(lambda _: self.save(run_dir)) if run_dir else None)
+        self.history_ = trainer.fit(self._tensor(X, module, where), x_val, resume=resume)
+        if run_dir is not None and (run_dir / "model.json").exists():
+            # The run's saved model is the best one, also across a resume.
+            self.module_.load_state_dict(load_model(run_dir)[1])
+        self.module_.eval()
+        return self
+
+    # -- inputs --------------------------------------------------------------------------
+    def _fitted(self) -> VAEModule:
+        module = getattr(self, "module_", None)
+        if module is None:
+            raise ConfigError("this VAE is not fitted yet: call fit(X) or VAE.load(path)")
+        return module
+
+    def _tensor(self, X: np.ndarray, module: VAEModule | None = None,
+                where: str = "data") -> torch.Tensor:
+        """Check ``X`` fits the model (width, finite, likelihood's support) -> tensor."""
+        module = module or self._fitted()
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[None, :]
+        check_matrix(X, where, module.config.dim)
+        module.observation.check_data(X, where)
+        dtype = next(module.parameters()).dtype
+        return torch.as_tensor(X, dtype=dtype)
+
+    # -- scores --------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_samples(self, X: np.ndarray, k: int = 1000, chunk: int = 100,
+                      seed: int | None = 0) -> np.ndarray:
+        """Importance-sampled log p(x) per example (nats): ``[n, dim] -> [n]``."""
+        return self.log_likelihood(X, k=k, chunk=chunk, seed=seed)[0]
+
+    def score(self, X: np.ndarray, k: int = 1000) -> float:
+        """Mean log-likelihood estimate per example (nats)."""
+        return float(self.score_samples(X, k=k).mean())
+
+    @torch.no_grad()
+    def log_likelihood(self, X: np.ndarray, k: int = 1000, chunk: int = 100,
+                       seed: int | None = 0, batch_size: int = 256
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """``(estimate [n], stderr [n])`` of log p(x) with ``k`` importance samples."""
+        module, x = self._fitted(), self._tensor(X)
+        estimates, errors = [], []
+        with seeded(seed):
+            for start in range(0, len(x), batch_size):
+                est, err = bounds.log_likelihood(module, x[start:start + batch_size], k, chunk)
+                estimates.append(est)
+                errors.append(err)
+        return torch.cat(estimates).double().numpy(), torch.cat(errors).double().numpy()
+
+    @torch.no_grad()
+    def evaluate(self, X: np.ndarray, k: int = 5000, iwae_k: int = 50, chunk: int = 100,
+                 seed: int = 0, n_samples: int = 10) -> dict:
+        """ELBO terms, IWAE_k and the log-likelihood estimate, in nats per example.
+
+        Returns ``{"elbo", "reconstruction", "kl", "iwae": {"value", "k"},
+        "log_likelihood": {"estimate", "stderr", "k"}, "n_examples"}``. ``stderr`` is the
+        Monte-Carlo standard error of the mean estimate. The ELBO averages ``n_samples``
+        draws per example. Seeded: the same call gives the same numbers.
+        """
+        if k < 2 or iwae_k < 1:
+            raise ConfigError(f"need k >= 2 and iwae_k >= 1, not k={k}, iwae_k={iwae_k}")
+        module, x = self._fitted(), self._tensor(X)
+        with seeded(seed):
+            terms = evaluate_terms(module, x, batch_size=256, n_samples=n_samples, kl=self.kl)
+            iwae = torch.cat([bounds.iwae_bound(module, x[s:s + 256], iwae_k)
+                              for s in range(0, len(x), 256)]).double()
+        estimate, stderr = self.log_likelihood(X, k=k, chunk=chunk, seed=seed + 1)
+        return {
+            **terms,
+            "iwae": {"value": float(iwae.mean()), "k": iwae_k},
+            "log_likelihood": {"estimate": float(estimate.mean()),
+                               "stderr": float(np.sqrt((stderr ** 2).sum()) / len(stderr)),
+                               "k": k},
+            "n_examples": len(x),
+        }
+
+    def elbo(self, X: np.ndarray, n_samples: int = 1, seed: int | None = 0) -> dict[str, float]:
+        """Mean ELBO, reconstruction and KL per example (nats)."""
+        module, x = self._fitted(), self._tensor(X)
+        with seeded(seed):
+            return evaluate_terms(module, x, n_samples=n_samples, kl=self.kl)
+
+    # -- latent space --------------------------------------------------------------------
+    @torch.no_grad()
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Posterior means E_q[z | x]: ``[n, dim] -> [n, latent_dim]``."""
+        module, x = self._fitted(), self._tensor(X)
+        return module.posterior(x).mean.double().numpy()
+
+    @torch.no_grad()
+    def reconstruct(self, X: np.ndarray) -> np.ndarray:
+        """E[x | z = E_q[z | x]]: ``[n, dim] -> [n, dim]``."""
+        module, x = self._fitted(), self._tensor(X)
+        return module.decode_mean(module.posterior(x).mean).double().numpy()
+
+    @torch.no_grad()
+    def sample(self, n: int = 1, seed: int | None = None, mean: bool = False) -> np.ndarray:
+        """``n`` draws x ~ p(x) (``mean=True``: E[x | z] for z ~ p(z)): ``[n, dim]``."""
+        if n < 1:
+            raise ConfigError(f"number of samples must be >= 1, not {n}")
+        module = self._fitted()
+        with seeded(seed):
+            z = module.prior().sample((n,))
+            x = module.decode_mean(z) if mean else module.likelihood(z).sample()
+        return x.double().numpy()
+
+    # -- persistence ---------------------------------------------------------------------
+    def get_params(self) -> dict:
+        return {name: getattr(self, name) for name in _PARAMS}
+
+    def save(self, path: str | Path) -> None:
+        """Write ``path/model.safetensors`` and ``path/model.json`` (atomically)."""
+        module = self._fitted()
+        params = self.get_params() | {"hidden": list(self.hidden)}
+        save_model(path, module, {"kind": "vae", "params": params,
+                                  "module": module.config.to_dict()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> VAE:
+        """A fitted VAE from :meth:`save`'s directory (or a run directory)."""
+        record, state = load_model(path)
+        if record.get("kind") != "vae":
+            raise CheckpointError(f"{path}: holds a {record.get('kind')!r} model, not a VAE")
+        vae = cls(**record["params"])
+        module = VAEModule(VAEConfig(**record["module"]))
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: weights do not match the configuration ({e})") from None
+        vae.module_ = module.to(DTYPES[vae.dtype]).eval()
+        return vae
+
+
+_PARAMS = tuple(p for p in VAE.__init__.__code__.co_varnames[1:VAE.__init__.__code__.co_argcount])
+
+
+def as_array(X: np.ndarray, where: str) -> np.ndarray:
+    """Validated float64 ``[n, dim]``; raises DataError naming ``where``."""
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{where}: not a numeric array ({e})") from None
+    check_matrix(X, where)
+    return X

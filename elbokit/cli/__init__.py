@@ -1,0 +1,41 @@
+"""The ``elbokit`` command: one module per subcommand, each with ``add_parser`` and ``run``.
+
+Input problems (:class:`~elbokit.errors.ElbokitError` and argument errors) end in one line on
+stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from ..errors import ElbokitError
+from . import datasets, evaluate, fit, sample
+from .common import Parser
+
+COMMANDS = {"fit": fit, "evaluate": evaluate, "sample": sample, "datasets": datasets}
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="elbokit", description="Learn latent-variable generative models by "
+                    "maximizing the evidence lower bound (ELBO).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for name, module in COMMANDS.items():
+        module.add_parser(sub, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command].run(args) or 0
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+        return e.code if isinstance(e.code, int) else 2
+    except ElbokitError as e:
+        print(f"elbokit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("elbokit: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,19 @@
+"""``elbokit datasets``: the named data sets."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..data import NAMED, READERS
+from .common import format_table
+
+
+def add_parser(sub, name: str) -> None:
+    sub.add_parser(name, help="list the named data sets",
+                   description="List the data sets that --data accepts by name.")
+
+
+def run(args: argparse.Namespace) -> int:
+    print(format_table(("name", "description"), [(n, d) for n, (_, d) in NAMED.items()]))
+    print(f"\n--data also accepts a path to a {', '.join(READERS)} file.")
+    return 0

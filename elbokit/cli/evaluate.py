@@ -1,0 +1,61 @@
+"""``elbokit evaluate``: score a run on its held-out split or on any file of the same width."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import runs
+from ..api import VAE
+from .common import (
+    SCORE_HEADERS,
+    format_table,
+    nonnegative_int,
+    positive_int,
+    score_note,
+    score_row,
+    write_json_output,
+)
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(name, help="score a trained run (ELBO, IWAE, log p(x))",
+                       description="Score a run: ELBO with its reconstruction and KL terms, the "
+                       "IWAE bound and an importance-sampled log p(x) with its standard error, "
+                       "in nats per example. Seeded: the same command gives the same numbers.")
+    p.add_argument("run", type=Path, metavar="RUN", help="run directory written by `elbokit fit`")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="score this file (same width, same preprocessing as the run) instead "
+                   "of the run's own data")
+    p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
+                   help="which part of the run's data to score (default test; ignored with --data)")
+    p.add_argument("--k", type=positive_int, default=5000,
+                   help="importance samples for log p(x) (default 5000; at least 2)")
+    p.add_argument("--iwae-k", type=positive_int, default=50, help="k of the IWAE bound (50)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="write the scores as JSON to FILE ('-' for stdout; default "
+                   "RUN/evaluation.json)")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = runs.read_config(args.run)
+    if args.k < 2:
+        raise runs.ConfigError("--k must be at least 2 (the standard error needs two samples)")
+    vae = VAE.load(args.run)
+    if args.data is not None:
+        x = runs.load_data(args.data, config["data"].get("binarize")).x
+        split, where = "file", args.data
+    else:
+        run_data = runs.prepare_data(config["data"])
+        runs.check_fingerprint(run_data, config)
+        x, split, where = run_data.split(args.split), args.split, config["data"]["source"]
+        if len(x) == 0:
+            raise runs.ConfigError(f"{args.run}: the {args.split} split is empty")
+    vae._tensor(x, where=where)  # width and support checked before any work
+    scores = vae.evaluate(x, k=args.k, iwae_k=args.iwae_k, seed=args.seed)
+    result = {**scores, "split": split, "source": str(where), "seed": args.seed}
+    print(format_table(SCORE_HEADERS, [score_row(split, scores)]))
+    print(f"({score_note(scores)})")
+    write_json_output(args.json or str(args.run / "evaluation.json"), result)
+    return 0

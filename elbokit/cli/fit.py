@@ -1,0 +1,142 @@
+"""``elbokit fit``: train a VAE, checkpoint every epoch, print a summary table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .. import runs
+from ..api import VAE
+from ..checkpoint import write_json
+from ..likelihoods import LIKELIHOODS, Gaussian
+from ..nets import ACTIVATIONS
+from .common import (
+    SCORE_HEADERS,
+    format_table,
+    fraction,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    score_note,
+    score_row,
+    widths,
+)
+
+DEFAULT_EPOCHS = 50
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(name, help="train a model by maximizing the ELBO",
+                       description="Train a Gaussian-latent VAE on a data set by maximizing the "
+                       "ELBO (or the IWAE bound), checkpointing every epoch.")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", default="digits", metavar="NAME|PATH",
+                   help="a named data set (see `elbokit datasets`) or a .npy/.npz/.csv/.tsv "
+                   "file of shape [examples, features] (default: digits)")
+    d.add_argument("--binarize", nargs="?", const=0.5, type=float, metavar="THRESHOLD",
+                   help="map values > THRESHOLD to 1, others to 0 (default threshold 0.5)")
+    d.add_argument("--test-fraction", type=fraction, default=0.2,
+                   help="share of examples held out for testing (default 0.2)")
+    d.add_argument("--val-fraction", type=fraction, default=0.1,
+                   help="share of the rest used for early stopping (default 0.1)")
+    m = p.add_argument_group("model")
+    m.add_argument("--latent-dim", type=positive_int, default=8, help="latent dimensions (8)")
+    m.add_argument("--likelihood", default="auto", choices=("auto", *LIKELIHOODS),
+                   help="observation model p(x|z); auto: bernoulli for 0/1 data, else gaussian")
+    m.add_argument("--gaussian-scale", default="dim", choices=Gaussian.scales,
+                   help="gaussian variance: one per dimension, one shared, or from the decoder")
+    m.add_argument("--hidden", type=widths, default=(256, 256), metavar="W1,W2,...",
+                   help="hidden layer widths of the encoder; the decoder mirrors them (256,256)")
+    m.add_argument("--encoder", default="mlp", choices=("mlp", "linear"))
+    m.add_argument("--decoder", default="mlp", choices=("mlp", "linear"),
+                   help="linear + gaussian likelihood is probabilistic PCA")
+    m.add_argument("--activation", default="relu", choices=tuple(ACTIVATIONS))
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=positive_int, default=None,
+                   help=f"maximum epochs (default {DEFAULT_EPOCHS}; with --resume: extend to N)")
+    t.add_argument("--batch-size", type=positive_int, default=128)
+    t.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    t.add_argument("--beta", type=nonnegative_float, default=1.0,
+                   help="weight of the KL term in the objective (reported ELBO uses 1)")
+    t.add_argument("--n-samples", type=positive_int, default=1,
+                   help="samples of z per example for the ELBO's reconstruction term")
+    t.add_argument("--iwae-k", type=positive_int, default=None, metavar="K",
+                   help="train on the importance-weighted bound IWAE_K instead of the ELBO")
+    t.add_argument("--kl", default="auto", choices=("auto", "analytic", "mc"),
+                   help="closed-form KL when registered (auto), always, or Monte Carlo")
+    t.add_argument("--patience", type=nonnegative_int, default=10,
+                   help="stop after N epochs without a better validation ELBO (0: never)")
+    t.add_argument("--seed", type=nonnegative_int, default=0)
+    t.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="run directory (default runs/fit-YYYYmmdd-HHMMSS)")
+    o.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    o.add_argument("--eval-k", type=positive_int, default=1000,
+                   help="importance samples for the final log p(x) estimate (1000)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _new_run(args: argparse.Namespace) -> tuple[VAE, dict]:
+    vae = VAE(latent_dim=args.latent_dim, hidden=args.hidden, likelihood=args.likelihood,
+              gaussian_scale=args.gaussian_scale, encoder=args.encoder, decoder=args.decoder,
+              activation=args.activation, epochs=args.epochs or DEFAULT_EPOCHS,
+              batch_size=args.batch_size, lr=args.lr, beta=args.beta, n_samples=args.n_samples,
+              iwae_k=args.iwae_k, kl=args.kl, val_fraction=args.val_fraction,
+              patience=args.patience or None, seed=args.seed, dtype=args.dtype)
+    vae.train_config()  # refuse impossible training options before reading any data
+    data = runs.load_data(args.data, args.binarize)
+    record = runs.data_record(args.data, data, args.binarize, args.seed, args.test_fraction,
+                              args.val_fraction)
+    return vae, {"data": record}
+
+
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out or Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
+    if args.resume:
+        if args.overwrite:
+            raise runs.ConfigError("--resume and --overwrite contradict each other")
+        config = runs.read_config(out)
+        params = dict(config["params"])
+        if args.epochs is not None:
+            params["epochs"] = args.epochs
+        vae = VAE(**params)
+        run_data = runs.prepare_data(config["data"])
+        runs.check_fingerprint(run_data, config)
+        config["params"] = vae.get_params() | {"hidden": list(vae.hidden)}
+    else:
+        vae, config = _new_run(args)
+        run_data = runs.prepare_data(config["data"])
+        vae.build(run_data.split("train"), where=config["data"]["source"])  # checks the data
+        runs.create_run_dir(out, args.overwrite)
+        config["params"] = vae.get_params() | {"hidden": list(vae.hidden)}
+    runs.write_config(out, config)
+
+    vae.progress = not args.quiet and sys.stderr.isatty()
+    source = config["data"]["source"]
+    try:
+        vae.fit(run_data.split("train"), run_data.split("val") if vae.val_fraction > 0 else None,
+                run_dir=out, resume=args.resume, where=source)
+    except KeyboardInterrupt:
+        print(f"elbokit: interrupted; the last finished epoch is checkpointed in {out}; "
+              f"continue with: elbokit fit --out {out} --resume", file=sys.stderr)
+        return 130
+
+    history = vae.history_
+    summary = {"epochs_trained": (history[-1]["epoch"] if history else None),
+               "splits": {}}
+    for split in ("train", "test"):
+        x = run_data.split(split)
+        if len(x):
+            summary["splits"][split] = vae.evaluate(x, k=args.eval_k, iwae_k=50)
+    write_json(out / "summary.json", summary)
+    rows = [score_row(s, scores) for s, scores in summary["splits"].items()]
+    print(format_table(SCORE_HEADERS, rows))
+    print(f"({score_note(next(iter(summary['splits'].values())))})")
+    print(f"run directory: {out}")
+    return 0

@@ -1,0 +1,68 @@
+"""``elbokit sample``: draw from a trained model (an image grid, .npy or .csv)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .. import runs
+from ..api import VAE
+from ..errors import ConfigError
+from .common import nonnegative_int, positive_int, write_bytes_output
+
+FORMATS = (".png", ".npy", ".csv")
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(name, help="draw samples from a trained run",
+                       description="Draw x ~ p(x) = ∫ p(x|z) p(z) dz from a trained run.")
+    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("-n", type=positive_int, default=64, help="how many samples (64)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="output file: .png (image grid, image data only), .npy or .csv "
+                   "(default RUN/samples.png for images, else RUN/samples.npy)")
+    p.add_argument("--mean", action="store_true",
+                   help="show E[x|z] (e.g. pixel probabilities) instead of a draw of x")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+
+
+def image_grid(images: np.ndarray, path_buffer, columns: int | None = None) -> None:
+    """Write ``images: [n, h, w]`` (values in [0, 1] or any range) as a PNG grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    n, h, w = images.shape
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    grid = np.full((rows * (h + 1) + 1, columns * (w + 1) + 1), np.nan)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = image
+    plt.imsave(path_buffer, np.nan_to_num(grid, nan=np.nanmin(grid)), cmap="gray", format="png")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = runs.read_config(args.run)
+    shape = config["data"].get("image_shape")
+    output: Path = args.output or args.run / ("samples.png" if shape else "samples.npy")
+    suffix = output.suffix.lower()
+    if suffix not in FORMATS:
+        raise ConfigError(f"-o {output}: unknown format; use one of {', '.join(FORMATS)}")
+    if suffix == ".png" and not shape:
+        raise ConfigError(f"-o {output}: the run's data are not images; write .npy or .csv")
+    if not output.parent.is_dir():
+        raise ConfigError(f"-o {output}: directory {output.parent} does not exist")
+    vae = VAE.load(args.run)
+    x = vae.sample(args.n, seed=args.seed, mean=args.mean)
+    if suffix == ".png":
+        write_bytes_output(output, lambda f: image_grid(x.reshape(-1, *shape), f))
+    elif suffix == ".npy":
+        write_bytes_output(output, lambda f: np.save(f, x))
+    else:
+        write_bytes_output(output, lambda f: np.savetxt(f, x, delimiter=",", fmt="%.6g"))
+    print(f"wrote {args.n} samples to {output}")
+    return 0

@@ -1,0 +1,205 @@
+"""Data: named data sets, file readers, validation and seeded splits.
+
+Everything returns a :class:`Dataset` of ``x: [n, dim]`` float64 (images are flattened and
+their shape remembered). Any problem raises :class:`~elbokit.errors.DataError` with the file
+and the rows or line at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..likelihoods import _rows
+
+
+@dataclass
+class Dataset:
+    """``x: [n, dim]`` (float64), optional labels ``y: [n]``, and where it came from."""
+
+    x: np.ndarray
+    source: str
+    y: np.ndarray | None = None
+    image_shape: tuple[int, ...] | None = None
+    description: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the values, to tell whether a run's data changed since training."""
+        return hashlib.sha256(np.ascontiguousarray(self.x, dtype=np.float64).tobytes()).hexdigest()
+
+
+# -- named data sets -----------------------------------------------------------------------
+
+def _digits(binary: bool) -> Dataset:
+    from sklearn.datasets import load_digits  # ships with scikit-learn: no download
+
+    bunch = load_digits()
+    x = bunch.data / 16.0  # pixel intensities 0..16 -> [0, 1]
+    if binary:
+        x = (x > 0.5).astype(np.float64)
+    kind = "binarized at 8/16" if binary else "grey levels scaled to [0, 1]"
+    return Dataset(x=x, y=bunch.target.astype(np.int64), source="digits-gray" if not binary
+                   else "digits", image_shape=(8, 8),
+                   description=f"scikit-learn handwritten digits, 1797 x 8x8, {kind}")
+
+
+NAMED: dict[str, tuple[Callable[[], Dataset], str]] = {
+    "digits": (lambda: _digits(True),
+               "1797 handwritten digits, 8x8 pixels binarized (0/1), labels 0-9; bundled"),
+    "digits-gray": (lambda: _digits(False),
+                    "the same digits as grey levels in [0, 1] (Gaussian likelihood); bundled"),
+}
+
+
+# -- files ---------------------------------------------------------------------------------
+
+def _as_matrix(array: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """Numeric ``[n, dim]`` float64 from an array of 2 or more axes (images get flattened)."""
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
+                                     or array.dtype == np.bool_):
+        raise DataError(f"{where}: expected numbers, found dtype {array.dtype}")
+    if array.ndim < 2:
+        raise DataError(f"{where}: expected a 2-D array [examples, features] "
+                        f"(or images [n, h, w]), found shape {array.shape}")
+    image_shape = tuple(array.shape[1:]) if array.ndim > 2 else None
+    return array.reshape(array.shape[0], -1).astype(np.float64), image_shape
+
+
+def _read_npy(path: Path) -> Dataset:
+    array = np.load(path, allow_pickle=False)
+    x, shape = _as_matrix(array, str(path))
+    return Dataset(x=x, source=str(path), image_shape=shape)
+
+
+def _read_npz(path: Path) -> Dataset:
+    with np.load(path, allow_pickle=False) as archive:
+        keys = list(archive.keys())
+        name = next((k for k in ("x", "X", "data") if k in keys), keys[0] if len(keys) == 1 else None)
+        if name is None:
+            raise DataError(f"{path}: cannot tell which array holds the data (found "
+                            f"{', '.join(keys) or 'none'}); name it 'x' (labels, if any, 'y')")
+        x, shape = _as_matrix(archive[name], f"{path}[{name}]")
+        y = archive["y"] if "y" in keys else None
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: 'y' has {len(y)} labels for {len(x)} examples")
+    return Dataset(x=x, source=str(path), y=y, image_shape=shape)
+
+
+def _read_table(path: Path) -> Dataset:
+    """CSV/TSV of numbers; a first line that is not all numbers is taken as a header."""
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter)]
+    numbered = [(i + 1, r) for i, r in enumerate(rows) if r and any(c.strip() for c in r)]
+    if numbered and not all(_is_number(c) for c in numbered[0][1]):
+        numbered = numbered[1:]  # header
+    if not numbered:
+        raise DataError(f"{path}: no data rows")
+    width = len(numbered[0][1])
+    values = np.empty((len(numbered), width))
+    for row_index, (line, row) in enumerate(numbered):
+        if len(row) != width:
+            raise DataError(f"{path}: line {line} has {len(row)} fields, expected {width}")
+        for col, cell in enumerate(row):
+            try:
+                values[row_index, col] = float(cell)
+            except ValueError:
+                raise DataError(f"{path}: line {line}, column {col + 1}: {cell.strip()!r} "
+                                "is not a number") from None
+    return Dataset(x=values, source=str(path))
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+READERS: dict[str, Callable[[Path], Dataset]] = {
+    ".npy": _read_npy, ".npz": _read_npz, ".csv": _read_table, ".tsv": _read_table,
+    ".tab": _read_table, ".txt": _read_table,
+}
+
+
+def read_file(path: str | Path) -> Dataset:
+    """Read ``.npy``, ``.npz`` (array ``x``, optional ``y``) or a CSV/TSV table of numbers."""
+    path = Path(path)
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{path}: unknown file type {path.suffix!r}; "
+                        f"use one of {', '.join(READERS)}")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        data = reader(path)
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: cannot read as {path.suffix} ({e})") from None
+    return data
+
+
+def load(spec: str) -> Dataset:
+    """A named data set (see :data:`NAMED`) or a file path; validated for finite values."""
+    if spec in NAMED:
+        data = NAMED[spec][0]()
+    elif Path(spec).suffix.lower() in READERS or Path(spec).exists():
+        data = read_file(spec)
+    else:
+        raise DataError(f"unknown data set {spec!r}: use one of {', '.join(NAMED)} "
+                        f"or a path to a {', '.join(READERS)} file")
+    check_matrix(data.x, data.source)
+    return data
+
+
+def check_matrix(x: np.ndarray, where: str, dim: int | None = None) -> None:
+    """Refuse empty data, a wrong width, and NaN/inf (naming the rows)."""
+    if x.ndim != 2:
+        raise DataError(f"{where}: expected [examples, features], found shape {x.shape}")
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: no examples")
+    if x.shape[1] == 0:
+        raise DataError(f"{where}: no features (0 columns)")
+    if dim is not None and x.shape[1] != dim:
+        raise DataError(f"{where}: {x.shape[1]} features per example, but the model "
+                        f"expects {dim}")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise DataError(f"{where}: rows {_rows(bad)} contain NaN or inf")
+
+
+def binarize(x: np.ndarray, threshold: float) -> np.ndarray:
+    """1 where ``x > threshold``, else 0."""
+    return (x > threshold).astype(np.float64)
+
+
+def split_indices(n: int, seed: int, test_fraction: float, val_fraction: float
+                  ) -> dict[str, np.ndarray]:
+    """Seeded disjoint ``train``/``val``/``test`` index arrays covering ``range(n)``.
+
+    ``test_fraction`` of all examples is held out for testing; ``val_fraction`` of the rest
+    for validation (early stopping). The same arguments always give the same split.
+    """
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * test_fraction))
+    n_val = int(round((n - n_test) * val_fraction))
+    if n - n_test - n_val < 1:
+        raise DataError(f"{n} examples leave none for training after the test and "
+                        "validation splits")
+    return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
+            "train": np.sort(perm[n_test + n_val:])}

@@ -1,0 +1,278 @@
+"""Observation models p(x | z).
+
+An observation model turns the decoder's raw output ``params: [..., n_params]`` into a
+``torch.distributions.Distribution`` over one example ``x: [..., dim]`` whose ``log_prob``
+sums over the data dimensions (event shape ``[dim]``). Each model also knows how to check
+that a data set fits it (binary values for Bernoulli, counts for Multinomial, ...), so bad
+data is refused before training with a message that says which rows are wrong.
+
+All log-densities are on the scale of the data as given: the Gaussian model maps its
+standardized parameters back through the data's affine standardization, so the
+Jacobian of that transform is part of the density, not an afterthought.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import distributions as D
+from torch import nn
+
+from .errors import ConfigError, DataError
+
+
+def _rows(mask: np.ndarray, limit: int = 5) -> str:
+    """'3, 17, 40 (and 12 more)' for the row indices where ``mask`` is true."""
+    idx = np.flatnonzero(mask)
+    shown = ", ".join(str(i) for i in idx[:limit])
+    more = f" (and {len(idx) - limit} more)" if len(idx) > limit else ""
+    return shown + more
+
+
+class ObservationModel(nn.Module):
+    """Base class: ``n_params(dim)`` decoder outputs per example -> a distribution over x."""
+
+    name: str = ""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    @property
+    def n_params(self) -> int:
+        """How many decoder outputs one example needs."""
+        return self.dim
+
+    def forward(self, params: torch.Tensor) -> D.Distribution:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """E[x | z] for decoder output ``params``: [..., n_params] -> [..., dim]."""
+        return self(params).mean
+
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees of ``x: [..., dim]`` (Gaussian data: standardized)."""
+        return x
+
+    @classmethod
+    def check(cls, x: np.ndarray, where: str) -> None:
+        """Raise :class:`DataError` naming ``where`` when ``x: [n, dim]`` cannot come from
+        this model."""
+
+    def check_data(self, x: np.ndarray, where: str) -> None:
+        """:meth:`check` with what this fitted model fixes (e.g. the category count)."""
+        type(self).check(x, where)
+
+    def config(self) -> dict:
+        """What :func:`build_likelihood` needs to rebuild this model."""
+        return {"name": self.name}
+
+
+class Bernoulli(ObservationModel):
+    """Independent binary pixels/features: x_d ~ Bernoulli(sigmoid(logit_d))."""
+
+    name = "bernoulli"
+
+    def forward(self, params: torch.Tensor) -> D.Distribution:
+        return D.Independent(D.Bernoulli(logits=params, validate_args=False), 1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(params)
+
+    @classmethod
+    def check(cls, x: np.ndarray, where: str) -> None:
+        bad = ~np.all((x == 0) | (x == 1), axis=1)
+        if bad.any():
+            raise DataError(
+                f"{where}: the Bernoulli likelihood needs 0/1 data, but rows {_rows(bad)} "
+                "have other values; use --likelihood gaussian, or --binarize [THRESHOLD]"
+            )
+
+
+class Gaussian(ObservationModel):
+    """x_d ~ Normal(mu_d(z), sigma_d) with a learned variance.
+
+    ``scale``: ``"dim"`` one learned sigma per data dimension (default), ``"shared"`` one
+    sigma for all dimensions (with a linear decoder this is probabilistic PCA), ``"decoder"``
+    sigma_d(z) predicted by the decoder (heteroscedastic).
+
+    The decoder works in standardized units; ``shift`` and ``unit`` (buffers, [dim]) map its
+    output back to the data's own scale, so ``log_prob`` is a density of x as given.
+    ``min_scale`` (in standardized units) keeps the density finite on constant dimensions.
+    """
+
+    name = "gaussian"
+    scales = ("dim", "shared", "decoder")
+
+    def __init__(self, dim: int, scale: str = "dim", min_scale: float = 1e-3) -> None:
+        super().__init__(dim)
+        if scale not in self.scales:
+            raise ConfigError(f"gaussian scale must be one of {', '.join(self.scales)}, not {scale!r}")
+        self.scale = scale
+        self.min_scale = min_scale
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("unit", torch.ones(dim))
+        if scale == "dim":
+            self.log_scale = nn.Parameter(torch.zeros(dim))
+        elif scale == "shared":
+            self.log_scale = nn.Parameter(torch.zeros(1))
+
+    @property
+    def n_params(self) -> int:
+        return 2 * self.dim if self.scale == "decoder" else self.dim
+
+    def _loc_scale(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.scale == "decoder":
+            loc, raw = params.split(self.dim, dim=-1)
+            sigma = F.softplus(raw)
+        else:
+            loc, sigma = params, self.log_scale.exp().expand(self.dim)
+        sigma = sigma + self.min_scale
+        return self.shift + self.unit * loc, self.unit * sigma
+
+    def forward(self, params: torch.Tensor) -> D.Distribution:
+        loc, scale = self._loc_scale(params)
+        return D.Independent(D.Normal(loc, scale, validate_args=False), 1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return self._loc_scale(params)[0]
+
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift) / self.unit
+
+    def config(self) -> dict:
+        return {"name": self.name, "scale": self.scale, "min_scale": self.min_scale}
+
+
+class Categorical(ObservationModel):
+    """Each of ``dim`` features takes one of ``n_categories`` values {0, ..., C-1}."""
+
+    name = "categorical"
+
+    def __init__(self, dim: int, n_categories: int) -> None:
+        super().__init__(dim)
+        if n_categories < 2:
+            raise ConfigError(f"categorical likelihood needs at least 2 categories, not {n_categories}")
+        self.n_categories = n_categories
+
+    @property
+    def n_params(self) -> int:
+        return self.dim * self.n_categories
+
+    def _logits(self, params: torch.Tensor) -> torch.Tensor:
+        return params.unflatten(-1, (self.dim, self.n_categories))
+
+    def forward(self, params: torch.Tensor) -> D.Distribution:
+        return D.Independent(D.Categorical(logits=self._logits(params), validate_args=False), 1)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        probs = self._logits(params).softmax(-1)
+        values = torch.arange(self.n_categories, dtype=probs.dtype, device=probs.device)
+        return probs @ values
+
+    @classmethod
+    def check(cls, x: np.ndarray, where: str, n_categories: int | None = None) -> None:
+        bad = ~np.all((x >= 0) & (x == np.round(x)), axis=1)
+        if n_categories is not None:
+            bad |= ~np.all(x < n_categories, axis=1)
+        if bad.any():
+            limit = f" below {n_categories}" if n_categories is not None else ""
+            raise DataError(
+                f"{where}: the categorical likelihood needs integer codes >= 0{limit}, "
+                f"but rows {_rows(bad)} have other values"
+            )
+
+    def check_data(self, x: np.ndarray, where: str) -> None:
+        self.check(x, where, self.n_categories)
+
+    def config(self) -> dict:
+        return {"name": self.name, "n_categories": self.n_categories}
+
+
+class Multinomial(ObservationModel):
+    """Bag-of-words counts: x ~ Multinomial(n = sum(x), softmax(logits)).
+
+    The document length n is conditioned on (the standard choice for text), so ``log_prob``
+    accepts examples of any length; ``sample_length`` (the training data's median length)
+    is the length of documents drawn by ``sample``.
+    """
+
+    name = "multinomial"
+
+    def __init__(self, dim: int, sample_length: int = 1) -> None:
+        super().__init__(dim)
+        self.sample_length = int(sample_length)
+
+    def forward(self, params: torch.Tensor) -> D.Distribution:
+        # log_prob of torch's Multinomial uses the counts' own total, so one object serves
+        # documents of every length once the (scalar) total_count check is switched off.
+        return D.Multinomial(self.sample_length, logits=params, validate_args=False)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return self.sample_length * params.softmax(-1)
+
+    @classmethod
+    def check(cls, x: np.ndarray, where: str) -> None:
+        bad = ~np.all((x >= 0) & (x == np.round(x)), axis=1)
+        if bad.any():
+            raise DataError(
+                f"{where}: the multinomial likelihood needs non-negative integer counts, "
+                f"but rows {_rows(bad)} have other values"
+            )
+        empty = x.sum(axis=1) == 0
+        if empty.any():
+            raise DataError(f"{where}: rows {_rows(empty)} have no counts (empty documents)")
+
+    def config(self) -> dict:
+        return {"name": self.name, "sample_length": self.sample_length}
+
+
+LIKELIHOODS: dict[str, type[ObservationModel]] = {
+    cls.name: cls for cls in (Bernoulli, Gaussian, Categorical, Multinomial)
+}
+
+
+def is_binary(x: np.ndarray) -> bool:
+    return bool(np.all((x == 0) | (x == 1)))
+
+
+def choose_likelihood(x: np.ndarray) -> str:
+    """``--likelihood auto``: Bernoulli for 0/1 data, Gaussian otherwise."""
+    return "bernoulli" if is_binary(x) else "gaussian"
+
+
+def build_likelihood(spec: dict, dim: int) -> ObservationModel:
+    """Rebuild an observation model from ``config()`` output (plus the data width)."""
+    spec = dict(spec)
+    name = spec.pop("name")
+    if name not in LIKELIHOODS:
+        raise ConfigError(f"unknown likelihood {name!r}; choose from {', '.join(LIKELIHOODS)}")
+    return LIKELIHOODS[name](dim, **spec)
+
+
+def likelihood_for_data(name: str, x: np.ndarray, where: str, gaussian_scale: str = "dim",
+                        n_categories: int | None = None) -> ObservationModel:
+    """Check ``x: [n, dim]`` against the named model and build it, fitting what the data
+    fixes (Gaussian standardization, category count, document length)."""
+    if name == "auto":
+        name = choose_likelihood(x)
+    if name not in LIKELIHOODS:
+        raise ConfigError(
+            f"unknown likelihood {name!r}; choose from auto, {', '.join(LIKELIHOODS)}"
+        )
+    dim = x.shape[1]
+    if name == "categorical":
+        Categorical.check(x, where, n_categories)
+        return Categorical(dim, n_categories or int(x.max()) + 1)
+    LIKELIHOODS[name].check(x, where)
+    if name == "multinomial":
+        return Multinomial(dim, sample_length=int(np.median(x.sum(axis=1))))
+    if name == "bernoulli":
+        return Bernoulli(dim)
+    model = Gaussian(dim, scale=gaussian_scale)
+    std = x.std(axis=0)
+    model.shift.copy_(torch.as_tensor(x.mean(axis=0)))
+    # A constant column keeps unit 1: its density is then limited by min_scale only.
+    model.unit.copy_(torch.as_tensor(np.where(std > 0, std, 1.0)))
+    return model

@@ -1,0 +1,106 @@
+"""Run directories: what a CLI run writes and how later commands find it again.
+
+    runs/NAME/config.json      how the run was made (data, split, model, training)
+              model.json + model.safetensors    the best model so far (VAE.load(RUN))
+              checkpoint/      the latest training state (resume)
+              metrics.jsonl    one line per epoch
+              summary.json     final scores per split
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import data as datasets
+from .checkpoint import read_json, write_json
+from .errors import CheckpointError, ConfigError, DataError
+
+RUN_FORMAT = "elbokit.run"
+
+
+@dataclass
+class RunData:
+    """The data of a run after preprocessing, and its split into train/val/test indices."""
+
+    dataset: datasets.Dataset
+    splits: dict[str, np.ndarray]
+
+    def split(self, name: str) -> np.ndarray:
+        if name == "all":
+            return self.dataset.x
+        if name not in self.splits:
+            raise ConfigError(f"unknown split {name!r}; use train, val, test or all")
+        return self.dataset.x[self.splits[name]]
+
+
+def load_data(spec: str, binarize: float | None = None) -> datasets.Dataset:
+    """Read a data set and apply the run's preprocessing (binarization)."""
+    data = datasets.load(spec)
+    if binarize is not None:
+        data.x = datasets.binarize(data.x, binarize)
+    return data
+
+
+def prepare_data(data_config: dict) -> RunData:
+    """The data and split described by a run's ``config["data"]``."""
+    data = load_data(data_config["source"], data_config.get("binarize"))
+    split = data_config["split"]
+    splits = datasets.split_indices(len(data.x), split["seed"], split["test_fraction"],
+                                    split["val_fraction"])
+    return RunData(data, splits)
+
+
+def data_record(spec: str, data: datasets.Dataset, binarize: float | None, seed: int,
+                test_fraction: float, val_fraction: float) -> dict:
+    source = spec if spec in datasets.NAMED else str(Path(spec).resolve())
+    return {
+        "source": source, "binarize": binarize,
+        "split": {"seed": seed, "test_fraction": test_fraction, "val_fraction": val_fraction},
+        "n_examples": int(data.x.shape[0]), "dim": int(data.x.shape[1]),
+        "image_shape": list(data.image_shape) if data.image_shape else None,
+        "fingerprint": data.fingerprint,
+    }
+
+
+def create_run_dir(out: Path, overwrite: bool) -> None:
+    """Make ``out`` for a new run; an existing run is replaced only with ``overwrite``."""
+    if out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"--out {out}: exists and is not a directory")
+        is_run = (out / "config.json").exists()
+        if any(out.iterdir()):
+            if not overwrite:
+                raise ConfigError(f"--out {out}: already exists; use --resume to continue it, "
+                                  "--overwrite to replace it, or another --out")
+            if not is_run:
+                raise ConfigError(f"--out {out}: not an elbokit run directory; refusing to "
+                                  "overwrite it")
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    write_json(run_dir / "config.json", {"format": RUN_FORMAT, "version": 1, **config})
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """A run's config.json, refusing directories that are not elbokit runs."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory")
+    if not (run_dir / "config.json").exists():
+        raise CheckpointError(f"{run_dir}: not an elbokit run (no config.json)")
+    config = read_json(run_dir / "config.json")
+    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+        raise CheckpointError(f"{run_dir}/config.json: not an elbokit run configuration")
+    return config
+
+
+def check_fingerprint(run: RunData, config: dict) -> None:
+    if run.dataset.fingerprint != config["data"]["fingerprint"]:
+        raise DataError(f"{config['data']['source']}: the data changed since the run was "
+                        "trained; pass --data to score a file explicitly")

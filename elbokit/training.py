@@ -1,0 +1,235 @@
+"""The training loop: seeded mini-batches, Adam, validation, early stopping, checkpoints.
+
+The trainer takes a bound (an objective returning :class:`~elbokit.bounds.Terms`), not a
+model type. Hot path: batches are index slices of one in-memory tensor, metrics accumulate
+on the device and are read back once per epoch (and every ``log_every`` steps for the
+progress bar), so no per-example Python work and no per-step host sync.
+
+Determinism: the batch order of epoch ``e`` is a permutation drawn from a generator seeded
+by ``(seed, e)``, and the torch RNG state (the posterior samples) is part of every
+checkpoint, so a resumed run is bit-for-bit the run that was never interrupted (CPU, same
+thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import bounds
+from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from .errors import ConfigError
+
+Objective = Callable[[torch.nn.Module, torch.Tensor], bounds.Terms]
+METRICS = ("elbo", "reconstruction", "kl")
+
+
+@dataclass
+class TrainConfig:
+    """How to optimize. ``iwae_k`` set: maximize IWAE_k instead of the (beta-)ELBO."""
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    n_samples: int = 1
+    beta: float = 1.0
+    iwae_k: int | None = None
+    kl: str = "auto"
+    patience: int | None = 10
+    seed: int = 0
+    log_every: int = 20
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, not {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, not {self.batch_size}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"learning rate must be > 0, not {self.lr}"),
+            (self.n_samples >= 1, f"n-samples must be >= 1, not {self.n_samples}"),
+            (math.isfinite(self.beta) and self.beta >= 0, f"beta must be >= 0, not {self.beta}"),
+            (self.iwae_k is None or self.iwae_k >= 1, f"iwae-k must be >= 1, not {self.iwae_k}"),
+            (self.kl in ("analytic", "mc", "auto"),
+             f"kl must be analytic, mc or auto, not {self.kl!r}"),
+            (self.patience is None or self.patience >= 1,
+             f"patience must be >= 1, not {self.patience}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if self.iwae_k is not None and self.beta != 1.0:
+            raise ConfigError("--beta applies to the ELBO; the IWAE bound has no beta")
+
+    def objective(self) -> Objective:
+        """The bound this configuration maximizes."""
+        if self.iwae_k is not None:
+            k, kl = self.iwae_k, self.kl
+            return lambda model, x: bounds.iwae(model, x, k, kl=kl)
+        n, kl, beta = self.n_samples, self.kl, self.beta
+        return lambda model, x: bounds.elbo(model, x, n_samples=n, kl=kl, beta=beta)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The batch order of ``epoch``: a permutation of ``range(n)`` fixed by (seed, epoch)."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint64)
+    generator = torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+    return torch.randperm(n, generator=generator)
+
+
+@torch.no_grad()
+def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024,
+                   n_samples: int = 1, kl: str = "auto") -> dict[str, float]:
+    """Mean ELBO, reconstruction and KL over ``x: [n, dim]``, in nats per example."""
+    sums = torch.zeros(3, dtype=torch.float64)
+    for start in range(0, len(x), batch_size):
+        terms = bounds.elbo(model, x[start:start + batch_size], n_samples=n_samples, kl=kl)
+        sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(),
+                             terms.kl.sum()]).double().cpu()
+    return dict(zip(METRICS, (sums / len(x)).tolist(), strict=True))
+
+
+class Trainer:
+    """Fits ``model`` by maximizing ``config.objective()`` with Adam.
+
+    ``run_dir``: where ``metrics.jsonl`` and the per-epoch checkpoint go (None: nothing is
+    written). ``on_improve(model)`` is called whenever validation ELBO reaches a new best
+    (the run saves its model there). ``resume=True`` continues from the run's checkpoint.
+    """
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, run_dir: Path | None = None,
+                 progress: bool = False,
+                 on_improve: Callable[[torch.nn.Module], None] | None = None) -> None:
+        self.model = model
+        self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.on_improve = on_improve
+        self.objective = config.objective()
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self.state = {"epoch": 0, "best_val": None, "best_epoch": None, "bad_epochs": 0,
+                      "stopped_early": False}
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    # -- persistence -------------------------------------------------------------------
+    def _metrics_path(self) -> Path | None:
+        return self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
+
+    def resume(self) -> None:
+        """Load the run's checkpoint: weights, optimizer, counters and RNG state."""
+        assert self.run_dir is not None
+        state, model_state, optimizer_state, rng = load_checkpoint(self.run_dir)
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(optimizer_state)
+        torch.set_rng_state(rng)
+        self.state = state
+        # Drop metrics lines from epochs after the checkpoint (a crash mid-epoch).
+        path = self._metrics_path()
+        if path is not None and path.exists():
+            lines = [ln for ln in path.read_text().splitlines()
+                     if ln.strip() and json.loads(ln)["epoch"] <= state["epoch"]]
+            path.write_text("".join(ln + "\n" for ln in lines))
+
+    def _save(self) -> None:
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir, self.model, self.optimizer, self.state)
+
+    # -- the loop ----------------------------------------------------------------------
+    def fit(self, x_train: torch.Tensor, x_val: torch.Tensor | None = None,
+            resume: bool = False) -> list[dict]:
+        """Train on ``x_train: [n, dim]``; early-stop on the ELBO of ``x_val``.
+        Returns the per-epoch history (also appended to ``metrics.jsonl``)."""
+        cfg = self.config
+        if resume and self.run_dir is not None and has_checkpoint(self.run_dir):
+            self.resume()
+        else:
+            torch.manual_seed(cfg.seed)
+        n = len(x_train)
+        steps = math.ceil(n / cfg.batch_size)
+        history: list[dict] = []
+        start_epoch = self.state["epoch"]
+        bar = tqdm(total=cfg.epochs * steps, initial=start_epoch * steps, unit="step",
+                   disable=not self.progress, dynamic_ncols=True, leave=False)
+        try:
+            for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                if self.state["stopped_early"]:
+                    break
+                history.append(self._epoch(epoch, x_train, x_val, steps, bar))
+        finally:
+            bar.close()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return history
+
+    def _epoch(self, epoch: int, x_train: torch.Tensor, x_val: torch.Tensor | None,
+               steps: int, bar: tqdm) -> dict:
+        cfg, model, optimizer = self.config, self.model, self.optimizer
+        began = time.perf_counter()
+        model.train()
+        order = epoch_order(len(x_train), cfg.seed, epoch).to(x_train.device)
+        sums = torch.zeros(3, dtype=torch.float64, device=x_train.device)
+        for step in range(steps):
+            batch = x_train[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
+            terms = self.objective(model, batch)
+            loss = -terms.surrogate.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(),
+                                     terms.kl.sum()]).double()
+            bar.update(1)
+            if self.progress and (step + 1) % cfg.log_every == 0:
+                seen = min((step + 1) * cfg.batch_size, len(x_train))
+                bar.set_postfix(_postfix(epoch, (sums / seen).tolist()), refresh=False)
+        train = dict(zip(METRICS, (sums / len(x_train)).tolist(), strict=True))
+        record: dict = {"epoch": epoch, "train": train}
+        model.eval()
+        if x_val is not None and len(x_val) > 0:
+            record["val"] = evaluate_terms(model, x_val, kl=cfg.kl)
+            self._early_stopping(epoch, record["val"]["elbo"])
+        else:
+            self.state["best_epoch"] = epoch
+            if self.on_improve is not None:
+                self.on_improve(model)
+        record["seconds"] = time.perf_counter() - began
+        self.state["epoch"] = epoch
+        bar.set_postfix(_postfix(epoch, list(train.values()), record.get("val")), refresh=True)
+        self._append_metrics(record)
+        self._save()
+        return record
+
+    def _early_stopping(self, epoch: int, val_elbo: float) -> None:
+        state = self.state
+        if state["best_val"] is None or val_elbo > state["best_val"]:
+            state.update(best_val=val_elbo, best_epoch=epoch, bad_epochs=0)
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.on_improve is not None:
+                self.on_improve(self.model)
+        else:
+            state["bad_epochs"] += 1
+            if self.config.patience is not None and state["bad_epochs"] >= self.config.patience:
+                state["stopped_early"] = True
+
+    def _append_metrics(self, record: dict) -> None:
+        path = self._metrics_path()
+        if path is not None:
+            with path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _postfix(epoch: int, train: list[float], val: dict | None = None) -> dict:
+    elbo, reconstruction, kl = train
+    out = {"epoch": epoch, "elbo": f"{elbo:.2f}", "rec": f"{reconstruction:.2f}", "kl": f"{kl:.2f}"}
+    if val is not None:
+        out["val_elbo"] = f"{val['elbo']:.2f}"
+    return out
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)
