@@ -19,15 +19,7 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from .errors import ConfigError, DataError
-
-
-def _rows(mask: np.ndarray, limit: int = 5) -> str:
-    """'3, 17, 40 (and 12 more)' for the row indices where ``mask`` is true."""
-    idx = np.flatnonzero(mask)
-    shown = ", ".join(str(i) for i in idx[:limit])
-    more = f" (and {len(idx) - limit} more)" if len(idx) > limit else ""
-    return shown + more
+from .errors import ConfigError, DataError, describe_rows
 
 
 class ObservationModel(nn.Module):
@@ -85,7 +77,7 @@ class Bernoulli(ObservationModel):
         bad = ~np.all((x == 0) | (x == 1), axis=1)
         if bad.any():
             raise DataError(
-                f"{where}: the Bernoulli likelihood needs 0/1 data, but rows {_rows(bad)} "
+                f"{where}: the Bernoulli likelihood needs 0/1 data, but {describe_rows(bad)} "
                 "have other values; use --likelihood gaussian, or --binarize [THRESHOLD]"
             )
 
@@ -180,7 +172,7 @@ class Categorical(ObservationModel):
             limit = f" below {n_categories}" if n_categories is not None else ""
             raise DataError(
                 f"{where}: the categorical likelihood needs integer codes >= 0{limit}, "
-                f"but rows {_rows(bad)} have other values"
+                f"but {describe_rows(bad)} have other values"
             )
 
     def check_data(self, x: np.ndarray, where: str) -> None:
@@ -218,11 +210,11 @@ class Multinomial(ObservationModel):
         if bad.any():
             raise DataError(
                 f"{where}: the multinomial likelihood needs non-negative integer counts, "
-                f"but rows {_rows(bad)} have other values"
+                f"but {describe_rows(bad)} have other values"
             )
         empty = x.sum(axis=1) == 0
         if empty.any():
-            raise DataError(f"{where}: rows {_rows(empty)} have no counts (empty documents)")
+            raise DataError(f"{where}: {describe_rows(empty)} have no counts (empty documents)")
 
     def config(self) -> dict:
         return {"name": self.name, "sample_length": self.sample_length}
@@ -271,8 +263,12 @@ def likelihood_for_data(name: str, x: np.ndarray, where: str, gaussian_scale: st
     if name == "bernoulli":
         return Bernoulli(dim)
     model = Gaussian(dim, scale=gaussian_scale)
-    std = x.std(axis=0)
     model.shift.copy_(torch.as_tensor(x.mean(axis=0)))
+    std = x.std(axis=0)
+    if gaussian_scale == "shared":
+        # One unit for all dimensions keeps a shared sigma isotropic on the data's scale
+        # (so linear decoder + shared scale stays exactly probabilistic PCA).
+        std = np.full(dim, np.sqrt(np.mean(std**2)))
     # A constant column keeps unit 1: its density is then limited by min_scale only.
     model.unit.copy_(torch.as_tensor(np.where(std > 0, std, 1.0)))
     return model

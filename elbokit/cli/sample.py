@@ -42,7 +42,10 @@ def image_grid(images: np.ndarray, path_buffer, columns: int | None = None) -> N
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = image
-    plt.imsave(path_buffer, np.nan_to_num(grid, nan=np.nanmin(grid)), cmap="gray", format="png")
+    # Upscale small images (8x8 digits) so that the grid is readable, pixels kept square.
+    scale = max(1, 512 // grid.shape[1])
+    grid = np.kron(np.nan_to_num(grid, nan=np.nanmin(grid)), np.ones((scale, scale)))
+    plt.imsave(path_buffer, grid, cmap="gray", format="png")
 
 
 def run(args: argparse.Namespace) -> int:

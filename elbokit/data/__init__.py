@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from ..likelihoods import _rows
+from ..errors import DataError, describe_rows
 
 
 @dataclass
@@ -72,7 +71,7 @@ def _as_matrix(array: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ..
         raise DataError(f"{where}: expected a 2-D array [examples, features] "
                         f"(or images [n, h, w]), found shape {array.shape}")
     image_shape = tuple(array.shape[1:]) if array.ndim > 2 else None
-    return array.reshape(array.shape[0], -1).astype(np.float64), image_shape
+    return array.reshape(array.shape[0], int(np.prod(array.shape[1:]))).astype(np.float64), image_shape
 
 
 def _read_npy(path: Path) -> Dataset:
@@ -180,7 +179,7 @@ def check_matrix(x: np.ndarray, where: str, dim: int | None = None) -> None:
                         f"expects {dim}")
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
-        raise DataError(f"{where}: rows {_rows(bad)} contain NaN or inf")
+        raise DataError(f"{where}: {describe_rows(bad)} contain NaN or inf")
 
 
 def binarize(x: np.ndarray, threshold: float) -> np.ndarray:
