@@ -1,0 +1,88 @@
+"""The scikit-learn style facade: fit, scores, latent space, sampling, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from elbokit import VAE, data
+from elbokit.errors import CheckpointError, ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    x = data.load("digits").x
+    return VAE(latent_dim=3, hidden=(32,), epochs=3, seed=0).fit(x[:600]), x[600:700]
+
+
+def test_shapes_of_every_method(fitted):
+    vae, x = fitted
+    assert vae.score_samples(x, k=20).shape == (100,)
+    assert vae.transform(x).shape == (100, 3)
+    assert vae.reconstruct(x).shape == (100, 64)
+    assert 0 <= vae.reconstruct(x).min() and vae.reconstruct(x).max() <= 1  # probabilities
+    samples = vae.sample(5, seed=1)
+    assert samples.shape == (5, 64) and set(np.unique(samples)) <= {0.0, 1.0}
+    assert np.array_equal(samples, vae.sample(5, seed=1))
+    assert isinstance(vae.score(x, k=20), float)
+
+
+def test_scores_are_seeded_and_leave_the_global_rng_alone(fitted):
+    vae, x = fitted
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = vae.evaluate(x, k=50, iwae_k=5)
+    assert torch.equal(state, torch.get_rng_state())
+    assert a == vae.evaluate(x, k=50, iwae_k=5)
+    assert a != vae.evaluate(x, k=50, iwae_k=5, seed=1)
+    # log p(x) >= IWAE_5 >= ELBO (up to MC error; the margins here are several nats apart)
+    assert a["log_likelihood"]["estimate"] > a["iwae"]["value"] - 0.05 > a["elbo"] - 0.1
+
+
+def test_save_load_round_trip_gives_identical_scores(fitted, tmp_path):
+    vae, x = fitted
+    vae.save(tmp_path / "m")
+    loaded = VAE.load(tmp_path / "m")
+    assert np.array_equal(loaded.score_samples(x, k=30), vae.score_samples(x, k=30))
+    assert np.array_equal(loaded.transform(x), vae.transform(x))
+    assert loaded.get_params() == vae.get_params()
+
+
+def test_load_refuses_tampered_or_foreign_files(fitted, tmp_path):
+    vae, _ = fitted
+    vae.save(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(CheckpointError, match="checksum"):
+        VAE.load(tmp_path / "m")
+    with pytest.raises(CheckpointError, match="not a directory"):
+        VAE.load(tmp_path / "nothing")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "model.json").write_text('{"format": "pickle"}')
+    with pytest.raises(CheckpointError, match="not an elbokit model"):
+        VAE.load(tmp_path / "other")
+
+
+def test_input_checks(fitted):
+    vae, x = fitted
+    with pytest.raises(DataError, match="expects 64"):
+        vae.transform(x[:, :10])
+    bad = x.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(DataError, match="row 3 "):
+        vae.score_samples(bad)
+    with pytest.raises(DataError, match="--binarize"):
+        vae.transform(x * 0.5)
+    with pytest.raises(ConfigError, match="not fitted"):
+        VAE().transform(x)
+    with pytest.raises(ConfigError, match="dtype"):
+        VAE(dtype="float16").fit(x)
+
+
+def test_gaussian_likelihood_on_grey_digits_and_float64():
+    x = data.load("digits-gray").x
+    vae = VAE(latent_dim=2, hidden=(16,), epochs=2, dtype="float64", seed=0).fit(x[:300])
+    assert vae.module_.observation.name == "gaussian"
+    assert next(vae.module_.parameters()).dtype == torch.float64
+    assert np.isfinite(vae.score_samples(x[300:320], k=10)).all()

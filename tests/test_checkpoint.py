@@ -1,0 +1,83 @@
+"""Atomic writes, checksums and the checkpoint directory swap."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from elbokit import checkpoint
+from elbokit.errors import CheckpointError
+
+
+def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "f.json"
+    checkpoint.write_json(path, {"a": 1})
+    checkpoint.write_json(path, {"a": 2})
+    assert checkpoint.read_json(path) == {"a": 2}
+    assert os.listdir(tmp_path) == ["f.json"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "f.bin"
+    checkpoint.atomic_write(path, b"good")
+
+    def broken_replace(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        checkpoint.atomic_write(path, b"new")
+    assert path.read_bytes() == b"good" and os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_tensors_round_trip_and_checksum(tmp_path):
+    tensors = {"a": torch.randn(3, 2), "b": torch.arange(4)}
+    digest = checkpoint.save_tensors(tmp_path / "t.safetensors", tensors)
+    loaded = checkpoint.load_tensors(tmp_path / "t.safetensors", digest)
+    assert all(torch.equal(tensors[k], loaded[k]) for k in tensors)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        checkpoint.load_tensors(tmp_path / "t.safetensors", "0" * 64)
+    (tmp_path / "p.safetensors").write_bytes(b"\x80\x04\x95 a pickle, not safetensors")
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        checkpoint.load_tensors(tmp_path / "p.safetensors")
+
+
+def _model_and_optimizer():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def test_checkpoint_round_trip_and_crash_between_renames(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    checkpoint.save_checkpoint(tmp_path, model, optimizer, {"epoch": 1})
+    checkpoint.save_checkpoint(tmp_path, model, optimizer, {"epoch": 2})
+    rng_at_save = torch.get_rng_state()
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
+    state, weights, opt_state, rng = checkpoint.load_checkpoint(tmp_path)
+    assert state == {"epoch": 2}
+    assert torch.equal(weights["weight"], model.weight)
+    fresh = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=0.1)
+    fresh.load_state_dict(opt_state)
+    assert torch.equal(fresh.state_dict()["state"][0]["exp_avg"],
+                       optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(rng, rng_at_save)
+    # A crash after the old checkpoint was moved aside, before the new one moved in:
+    os.replace(tmp_path / "checkpoint", tmp_path / "checkpoint.old")
+    assert checkpoint.load_checkpoint(tmp_path)[0] == {"epoch": 2}
+
+
+def test_checkpoint_refuses_tampering(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    checkpoint.save_checkpoint(tmp_path, model, optimizer, {"epoch": 1})
+    path = tmp_path / "checkpoint" / "optimizer.safetensors"
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(CheckpointError, match="optimizer.safetensors: checksum"):
+        checkpoint.load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        checkpoint.load_checkpoint(tmp_path / "nothing")

@@ -1,0 +1,187 @@
+"""The ``elbokit`` command end to end on tiny data, and its answers to bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from elbokit.cli import COMMANDS, main
+
+FAST = ["--epochs", "2", "--hidden", "16", "--latent-dim", "2", "--eval-k", "20", "--quiet"]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    """60 binary examples of width 10 as .npy."""
+    x = (np.random.default_rng(0).random((60, 10)) < 0.3).astype(np.float32)
+    path = tmp_path / "tiny.npy"
+    np.save(path, x)
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
+def test_help_for_every_command(capsys, command):
+    code, out, _ = run(capsys, *command, "--help")
+    assert code == 0 and out.startswith("usage: elbokit")
+
+
+def test_fit_evaluate_sample_end_to_end(capsys, tmp_path, tiny):
+    out_dir = tmp_path / "run"
+    code, out, err = run(capsys, "fit", "--data", tiny, "--out", out_dir, *FAST)
+    assert code == 0, err
+    assert "ELBO" in out and "run directory:" in out and "test" in out
+    for name in ("config.json", "model.json", "model.safetensors", "metrics.jsonl",
+                 "summary.json", "checkpoint"):
+        assert (out_dir / name).exists(), name
+    assert len((out_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+    code, out, err = run(capsys, "evaluate", out_dir, "--k", "50", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    scores = json.loads((tmp_path / "e.json").read_text())
+    for key in ("elbo", "reconstruction", "kl", "iwae", "log_likelihood", "n_examples", "split"):
+        assert key in scores
+    assert scores["split"] == "test" and scores["n_examples"] == 12  # 20% of 60
+    assert scores["log_likelihood"]["k"] == 50 and scores["log_likelihood"]["stderr"] > 0
+    assert abs(scores["elbo"] - (scores["reconstruction"] - scores["kl"])) < 1e-5
+    # Seeded: the same command gives the same numbers.
+    run(capsys, "evaluate", out_dir, "--k", "50", "--json", tmp_path / "f.json")
+    assert (tmp_path / "f.json").read_text() == (tmp_path / "e.json").read_text()
+    # Any file of the same width.
+    code, *_ = run(capsys, "evaluate", out_dir, "--data", tiny, "--k", "10", "--json", "-")
+    assert code == 0
+
+    for name in ("s.npy", "s.csv"):
+        code, out, err = run(capsys, "sample", out_dir, "-n", "7", "-o", tmp_path / name)
+        assert code == 0, err
+    assert np.load(tmp_path / "s.npy").shape == (7, 10)
+    assert np.loadtxt(tmp_path / "s.csv", delimiter=",").shape == (7, 10)
+
+
+def test_sample_writes_an_image_grid_for_image_data(capsys, tmp_path):
+    out_dir = tmp_path / "digits"
+    assert run(capsys, "fit", "--out", out_dir, *FAST)[0] == 0
+    code, out, err = run(capsys, "sample", out_dir, "-n", "16", "-o", tmp_path / "grid.png")
+    assert code == 0, err
+    import matplotlib.image
+
+    grid = matplotlib.image.imread(tmp_path / "grid.png")
+    assert grid.shape[0] >= 4 * 8 and grid.std() > 0  # 4x4 digits, not a blank image
+
+
+def test_resume_extends_a_run_and_matches_a_straight_run(capsys, tmp_path, tiny):
+    common = ["--data", tiny, "--hidden", "16", "--latent-dim", "2", "--eval-k", "20",
+              "--quiet", "--patience", "0"]
+    assert run(capsys, "fit", "--out", tmp_path / "a", "--epochs", "3", *common)[0] == 0
+    assert run(capsys, "fit", "--out", tmp_path / "b", "--epochs", "1", *common)[0] == 0
+    code, _, err = run(capsys, "fit", "--out", tmp_path / "b", "--resume", "--epochs", "3",
+                       "--quiet")
+    assert code == 0, err
+    a = (tmp_path / "a" / "checkpoint" / "model.safetensors").read_bytes()
+    b = (tmp_path / "b" / "checkpoint" / "model.safetensors").read_bytes()
+    assert a == b
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["epochs_trained"] == 3
+
+
+def test_datasets_lists_the_bundled_sets(capsys):
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0 and "digits" in out and "digits-gray" in out
+
+
+def _bad_input(capsys, tmp_path, *argv) -> str:
+    out_dir = tmp_path / "never"
+    code, out, err = run(capsys, *argv, "--out", out_dir) if argv[0] == "fit" else run(capsys, *argv)
+    assert code == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not out_dir.exists(), "no partial run directory"
+    return err
+
+
+def test_nan_rows_are_named(capsys, tmp_path):
+    path = tmp_path / "nan.csv"
+    path.write_text("0,1\n1,nan\n0,0\ninf,1\n")
+    err = _bad_input(capsys, tmp_path, "fit", "--data", path)
+    assert "rows 1, 3 (counting from 0) contain NaN or inf" in err and str(path) in err
+
+
+def test_non_binary_data_with_bernoulli_suggests_fixes(capsys, tmp_path):
+    path = tmp_path / "grey.npy"
+    np.save(path, np.random.default_rng(0).random((30, 4)))
+    err = _bad_input(capsys, tmp_path, "fit", "--data", path, "--likelihood", "bernoulli")
+    assert "--likelihood gaussian" in err and "--binarize" in err
+
+
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY garbage", b"\x00" * 50])
+def test_empty_or_unreadable_files(capsys, tmp_path, content):
+    path = tmp_path / "bad.npy"
+    path.write_bytes(content)
+    err = _bad_input(capsys, tmp_path, "fit", "--data", path)
+    assert str(path) in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "--data", "mnistt"], "unknown data set 'mnistt'"),
+    (["fit", "--data", "missing.csv"], "no such file"),
+    (["fit", "--epochs", "-1"], "is not a positive integer"),
+    (["fit", "--latent-dim", "0"], "is not a positive integer"),
+    (["fit", "--beta", "-1"], "is not a non-negative number"),
+    (["fit", "--lr", "nan"], "is not a positive number"),
+    (["fit", "--hidden", "64,x"], "comma-separated"),
+    (["fit", "--test-fraction", "1.5"], "fraction"),
+    (["fit", "--likelihood", "poisson"], "invalid choice"),
+    (["fit", "--unknown-option"], "unrecognized arguments"),
+    (["fit", "--resume"], "no such run directory"),
+    (["fit", "--iwae-k", "5", "--beta", "2"], "no beta"),
+    (["evaluate", "not-a-run"], "no such run directory"),
+    (["sample", "not-a-run"], "no such run directory"),
+])
+def test_bad_arguments(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    err = _bad_input(capsys, tmp_path, *argv)
+    assert message in err
+
+
+def test_wrong_width_for_a_trained_run(capsys, tmp_path, tiny):
+    out_dir = tmp_path / "run"
+    assert run(capsys, "fit", "--data", tiny, "--out", out_dir, *FAST)[0] == 0
+    wide = tmp_path / "wide.npy"
+    np.save(wide, np.zeros((5, 11)))
+    err = _bad_input(capsys, tmp_path, "evaluate", out_dir, "--data", wide)
+    assert "11 features per example, but the model expects 10" in err
+    assert not (out_dir / "evaluation.json").exists()
+    err = _bad_input(capsys, tmp_path, "sample", out_dir, "-o", tmp_path / "x.png")
+    assert "not images" in err and not (tmp_path / "x.png").exists()
+
+
+def test_existing_run_is_not_overwritten_by_accident(capsys, tmp_path, tiny):
+    out_dir = tmp_path / "run"
+    assert run(capsys, "fit", "--data", tiny, "--out", out_dir, *FAST)[0] == 0
+    before = (out_dir / "model.safetensors").read_bytes()
+    code, _, err = run(capsys, "fit", "--data", tiny, "--out", out_dir, *FAST)
+    assert code == 2 and "already exists" in err
+    assert (out_dir / "model.safetensors").read_bytes() == before
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.tex").write_text("keep me")
+    code, _, err = run(capsys, "fit", "--data", tiny, "--out", tmp_path / "precious",
+                       "--overwrite", *FAST)
+    assert code == 2 and "not an elbokit run" in err
+    assert (tmp_path / "precious" / "thesis.tex").exists()
+
+
+def test_the_installed_command_exits_2_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "elbokit", "fit", "--data", "nope"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("elbokit: error: unknown data set 'nope': use one of digits, "
+                                     "digits-gray or a path to a .npy, .npz, .csv, .tsv, .tab, "
+                                     ".txt file")
