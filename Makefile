@@ -8,15 +8,15 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	# Pin torch first: the CPU wheel lies on local disk; a bare "torch" would pull a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/elbokit fit --data digits --latent-dim 8 --hidden 128,128 --epochs 60 \
-		--batch-size 64 --seed 0 --out runs/demo --overwrite
+	$(BIN)/elbokit fit --data digits --latent-dim 8 --hidden 256,256 --batch-size 32 \
+		--epochs 100 --patience 20 --eval-k 5000 --seed 0 --out runs/demo --overwrite
+	$(BIN)/elbokit sample runs/demo -n 64 --mean -o runs/demo/samples.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

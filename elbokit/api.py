@@ -23,7 +23,7 @@ import torch
 from . import bounds
 from .checkpoint import load_model, save_model
 from .data import check_matrix, split_indices
-from .errors import CheckpointError, ConfigError, DataError
+from .errors import CheckpointError, ConfigError
 from .likelihoods import likelihood_for_data
 from .models.vae import VAEConfig, VAEModule
 from .training import TrainConfig, Trainer, evaluate_terms
@@ -118,12 +118,12 @@ class VAE:
         if X_val is None and self.val_fraction > 0:
             parts = split_indices(len(X), self.seed, 0.0, self.val_fraction)
             X, X_val = X[parts["train"]], X[parts["val"]]
-        x_val = None if X_val is None else self._tensor(X_val, module, "validation data")
+        x_val = None if X_val is None else self.as_tensor(X_val, module, "validation data")
         self.module_ = module
         run_dir = Path(run_dir) if run_dir is not None else None
         trainer = Trainer(module, config, run_dir=run_dir, progress=self.progress,
                           on_improve=(lambda _: self.save(run_dir)) if run_dir else None)
-        self.history_ = trainer.fit(self._tensor(X, module, where), x_val, resume=resume)
+        self.history_ = trainer.fit(self.as_tensor(X, module, where), x_val, resume=resume)
         if run_dir is not None and (run_dir / "model.json").exists():
             # The run's saved model is the best one, also across a resume.
             self.module_.load_state_dict(load_model(run_dir)[1])
@@ -137,9 +137,10 @@ class VAE:
             raise ConfigError("this VAE is not fitted yet: call fit(X) or VAE.load(path)")
         return module
 
-    def _tensor(self, X: np.ndarray, module: VAEModule | None = None,
+    def as_tensor(self, X: np.ndarray, module: VAEModule | None = None,
                 where: str = "data") -> torch.Tensor:
-        """Check ``X`` fits the model (width, finite, likelihood's support) -> tensor."""
+        """``X: [n, dim]`` as a tensor for the model, after checking that it fits (width,
+        finite values, the likelihood's support); errors name ``where``."""
         module = module or self._fitted()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
@@ -165,7 +166,7 @@ class VAE:
                        seed: int | None = 0, batch_size: int = 256
                        ) -> tuple[np.ndarray, np.ndarray]:
         """``(estimate [n], stderr [n])`` of log p(x) with ``k`` importance samples."""
-        module, x = self._fitted(), self._tensor(X)
+        module, x = self._fitted(), self.as_tensor(X)
         estimates, errors = [], []
         with seeded(seed):
             for start in range(0, len(x), batch_size):
@@ -186,7 +187,7 @@ class VAE:
         """
         if k < 2 or iwae_k < 1:
             raise ConfigError(f"need k >= 2 and iwae_k >= 1, not k={k}, iwae_k={iwae_k}")
-        module, x = self._fitted(), self._tensor(X)
+        module, x = self._fitted(), self.as_tensor(X)
         with seeded(seed):
             terms = evaluate_terms(module, x, batch_size=256, n_samples=n_samples, kl=self.kl)
             iwae = torch.cat([bounds.iwae_bound(module, x[s:s + 256], iwae_k)
@@ -203,7 +204,7 @@ class VAE:
 
     def elbo(self, X: np.ndarray, n_samples: int = 1, seed: int | None = 0) -> dict[str, float]:
         """Mean ELBO, reconstruction and KL per example (nats)."""
-        module, x = self._fitted(), self._tensor(X)
+        module, x = self._fitted(), self.as_tensor(X)
         with seeded(seed):
             return evaluate_terms(module, x, n_samples=n_samples, kl=self.kl)
 
@@ -211,13 +212,13 @@ class VAE:
     @torch.no_grad()
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Posterior means E_q[z | x]: ``[n, dim] -> [n, latent_dim]``."""
-        module, x = self._fitted(), self._tensor(X)
+        module, x = self._fitted(), self.as_tensor(X)
         return module.posterior(x).mean.double().numpy()
 
     @torch.no_grad()
     def reconstruct(self, X: np.ndarray) -> np.ndarray:
         """E[x | z = E_q[z | x]]: ``[n, dim] -> [n, dim]``."""
-        module, x = self._fitted(), self._tensor(X)
+        module, x = self._fitted(), self.as_tensor(X)
         return module.decode_mean(module.posterior(x).mean).double().numpy()
 
     @torch.no_grad()
@@ -260,12 +261,3 @@ class VAE:
 
 _PARAMS = tuple(p for p in VAE.__init__.__code__.co_varnames[1:VAE.__init__.__code__.co_argcount])
 
-
-def as_array(X: np.ndarray, where: str) -> np.ndarray:
-    """Validated float64 ``[n, dim]``; raises DataError naming ``where``."""
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{where}: not a numeric array ({e})") from None
-    check_matrix(X, where)
-    return X

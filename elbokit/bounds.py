@@ -92,6 +92,19 @@ def kl_divergence(q: D.Distribution, p: D.Distribution, weights: LogWeights | No
     return (weights.log_posterior - weights.log_prior).mean(0)
 
 
+def _terms(model: LatentVariableModel, x: torch.Tensor, k: int, kl: KL,
+           beta: float | None) -> Terms:
+    """ELBO terms from ``k`` samples; surrogate = reconstruction - beta KL, or IWAE_k when
+    ``beta`` is None."""
+    weights = sample_log_weights(model, x, k)
+    reconstruction = weights.log_likelihood.mean(0)
+    divergence = kl_divergence(weights.posterior, model.prior(), weights, kl)
+    surrogate = (_log_mean_exp(weights.log_w) if beta is None
+                 else reconstruction - beta * divergence)
+    return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction,
+                 kl=divergence, surrogate=surrogate)
+
+
 def elbo(model: LatentVariableModel, x: torch.Tensor, n_samples: int = 1, kl: KL = "auto",
          beta: float = 1.0) -> Terms:
     """The evidence lower bound per example. ``x: [batch, dim]`` -> :class:`Terms` ([batch]).
@@ -100,15 +113,7 @@ def elbo(model: LatentVariableModel, x: torch.Tensor, n_samples: int = 1, kl: KL
     kl             = KL(q(z|x) || p(z))  (analytic, Monte Carlo, or auto)
     elbo           = reconstruction - kl;    surrogate = reconstruction - beta * kl
     """
-    weights = sample_log_weights(model, x, n_samples)
-    reconstruction = weights.log_likelihood.mean(0)
-    divergence = kl_divergence(weights.posterior, model.prior(), weights, kl)
-    return Terms(
-        elbo=reconstruction - divergence,
-        reconstruction=reconstruction,
-        kl=divergence,
-        surrogate=reconstruction - beta * divergence,
-    )
+    return _terms(model, x, n_samples, kl, beta)
 
 
 def _log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
@@ -124,15 +129,7 @@ def iwae_bound(model: LatentVariableModel, x: torch.Tensor, k: int) -> torch.Ten
 def iwae(model: LatentVariableModel, x: torch.Tensor, k: int, kl: KL = "auto") -> Terms:
     """Train on IWAE_k: ``surrogate`` is the IWAE bound, while ``elbo``, ``reconstruction``
     and ``kl`` are the ELBO terms estimated from the same ``k`` samples (for monitoring)."""
-    weights = sample_log_weights(model, x, k)
-    reconstruction = weights.log_likelihood.mean(0)
-    divergence = kl_divergence(weights.posterior, model.prior(), weights, kl)
-    return Terms(
-        elbo=reconstruction - divergence,
-        reconstruction=reconstruction,
-        kl=divergence,
-        surrogate=_log_mean_exp(weights.log_w),
-    )
+    return _terms(model, x, k, kl, None)
 
 
 @torch.no_grad()

@@ -45,9 +45,10 @@ def load_data(spec: str, binarize: float | None = None) -> datasets.Dataset:
     return data
 
 
-def prepare_data(data_config: dict) -> RunData:
-    """The data and split described by a run's ``config["data"]``."""
-    data = load_data(data_config["source"], data_config.get("binarize"))
+def prepare_data(data_config: dict, data: datasets.Dataset | None = None) -> RunData:
+    """The data and split described by a run's ``config["data"]`` (``data``: already loaded)."""
+    if data is None:
+        data = load_data(data_config["source"], data_config.get("binarize"))
     split = data_config["split"]
     splits = datasets.split_indices(len(data.x), split["seed"], split["test_fraction"],
                                     split["val_fraction"])

@@ -185,3 +185,11 @@ def test_the_installed_command_exits_2_without_traceback(tmp_path):
     assert result.stderr.strip() == ("elbokit: error: unknown data set 'nope': use one of digits, "
                                      "digits-gray or a path to a .npy, .npz, .csv, .tsv, .tab, "
                                      ".txt file")
+
+
+def test_an_unwritable_output_path_is_a_one_line_error(capsys, tmp_path, tiny):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a directory")
+    code, _, err = run(capsys, "fit", "--data", tiny, "--out", blocker / "run", *FAST)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(blocker) in err

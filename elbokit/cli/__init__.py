@@ -36,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ElbokitError as e:
         print(f"elbokit: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # unwritable --out, full disk, ...: say which file and why
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"elbokit: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("elbokit: interrupted", file=sys.stderr)
         return 130

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         x, split, where = run_data.split(args.split), args.split, config["data"]["source"]
         if len(x) == 0:
             raise runs.ConfigError(f"{args.run}: the {args.split} split is empty")
-    vae._tensor(x, where=where)  # width and support checked before any work
+    vae.as_tensor(x, where=where)  # width and support checked before any work
     scores = vae.evaluate(x, k=args.k, iwae_k=args.iwae_k, seed=args.seed)
     result = {**scores, "split": split, "source": str(where), "seed": args.seed}
     print(format_table(SCORE_HEADERS, [score_row(split, scores)]))

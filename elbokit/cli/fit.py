@@ -82,7 +82,7 @@ def add_parser(sub, name: str) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _new_run(args: argparse.Namespace) -> tuple[VAE, dict]:
+def _new_run(args: argparse.Namespace) -> tuple[VAE, dict, runs.RunData]:
     vae = VAE(latent_dim=args.latent_dim, hidden=args.hidden, likelihood=args.likelihood,
               gaussian_scale=args.gaussian_scale, encoder=args.encoder, decoder=args.decoder,
               activation=args.activation, epochs=args.epochs or DEFAULT_EPOCHS,
@@ -93,7 +93,7 @@ def _new_run(args: argparse.Namespace) -> tuple[VAE, dict]:
     data = runs.load_data(args.data, args.binarize)
     record = runs.data_record(args.data, data, args.binarize, args.seed, args.test_fraction,
                               args.val_fraction)
-    return vae, {"data": record}
+    return vae, {"data": record}, runs.prepare_data(record, data)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
         runs.check_fingerprint(run_data, config)
         config["params"] = vae.get_params() | {"hidden": list(vae.hidden)}
     else:
-        vae, config = _new_run(args)
-        run_data = runs.prepare_data(config["data"])
+        vae, config, run_data = _new_run(args)
         vae.build(run_data.split("train"), where=config["data"]["source"])  # checks the data
         runs.create_run_dir(out, args.overwrite)
         config["params"] = vae.get_params() | {"hidden": list(vae.hidden)}
