@@ -151,11 +151,12 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_checkpoint(run_dir: str | Path, module: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, state: dict) -> None:
+                    optimizer: torch.optim.Optimizer, state: dict, config: dict | None = None) -> None:
     """Replace ``run_dir/checkpoint/`` with the current training state as a whole.
 
     ``state`` (JSON-able: epoch, early-stopping counters, ...) is stored with the torch RNG
-    state, so that a resumed run draws the same random numbers as an uninterrupted one.
+    state, so that a resumed run draws the same random numbers as an uninterrupted one, and
+    with ``config`` (model and training configuration) so that the checkpoint describes itself.
     """
     run_dir = Path(run_dir)
     final, tmp, old = (run_dir / n for n in ("checkpoint", "checkpoint.tmp", "checkpoint.old"))
@@ -166,6 +167,7 @@ def save_checkpoint(run_dir: str | Path, module: torch.nn.Module,
         "format": "elbokit.checkpoint",
         "version": FORMAT_VERSION,
         "state": state,
+        "config": config,
         "optimizer": opt_meta,
         "sha256": {
             "model": save_tensors(tmp / "model.safetensors", module.state_dict()),

@@ -137,7 +137,11 @@ class Trainer:
 
     def _save(self) -> None:
         if self.run_dir is not None:
-            save_checkpoint(self.run_dir, self.model, self.optimizer, self.state)
+            # The configuration travels with the state, so a checkpoint describes itself.
+            model_config = getattr(self.model, "config", None)
+            config = {"train": asdict(self.config),
+                      "model": model_config.to_dict() if hasattr(model_config, "to_dict") else None}
+            save_checkpoint(self.run_dir, self.model, self.optimizer, self.state, config)
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self, x_train: torch.Tensor, x_val: torch.Tensor | None = None,
@@ -230,6 +234,3 @@ def _postfix(epoch: int, train: list[float], val: dict | None = None) -> dict:
         out["val_elbo"] = f"{val['elbo']:.2f}"
     return out
 
-
-def config_dict(config: TrainConfig) -> dict:
-    return asdict(config)

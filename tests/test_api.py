@@ -86,3 +86,23 @@ def test_gaussian_likelihood_on_grey_digits_and_float64():
     assert vae.module_.observation.name == "gaussian"
     assert next(vae.module_.parameters()).dtype == torch.float64
     assert np.isfinite(vae.score_samples(x[300:320], k=10)).all()
+
+
+def test_categorical_and_multinomial_vaes_train_and_sample():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 4, size=(200, 6)).astype(float)
+    vae = VAE(latent_dim=2, hidden=(16,), epochs=2, likelihood="categorical", seed=0).fit(codes)
+    assert vae.module_.observation.n_categories == 4
+    drawn = vae.sample(20, seed=0)
+    assert drawn.shape == (20, 6) and set(np.unique(drawn)) <= {0.0, 1.0, 2.0, 3.0}
+    assert np.isfinite(vae.score_samples(codes[:10], k=10)).all()
+    with pytest.raises(DataError, match="below 4"):
+        vae.transform(codes + 1)
+
+    counts = rng.poisson(2.0, size=(200, 8)).astype(float)
+    counts[:, 0] += 1  # no empty documents
+    vae = VAE(latent_dim=2, hidden=(16,), epochs=2, likelihood="multinomial", seed=0).fit(counts)
+    length = vae.module_.observation.sample_length
+    assert length == int(np.median(counts.sum(1)))
+    assert np.all(vae.sample(5, seed=0).sum(1) == length)
+    assert (vae.score_samples(counts[:10], k=10) < 0).all()
