@@ -8,7 +8,7 @@
     >>> vae.save("my-vae"); VAE.load("my-vae")
 
 ``__init__`` only stores hyper-parameters; fitted state ends in ``_`` (``module_``,
-``history_``). Scores are per example, in nats, on the scale of the data as given.
+``history_``, ``epochs_trained_``). Scores are per example, in nats, on the scale of the data as given.
 """
 
 from __future__ import annotations
@@ -48,14 +48,16 @@ class VAE:
     Parameters mirror the CLI's ``elbokit fit`` options: ``latent_dim``, ``hidden`` (widths of
     the encoder's hidden layers; the decoder mirrors them), ``likelihood`` ("auto",
     "bernoulli", "gaussian", "categorical", "multinomial"), ``gaussian_scale`` ("dim",
-    "shared", "decoder"), ``encoder``/``decoder`` ("mlp" or "linear"; a linear decoder with
+    "shared", "decoder"), ``n_categories`` (categorical likelihood; default: the largest code in
+    the training data + 1), ``encoder``/``decoder`` ("mlp" or "linear"; a linear decoder with
     a shared-scale Gaussian is probabilistic PCA), and the training options of
     :class:`~elbokit.training.TrainConfig`. ``val_fraction`` of the data passed to
     :meth:`fit` is held out for early stopping unless ``X_val`` is given.
     """
 
     def __init__(self, latent_dim: int = 8, hidden: Sequence[int] = (256, 256),
-                 likelihood: str = "auto", gaussian_scale: str = "dim", encoder: str = "mlp",
+                 likelihood: str = "auto", gaussian_scale: str = "dim",
+                 n_categories: int | None = None, encoder: str = "mlp",
                  decoder: str = "mlp", activation: str = "relu", epochs: int = 50,
                  batch_size: int = 128, lr: float = 1e-3, beta: float = 1.0,
                  n_samples: int = 1, iwae_k: int | None = None, kl: str = "auto",
@@ -65,6 +67,7 @@ class VAE:
         self.hidden = tuple(hidden)
         self.likelihood = likelihood
         self.gaussian_scale = gaussian_scale
+        self.n_categories = n_categories
         self.encoder = encoder
         self.decoder = decoder
         self.activation = activation
@@ -96,7 +99,8 @@ class VAE:
             raise ConfigError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
         X = np.asarray(X, dtype=np.float64)
         check_matrix(X, where)
-        observation = likelihood_for_data(self.likelihood, X, where, self.gaussian_scale)
+        observation = likelihood_for_data(self.likelihood, X, where, self.gaussian_scale,
+                                          self.n_categories)
         config = VAEConfig(dim=X.shape[1], latent_dim=self.latent_dim, hidden=self.hidden,
                            encoder=self.encoder, decoder=self.decoder,
                            activation=self.activation, likelihood=observation.config())
@@ -124,6 +128,8 @@ class VAE:
         trainer = Trainer(module, config, run_dir=run_dir, progress=self.progress,
                           on_improve=(lambda _: self.save(run_dir)) if run_dir else None)
         self.history_ = trainer.fit(self.as_tensor(X, module, where), x_val, resume=resume)
+        self.epochs_trained_ = trainer.state["epoch"]
+        self.stopped_early_ = trainer.state["stopped_early"]
         if run_dir is not None and (run_dir / "model.json").exists():
             # The run's saved model is the best one, also across a resume.
             self.module_.load_state_dict(load_model(run_dir)[1])

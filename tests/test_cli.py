@@ -193,3 +193,17 @@ def test_an_unwritable_output_path_is_a_one_line_error(capsys, tmp_path, tiny):
     code, _, err = run(capsys, "fit", "--data", tiny, "--out", blocker / "run", *FAST)
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert str(blocker) in err
+
+
+def test_categorical_counts_codes_over_all_the_data(capsys, tmp_path):
+    codes = np.random.default_rng(0).integers(0, 3, size=(50, 4)).astype(float)
+    codes[7, 2] = 5  # one rare code: whichever split it lands in, the model must know it
+    path = tmp_path / "codes.csv"
+    np.savetxt(path, codes, delimiter=",", fmt="%d")
+    out_dir = tmp_path / "run"
+    assert run(capsys, "fit", "--data", path, "--likelihood", "categorical", "--out", out_dir,
+               *FAST)[0] == 0
+    code, _, err = run(capsys, "evaluate", out_dir, "--split", "all", "--k", "10")
+    assert code == 0, err
+    config = json.loads((out_dir / "model.json").read_text())
+    assert config["module"]["likelihood"] == {"name": "categorical", "n_categories": 6}

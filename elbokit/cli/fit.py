@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .. import runs
 from ..api import VAE
 from ..checkpoint import write_json
@@ -91,6 +93,9 @@ def _new_run(args: argparse.Namespace) -> tuple[VAE, dict, runs.RunData]:
               patience=args.patience or None, seed=args.seed, dtype=args.dtype)
     vae.train_config()  # refuse impossible training options before reading any data
     data = runs.load_data(args.data, args.binarize)
+    if args.likelihood == "categorical" and np.all(data.x >= 0):
+        # Count categories over all the data, so held-out codes unseen in training still fit.
+        vae.n_categories = int(data.x.max()) + 1
     record = runs.data_record(args.data, data, args.binarize, args.seed, args.test_fraction,
                               args.val_fraction)
     return vae, {"data": record}, runs.prepare_data(record, data)
@@ -126,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
               f"continue with: elbokit fit --out {out} --resume", file=sys.stderr)
         return 130
 
-    history = vae.history_
-    summary = {"epochs_trained": (history[-1]["epoch"] if history else None),
+    summary = {"epochs_trained": vae.epochs_trained_, "stopped_early": vae.stopped_early_,
                "splits": {}}
     for split in ("train", "test"):
         x = run_data.split(split)
