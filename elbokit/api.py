@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import bounds
-from .checkpoint import load_model, save_model
+from .checkpoint import has_checkpoint, load_model, save_model
 from .data import check_matrix, split_indices
 from .errors import CheckpointError, ConfigError
 from .likelihoods import likelihood_for_data
@@ -118,6 +118,9 @@ class VAE:
         """
         X = np.asarray(X, dtype=np.float64)
         config = self.train_config()
+        if run_dir is not None and not resume and has_checkpoint(run_dir):
+            raise ConfigError(f"{run_dir}: already holds a training checkpoint; pass "
+                              "resume=True to continue it, or use another directory")
         module = self.build(X, where)
         if X_val is None and self.val_fraction > 0:
             parts = split_indices(len(X), self.seed, 0.0, self.val_fraction)

@@ -127,6 +127,8 @@ def test_resume_continues_bit_for_bit(tmp_path, digits_split):
     assert torch.equal(a[3], b[3])  # RNG state
     lines = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").open()]
     assert [line["epoch"] for line in lines] == [1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="resume=True"):
+        VAE(epochs=4, **options).fit(train, val, run_dir=tmp_path / "split")
 
 
 def test_early_stopping_keeps_the_best_model(tmp_path, digits_split):
