@@ -13,6 +13,7 @@ Jacobian of that transform is part of the density, not an afterthought.
 
 from __future__ import annotations
 
+import math
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,17 @@ class ObservationModel(nn.Module):
         """What the encoder sees of ``x: [..., dim]`` (Gaussian data: standardized)."""
         return x
 
+    def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_b | params_s) for every example and every parameter row:
+        ``params: [S, n_params]``, ``x: [B, dim]`` -> ``[B, S]``.
+
+        Enumeration needs this for all S latent values at once. The parameters do not depend
+        on x, so exponential-family models override it with one matrix product of the
+        sufficient statistics T(x) [B, .] and the natural parameters [S, .]: O(B S D) flops
+        and an O(B S) result, instead of a [B, S, D] tensor. This default broadcasts.
+        """
+        return self(params.unsqueeze(1)).log_prob(x.unsqueeze(0)).transpose(0, 1)
+
     @classmethod
     def check(cls, x: np.ndarray, where: str) -> None:
         """Raise :class:`DataError` naming ``where`` when ``x: [n, dim]`` cannot come from
@@ -71,6 +83,10 @@ class Bernoulli(ObservationModel):
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
+
+    def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # log p(x | logit) = x . logit - sum softplus(logit)
+        return x @ params.T - F.softplus(params).sum(-1)
 
     @classmethod
     def check(cls, x: np.ndarray, where: str) -> None:
@@ -133,6 +149,18 @@ class Gaussian(ObservationModel):
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.unit
 
+    def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # In standardized units u = (x - shift) / unit, with mean m and sd s per row:
+        # -1/2 sum (u - m)^2 / s^2 = -1/2 (u^2 . 1/s^2 - 2 u . m/s^2 + sum m^2/s^2);
+        # the change of units adds -sum log(unit). Expanded like scikit-learn's mixtures.
+        loc, scale = self._loc_scale(params)
+        m, s = (loc - self.shift) / self.unit, (scale / self.unit).expand_as(loc)  # [S, D]
+        u = self.network_input(x)  # [B, D]
+        precision = s.pow(-2)
+        quadratic = u.square() @ precision.T - 2 * u @ (m * precision).T + (m.square() * precision).sum(-1)
+        log_norm = s.log().sum(-1) + self.unit.log().sum() + 0.5 * self.dim * math.log(2 * math.pi)
+        return -0.5 * quadratic - log_norm
+
     def config(self) -> dict:
         return {"name": self.name, "scale": self.scale, "min_scale": self.min_scale}
 
@@ -157,6 +185,12 @@ class Categorical(ObservationModel):
 
     def forward(self, params: torch.Tensor) -> D.Distribution:
         return D.Independent(D.Categorical(logits=self._logits(params), validate_args=False), 1)
+
+    def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # One-hot codes [B, D*C] against log-probabilities [S, D*C].
+        log_probs = self._logits(params).log_softmax(-1).flatten(-2)
+        one_hot = F.one_hot(x.long(), self.n_categories).flatten(-2).to(log_probs.dtype)
+        return one_hot @ log_probs.T
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         probs = self._logits(params).softmax(-1)
@@ -203,6 +237,11 @@ class Multinomial(ObservationModel):
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return self.sample_length * params.softmax(-1)
+
+    def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # log n!/prod x_d! + x . log softmax(logits)
+        log_coefficient = torch.lgamma(x.sum(-1) + 1) - torch.lgamma(x + 1).sum(-1)
+        return x @ params.log_softmax(-1).T + log_coefficient[:, None]
 
     @classmethod
     def check(cls, x: np.ndarray, where: str) -> None:
