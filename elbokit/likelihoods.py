@@ -14,6 +14,7 @@ Jacobian of that transform is part of the density, not an afterthought.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
