@@ -25,6 +25,7 @@ from .checkpoint import has_checkpoint, load_model, save_model
 from .data import check_matrix, split_indices
 from .errors import CheckpointError, ConfigError
 from .likelihoods import likelihood_for_data
+from .models.latents import LatentSpec
 from .models.vae import VAEConfig, VAEModule
 from .training import TrainConfig, Trainer, evaluate_terms
 
@@ -45,7 +46,9 @@ def seeded(seed: int | None) -> Iterator[None]:
 class VAE:
     """A Gaussian-latent VAE with an MLP (or linear) encoder and decoder.
 
-    Parameters mirror the CLI's ``elbokit fit`` options: ``latent_dim``, ``hidden`` (widths of
+    Parameters mirror the CLI's ``elbokit fit`` options: ``latent_dim`` (Gaussian z) or
+    ``latent`` ("gaussian:16", "categorical:10", "categorical:20x10", "bernoulli:32"; see
+    :mod:`elbokit.models.latents`), ``estimator`` (see :mod:`elbokit.estimators`), ``hidden`` (widths of
     the encoder's hidden layers; the decoder mirrors them), ``likelihood`` ("auto",
     "bernoulli", "gaussian", "categorical", "multinomial"), ``gaussian_scale`` ("dim",
     "shared", "decoder"), ``n_categories`` (categorical likelihood; default: the largest code in
@@ -55,15 +58,20 @@ class VAE:
     :meth:`fit` is held out for early stopping unless ``X_val`` is given.
     """
 
-    def __init__(self, latent_dim: int = 8, hidden: Sequence[int] = (256, 256),
+    def __init__(self, latent_dim: int = 8, latent: str | None = None,
+                 hidden: Sequence[int] = (256, 256),
                  likelihood: str = "auto", gaussian_scale: str = "dim",
                  n_categories: int | None = None, encoder: str = "mlp",
                  decoder: str = "mlp", activation: str = "relu", epochs: int = 50,
                  batch_size: int = 128, lr: float = 1e-3, beta: float = 1.0,
                  n_samples: int = 1, iwae_k: int | None = None, kl: str = "auto",
+                 estimator: str = "auto", temperature: float = 1.0,
+                 min_temperature: float = 0.5, anneal_rate: float = 1e-4,
+                 baseline: str = "both",
                  val_fraction: float = 0.1, patience: int | None = 10, seed: int = 0,
                  dtype: str = "float32", progress: bool = False) -> None:
         self.latent_dim = latent_dim
+        self.latent = latent
         self.hidden = tuple(hidden)
         self.likelihood = likelihood
         self.gaussian_scale = gaussian_scale
@@ -78,6 +86,11 @@ class VAE:
         self.n_samples = n_samples
         self.iwae_k = iwae_k
         self.kl = kl
+        self.estimator = estimator
+        self.temperature = temperature
+        self.min_temperature = min_temperature
+        self.anneal_rate = anneal_rate
+        self.baseline = baseline
         self.val_fraction = val_fraction
         self.patience = patience
         self.seed = seed
@@ -88,7 +101,12 @@ class VAE:
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                            n_samples=self.n_samples, beta=self.beta, iwae_k=self.iwae_k,
-                           kl=self.kl, patience=self.patience, seed=self.seed)
+                           kl=self.kl, estimator=self.estimator, temperature=self.temperature,
+                           min_temperature=self.min_temperature, anneal_rate=self.anneal_rate,
+                           baseline=self.baseline, patience=self.patience, seed=self.seed)
+
+    def latent_spec(self) -> LatentSpec:
+        return LatentSpec.parse(self.latent) if self.latent else LatentSpec("gaussian", self.latent_dim)
 
     def build(self, X: np.ndarray, where: str = "data") -> VAEModule:
         """An untrained module for data like ``X: [n, dim]`` (checks X against the
@@ -101,7 +119,9 @@ class VAE:
         check_matrix(X, where)
         observation = likelihood_for_data(self.likelihood, X, where, self.gaussian_scale,
                                           self.n_categories)
-        config = VAEConfig(dim=X.shape[1], latent_dim=self.latent_dim, hidden=self.hidden,
+        spec = self.latent_spec()
+        config = VAEConfig(dim=X.shape[1], latent_dim=spec.n, latent=spec.kind,
+                           categories=spec.categories, hidden=self.hidden,
                            encoder=self.encoder, decoder=self.decoder,
                            activation=self.activation, likelihood=observation.config())
         with seeded(self.seed):
@@ -220,9 +240,10 @@ class VAE:
     # -- latent space --------------------------------------------------------------------
     @torch.no_grad()
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Posterior means E_q[z | x]: ``[n, dim] -> [n, latent_dim]``."""
+        """Posterior means E_q[z | x]: ``[n, dim] -> [n, latent_dim]`` (categorical codes:
+        the state probabilities, flattened to ``[n, latent_dim * K]``)."""
         module, x = self._fitted(), self.as_tensor(X)
-        return module.posterior(x).mean.double().numpy()
+        return module.latent.flatten(module.posterior(x).mean).double().numpy()
 
     @torch.no_grad()
     def reconstruct(self, X: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ draws z ~ q(z|x) and returns the three log-densities per sample and example:
 - ELBO   = E_q[log p(x|z)] - KL(q(z|x) || p(z))                      (Kingma & Welling 2014)
 - IWAE_k = E[log (1/k) sum_i w_i] ,  ELBO = IWAE_1 <= IWAE_k <= log p(x)  (Burda et al. 2016)
 - log p(x) estimate = log (1/k) sum_i w_i with a delta-method standard error.
+- exact log p(x) = log sum_z p(z) p(x|z) when z can be enumerated.
 
 Gradients flow through reparameterized samples (``rsample``). Reductions over the batch
 happen in the trainer, never here.
@@ -72,11 +73,30 @@ class LogWeights:
         return self.log_likelihood + self.log_prior - self.log_posterior
 
 
+def draw(q: D.Distribution, k: int) -> torch.Tensor:
+    """``k`` samples of q, reparameterized when q allows it: ``[k, *batch, *event]``.
+    Samples of a discrete q carry no gradient to its parameters; estimators that need one
+    (score function, relaxation, enumeration) live in :mod:`elbokit.estimators`."""
+    return q.rsample((k,)) if q.has_rsample else q.sample((k,))
+
+
 def sample_log_weights(model: LatentVariableModel, x: torch.Tensor, k: int = 1) -> LogWeights:
-    """Draw ``k`` reparameterized samples per example. ``x: [batch, dim]``."""
+    """Draw ``k`` samples per example (reparameterized when possible). ``x: [batch, dim]``."""
     q = model.posterior(x)
-    z = q.rsample((k,))  # [k, batch, latent]
+    z = draw(q, k)  # [k, batch, *event]
     return LogWeights(z, model.likelihood(z).log_prob(x), model.prior(), q)
+
+
+def closed_form_kl(q: D.Distribution, p: D.Distribution) -> torch.Tensor | None:
+    """KL(q || p) per example from torch's registry, or None when none is registered.
+
+    The prior is expanded to q's batch shape first: some registered forms (Bernoulli's in
+    torch 2.13) index with masks that do not broadcast a batch-less prior.
+    """
+    try:
+        return D.kl_divergence(q, p.expand(q.batch_shape))
+    except NotImplementedError:
+        return None
 
 
 def kl_divergence(q: D.Distribution, p: D.Distribution, weights: LogWeights | None = None,
@@ -89,14 +109,14 @@ def kl_divergence(q: D.Distribution, p: D.Distribution, weights: LogWeights | No
     if kl not in ("analytic", "mc", "auto"):
         raise ValueError(f"kl must be 'analytic', 'mc' or 'auto', not {kl!r}")
     if kl != "mc":
-        try:
-            return D.kl_divergence(q, p)
-        except NotImplementedError:
-            if kl == "analytic":
-                raise NotImplementedError(
-                    f"no closed-form KL registered for {type(q).__name__} || "
-                    f"{type(p).__name__}; use kl='mc' or 'auto'"
-                ) from None
+        divergence = closed_form_kl(q, p)
+        if divergence is not None:
+            return divergence
+        if kl == "analytic":
+            raise NotImplementedError(
+                f"no closed-form KL registered for {type(q).__name__} || "
+                f"{type(p).__name__}; use kl='mc' or 'auto'"
+            )
     if weights is None:
         raise ValueError("a Monte-Carlo KL needs the samples' log-weights")
     return (weights.log_posterior - weights.log_prior).mean(0)
@@ -174,3 +194,88 @@ def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int = 1000,
     ratio = torch.exp(lse2 - log_k - 2 * estimate)
     stderr = torch.sqrt(torch.clamp(ratio - 1, min=0) / (k - 1))
     return estimate, stderr
+
+
+# -- enumeration ---------------------------------------------------------------------------
+
+# The most values a sum over z may have: one-off evaluations (exact log-likelihood) take up
+# to ENUMERATION_LIMIT; per-step uses (training by enumeration, validation) AUTO_ENUMERATE.
+ENUMERATION_LIMIT = 2**16
+AUTO_ENUMERATE = 2**10
+
+
+def likelihood_table(model: LatentVariableModel, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x_b | z_s) for every example and latent value: ``z: [S, *event]``, ``x: [B, dim]``
+    -> ``[B, S]``. Uses the model's ``likelihood_table`` (one decoder pass over the S values
+    and one matrix product, see ``ObservationModel.log_prob_table``) when it has one."""
+    table = getattr(model, "likelihood_table", None)
+    if table is not None:
+        return table(z, x)
+    event_dims = z.dim() - 1
+    z = z.reshape(z.shape[:1] + (1,) + z.shape[1:]) if event_dims else z[:, None]
+    return model.likelihood(z).log_prob(x.unsqueeze(0)).transpose(0, 1)
+
+
+def support(model: LatentVariableModel, limit: int = ENUMERATION_LIMIT) -> torch.Tensor:
+    """Every value of z, ``[S, *event]``, from the model's ``support(limit)``."""
+    values = getattr(model, "support", None)
+    if values is None:
+        raise NotImplementedError(f"{type(model).__name__} cannot list the values of its z")
+    return values(limit)
+
+
+@dataclass
+class Enumeration:
+    """Everything a sum over all values of z needs, for ``B`` examples and ``S`` values."""
+
+    table: torch.Tensor  # log p(x | z_s): [B, S]
+    log_prior: torch.Tensor  # log p(z_s): [S]
+    log_posterior: torch.Tensor  # log q(z_s | x): [B, S]
+    posterior: D.Distribution
+    prior: D.Distribution
+
+
+def enumerate_latents(model: LatentVariableModel, x: torch.Tensor,
+                      limit: int = ENUMERATION_LIMIT) -> Enumeration:
+    """Evaluate every term of the bound at every value of z (no Python loop over values)."""
+    z = support(model, limit)  # [S, *event]
+    prior, q = model.prior(), model.posterior(x)
+    z_batched = z.reshape(z.shape[:1] + (1,) * len(q.batch_shape) + z.shape[1:])  # [S, 1, *event]
+    return Enumeration(
+        table=likelihood_table(model, z, x),
+        log_prior=prior.log_prob(z),
+        log_posterior=q.log_prob(z_batched).transpose(0, 1),
+        posterior=q,
+        prior=prior,
+    )
+
+
+def enumerated_elbo(model: LatentVariableModel, x: torch.Tensor, beta: float = 1.0,
+                    limit: int = ENUMERATION_LIMIT) -> Terms:
+    """The ELBO as an exact sum over z (no sampling, exact gradients):
+
+    reconstruction = sum_s q(z_s|x) log p(x|z_s);  kl = sum_s q(z_s|x) log q(z_s|x)/p(z_s)
+    (the closed form when torch registers one)."""
+    e = enumerate_latents(model, x, limit)
+    q_probs = e.log_posterior.exp()  # [B, S]
+    reconstruction = (q_probs * e.table).sum(-1)
+    divergence = closed_form_kl(e.posterior, e.prior)
+    if divergence is None:
+        divergence = (q_probs * (e.log_posterior - e.log_prior)).sum(-1)
+    return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction, kl=divergence,
+                 surrogate=reconstruction - beta * divergence)
+
+
+def enumerable(model: LatentVariableModel, limit: int = ENUMERATION_LIMIT) -> bool:
+    """Whether z can be listed (discrete, at most ``limit`` values)."""
+    spec = getattr(getattr(model, "config", None), "latent_spec", None)
+    if spec is not None:
+        return spec.support_size <= limit
+    return getattr(model, "support", None) is not None
+
+
+def exact_log_likelihood(model: LatentVariableModel, x: torch.Tensor,
+                         limit: int = ENUMERATION_LIMIT) -> torch.Tensor:
+    """log p(x) = log sum_s p(z_s) p(x | z_s), exactly: ``x: [batch, dim]`` -> ``[batch]``."""
+    z = support(model, limit)
+    return torch.logsumexp(model.prior().log_prob(z) + likelihood_table(model, z, x), dim=-1)

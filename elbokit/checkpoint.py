@@ -151,12 +151,14 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_checkpoint(run_dir: str | Path, module: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, state: dict, config: dict | None = None) -> None:
+                    optimizer: torch.optim.Optimizer, state: dict, config: dict | None = None,
+                    extra: dict[str, dict[str, torch.Tensor]] | None = None) -> None:
     """Replace ``run_dir/checkpoint/`` with the current training state as a whole.
 
     ``state`` (JSON-able: epoch, early-stopping counters, ...) is stored with the torch RNG
     state, so that a resumed run draws the same random numbers as an uninterrupted one, and
     with ``config`` (model and training configuration) so that the checkpoint describes itself.
+    ``extra``: further state dicts (e.g. an estimator's learned baseline), one file each.
     """
     run_dir = Path(run_dir)
     final, tmp, old = (run_dir / n for n in ("checkpoint", "checkpoint.tmp", "checkpoint.old"))
@@ -174,6 +176,8 @@ def save_checkpoint(run_dir: str | Path, module: torch.nn.Module,
             "optimizer": save_tensors(tmp / "optimizer.safetensors", opt_tensors),
             "rng": save_tensors(tmp / "rng.safetensors", {"torch": torch.get_rng_state()}),
         },
+        "extra": {name: save_tensors(tmp / f"extra-{name}.safetensors", tensors)
+                  for name, tensors in (extra or {}).items()},
     }
     write_json(tmp / "state.json", record)
     _fsync_dir(tmp)
@@ -190,9 +194,9 @@ def has_checkpoint(run_dir: str | Path) -> bool:
     return (run_dir / "checkpoint").is_dir() or (run_dir / "checkpoint.old").is_dir()
 
 
-def load_checkpoint(run_dir: str | Path) -> tuple[dict, dict, dict, torch.Tensor]:
-    """``(state, model_state_dict, optimizer_state_dict, torch_rng_state)`` of the last
-    complete checkpoint in ``run_dir``."""
+def load_checkpoint(run_dir: str | Path) -> tuple[dict, dict, dict, torch.Tensor, dict]:
+    """``(state, model_state_dict, optimizer_state_dict, torch_rng_state, extra)`` of the
+    last complete checkpoint in ``run_dir``."""
     run_dir = Path(run_dir)
     directory = run_dir / "checkpoint"
     if not directory.is_dir():
@@ -206,4 +210,6 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict, dict, dict, torch.Tensor
     model = load_tensors(directory / "model.safetensors", digests["model"])
     opt = load_tensors(directory / "optimizer.safetensors", digests["optimizer"])
     rng = load_tensors(directory / "rng.safetensors", digests["rng"])["torch"]
-    return record["state"], model, _unflatten_optimizer(opt, record["optimizer"]), rng
+    extra = {name: load_tensors(directory / f"extra-{name}.safetensors", digest)
+             for name, digest in record.get("extra", {}).items()}
+    return record["state"], model, _unflatten_optimizer(opt, record["optimizer"]), rng, extra

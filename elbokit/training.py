@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import bounds
+from . import bounds, estimators
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from .errors import ConfigError
 
-Objective = Callable[[torch.nn.Module, torch.Tensor], bounds.Terms]
 METRICS = ("elbo", "reconstruction", "kl")
 
 
@@ -43,6 +42,11 @@ class TrainConfig:
     beta: float = 1.0
     iwae_k: int | None = None
     kl: str = "auto"
+    estimator: str = "auto"
+    temperature: float = 1.0
+    min_temperature: float = 0.5
+    anneal_rate: float = 1e-4
+    baseline: str = "both"
     patience: int | None = 10
     seed: int = 0
     log_every: int = 20
@@ -65,14 +69,18 @@ class TrainConfig:
                 raise ConfigError(message)
         if self.iwae_k is not None and self.beta != 1.0:
             raise ConfigError("--beta applies to the ELBO; the IWAE bound has no beta")
+        if self.estimator not in estimators.NAMES:
+            raise ConfigError(f"unknown estimator {self.estimator!r}; choose from "
+                              f"{', '.join(estimators.NAMES)}")
 
-    def objective(self) -> Objective:
-        """The bound this configuration maximizes."""
-        if self.iwae_k is not None:
-            k, kl = self.iwae_k, self.kl
-            return lambda model, x: bounds.iwae(model, x, k, kl=kl)
-        n, kl, beta = self.n_samples, self.kl, self.beta
-        return lambda model, x: bounds.elbo(model, x, n_samples=n, kl=kl, beta=beta)
+    def objective(self, model: torch.nn.Module) -> estimators.Estimator:
+        """The gradient estimator of the bound this configuration maximizes, for ``model``."""
+        dim = getattr(getattr(model, "config", None), "dim", None)
+        return estimators.build(self.estimator, model, dim, n_samples=self.n_samples,
+                                beta=self.beta, kl=self.kl, iwae_k=self.iwae_k,
+                                temperature=self.temperature,
+                                min_temperature=self.min_temperature,
+                                anneal_rate=self.anneal_rate, baseline=self.baseline)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -85,10 +93,14 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 @torch.no_grad()
 def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024,
                    n_samples: int = 1, kl: str = "auto") -> dict[str, float]:
-    """Mean ELBO, reconstruction and KL over ``x: [n, dim]``, in nats per example."""
+    """Mean ELBO, reconstruction and KL over ``x: [n, dim]``, in nats per example (exact
+    sums over z when z can be enumerated, else ``n_samples`` Monte-Carlo draws)."""
+    exact = bounds.enumerable(model, bounds.AUTO_ENUMERATE)  # small discrete z: exact ELBO
     sums = torch.zeros(3, dtype=torch.float64)
     for start in range(0, len(x), batch_size):
-        terms = bounds.elbo(model, x[start:start + batch_size], n_samples=n_samples, kl=kl)
+        batch = x[start:start + batch_size]
+        terms = (bounds.enumerated_elbo(model, batch) if exact
+                 else bounds.elbo(model, batch, n_samples=n_samples, kl=kl))
         sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(),
                              terms.kl.sum()]).double().cpu()
     return dict(zip(METRICS, (sums / len(x)).tolist(), strict=True))
@@ -110,8 +122,10 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.on_improve = on_improve
-        self.objective = config.objective()
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self.objective = config.objective(model)
+        # Learned baselines are trained by the same optimizer as the model.
+        self.optimizer = torch.optim.Adam([*model.parameters(), *self.objective.parameters()],
+                                          lr=config.lr)
         self.state = {"epoch": 0, "best_val": None, "best_epoch": None, "bad_epochs": 0,
                       "stopped_early": False}
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -123,8 +137,10 @@ class Trainer:
     def resume(self) -> None:
         """Load the run's checkpoint: weights, optimizer, counters and RNG state."""
         assert self.run_dir is not None
-        state, model_state, optimizer_state, rng = load_checkpoint(self.run_dir)
+        state, model_state, optimizer_state, rng, extra = load_checkpoint(self.run_dir)
         self.model.load_state_dict(model_state)
+        if "estimator" in extra:
+            self.objective.load_state_dict(extra["estimator"])
         self.optimizer.load_state_dict(optimizer_state)
         torch.set_rng_state(rng)
         self.state = state
@@ -140,8 +156,9 @@ class Trainer:
             # The configuration travels with the state, so a checkpoint describes itself.
             model_config = getattr(self.model, "config", None)
             config = {"train": asdict(self.config),
-                      "model": model_config.to_dict() if hasattr(model_config, "to_dict") else None}
-            save_checkpoint(self.run_dir, self.model, self.optimizer, self.state, config)
+                                "model": model_config.to_dict() if hasattr(model_config, "to_dict") else None}
+            save_checkpoint(self.run_dir, self.model, self.optimizer, self.state, config,
+                            extra={"estimator": self.objective.state_dict()})
 
     # -- the loop ----------------------------------------------------------------------
     def fit(self, x_train: torch.Tensor, x_val: torch.Tensor | None = None,
@@ -175,6 +192,7 @@ class Trainer:
         cfg, model, optimizer = self.config, self.model, self.optimizer
         began = time.perf_counter()
         model.train()
+        self.objective.train()
         order = epoch_order(len(x_train), cfg.seed, epoch).to(x_train.device)
         sums = torch.zeros(3, dtype=torch.float64, device=x_train.device)
         for step in range(steps):

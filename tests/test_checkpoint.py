@@ -59,7 +59,8 @@ def test_checkpoint_round_trip_and_crash_between_renames(tmp_path):
     checkpoint.save_checkpoint(tmp_path, model, optimizer, {"epoch": 2})
     rng_at_save = torch.get_rng_state()
     assert sorted(os.listdir(tmp_path)) == ["checkpoint"]
-    state, weights, opt_state, rng = checkpoint.load_checkpoint(tmp_path)
+    state, weights, opt_state, rng, extra = checkpoint.load_checkpoint(tmp_path)
+    assert extra == {}
     assert state == {"epoch": 2}
     assert torch.equal(weights["weight"], model.weight)
     fresh = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=0.1)

@@ -3,6 +3,9 @@
     p(z) = N(0, I)          p(x | z) = observation model(decoder(z))
     q(z | x) = N(mu(x), diag sigma(x)^2)   (the encoder)
 
+or, with a discrete latent space (:mod:`elbokit.models.latents`), categorical or Bernoulli
+codes with a uniform prior and an encoder that outputs their logits.
+
 With ``decoder="linear"`` and a Gaussian likelihood with one shared variance this is
 probabilistic PCA (Tipping & Bishop 1999), whose marginal likelihood is known in closed
 form: :meth:`VAEModule.linear_gaussian_marginal` returns it, a ground truth for the bounds.
@@ -13,13 +16,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
 from ..errors import ConfigError
 from ..likelihoods import Gaussian, ObservationModel, build_likelihood
 from ..nets import ACTIVATIONS, mlp
+from .latents import LatentSpace, LatentSpec
 
 ARCHITECTURES = ("mlp", "linear")
 
@@ -30,6 +33,8 @@ class VAEConfig:
 
     dim: int
     latent_dim: int = 8
+    latent: str = "gaussian"
+    categories: int = 2
     hidden: tuple[int, ...] = (256, 256)
     encoder: str = "mlp"
     decoder: str = "mlp"
@@ -40,8 +45,7 @@ class VAEConfig:
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.dim < 1:
             raise ConfigError(f"data dimension must be >= 1, not {self.dim}")
-        if self.latent_dim < 1:
-            raise ConfigError(f"latent dimension must be >= 1, not {self.latent_dim}")
+        self.latent_spec  # noqa: B018 - building it validates kind, size and categories
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"hidden widths must be >= 1, not {list(self.hidden)}")
         for part in ("encoder", "decoder"):
@@ -53,6 +57,10 @@ class VAEConfig:
             raise ConfigError(
                 f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
             )
+
+    @property
+    def latent_spec(self) -> LatentSpec:
+        return LatentSpec(self.latent, self.latent_dim, self.categories)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"hidden": list(self.hidden)}
@@ -67,39 +75,45 @@ class VAEModule(nn.Module):
         self.observation = observation or build_likelihood(config.likelihood, config.dim)
         config.likelihood = self.observation.config()
         widths = {"mlp": config.hidden, "linear": ()}
-        self.encoder = mlp(config.dim, widths[config.encoder], 2 * config.latent_dim,
+        self.latent = LatentSpace(config.latent_spec)
+        self.encoder = mlp(config.dim, widths[config.encoder], config.latent_spec.n_params,
                            config.activation)
-        self.decoder = mlp(config.latent_dim, widths[config.decoder][::-1],
+        self.decoder = mlp(config.latent_spec.flat_dim, widths[config.decoder][::-1],
                            self.observation.n_params, config.activation)
-        self.register_buffer("prior_loc", torch.zeros(config.latent_dim))
-        self.register_buffer("prior_scale", torch.ones(config.latent_dim))
 
     def prior(self) -> D.Distribution:
-        """p(z) = N(0, I): batch_shape [], event_shape [latent_dim]."""
-        return D.Independent(D.Normal(self.prior_loc, self.prior_scale, validate_args=False), 1)
+        """p(z): batch_shape [], event_shape [latent_dim] (categorical: [latent_dim, K])."""
+        return self.latent.prior()
 
     def posterior(self, x: torch.Tensor) -> D.Distribution:
-        """q(z | x) = N(mu(x), diag sigma(x)^2): batch_shape [batch], event [latent_dim]."""
-        loc, raw_scale = self.encoder(self.observation.network_input(x)).chunk(2, dim=-1)
-        # softplus keeps sigma positive without exp's overflow; the floor avoids log(0).
-        scale = F.softplus(raw_scale) + 1e-5
-        return D.Independent(D.Normal(loc, scale, validate_args=False), 1)
+        """q(z | x): batch_shape [batch], event_shape as the prior's."""
+        return self.latent.posterior(self.encoder(self.observation.network_input(x)))
 
     def likelihood(self, z: torch.Tensor) -> D.Distribution:
-        """p(x | z): ``z: [..., latent_dim]`` -> batch_shape [...], event_shape [dim]."""
-        return self.observation(self.decoder(z))
+        """p(x | z): ``z: [..., *event]`` -> batch_shape [...], event_shape [dim]."""
+        return self.observation(self.decoder(self.latent.flatten(z)))
+
+    def likelihood_table(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_b | z_s) for all pairs: ``z: [S, *event]``, ``x: [B, dim]`` -> ``[B, S]``.
+        The decoder runs once per latent value, not once per (example, value) pair."""
+        return self.observation.log_prob_table(self.decoder(self.latent.flatten(z)), x)
+
+    def support(self, limit: int) -> torch.Tensor:
+        """Every value of a discrete z, ``[S, *event]`` (see :meth:`LatentSpace.support`)."""
+        return self.latent.support(limit)
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x | z]: ``[..., latent_dim] -> [..., dim]``."""
-        return self.observation.mean(self.decoder(z))
+        """E[x | z]: ``[..., *event] -> [..., dim]``."""
+        return self.observation.mean(self.decoder(self.latent.flatten(z)))
 
     def linear_gaussian_marginal(self) -> D.MultivariateNormal:
         """Exact p(x) = N(b, W W^T + Psi) of a linear decoder with a Gaussian likelihood
         whose variance does not depend on z (probabilistic PCA / factor analysis)."""
         obs = self.observation
-        if self.config.decoder != "linear" or not isinstance(obs, Gaussian) or obs.scale == "decoder":
-            raise ConfigError("the marginal is closed-form only for a linear decoder with a "
-                              "Gaussian likelihood of scale 'dim' or 'shared'")
+        if (self.config.decoder != "linear" or self.config.latent != "gaussian"
+                or not isinstance(obs, Gaussian) or obs.scale == "decoder"):
+            raise ConfigError("the marginal is closed-form only for a Gaussian latent, a linear "
+                              "decoder and a Gaussian likelihood of scale 'dim' or 'shared'")
         (layer,) = self.decoder
         # x = shift + unit * (W z + b + sigma * eps): fold the standardization into W and Psi.
         weight = obs.unit[:, None] * layer.weight  # [dim, latent]

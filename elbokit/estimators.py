@@ -1,0 +1,298 @@
+"""Gradient estimators for the bound, one class each, in one registry.
+
+Each estimator is called as ``estimator(model, x) -> Terms`` (see :mod:`elbokit.bounds`):
+``elbo``, ``reconstruction`` and ``kl`` estimate the true ELBO per example, and
+``surrogate`` is a scalar-per-example function whose *gradient* is the estimator's gradient
+of the objective. Estimators are ``nn.Module`` s, so learned baselines are trained by the
+same optimizer and their state (moving averages, temperature step) is checkpointed.
+
+    reparameterize  z = g(eps, x): pathwise gradients (Gaussian latents), ELBO or IWAE_k
+    enumerate       exact sum over every value of a discrete z (small supports)
+    gumbel          Concrete / Gumbel-softmax relaxation (Maddison et al.; Jang et al. 2017),
+    gumbel-st       ... and its straight-through (hard) variant; annealed temperature
+    reinforce       score function with a moving-average and a learned baseline (NVIL)
+    vimco           multi-sample score function with leave-one-out baselines (Mnih &
+                    Rezende 2016), on the IWAE_k bound
+    auto            reparameterize if possible, else enumerate if the support is small
+                    (<= 2^10 values), else gumbel-st
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import distributions as D
+from torch import nn
+
+from . import bounds
+from .bounds import Terms
+from .errors import ConfigError
+from .models.base import LatentVariableModel
+from .nets import mlp
+
+NAMES = ("auto", "reparameterize", "enumerate", "gumbel", "gumbel-st", "reinforce", "vimco")
+
+
+def _analytic_kl(q: D.Distribution, p: D.Distribution, kl: str) -> torch.Tensor | None:
+    """Closed-form KL if allowed and registered, else None (the caller goes Monte Carlo)."""
+    if kl == "mc":
+        return None
+    divergence = bounds.closed_form_kl(q, p)
+    if divergence is None and kl == "analytic":
+        raise ConfigError("no closed-form KL for this posterior and prior; use --kl mc")
+    return divergence
+
+
+class Estimator(nn.Module):
+    """Base: holds the options every estimator shares."""
+
+    name = ""
+
+    def __init__(self, n_samples: int = 1, beta: float = 1.0, kl: str = "auto") -> None:
+        super().__init__()
+        self.n_samples, self.beta, self.kl = n_samples, beta, kl
+
+    def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Reparameterize(Estimator):
+    """Pathwise gradients through ``rsample``; with ``iwae_k`` the IWAE_k bound."""
+
+    name = "reparameterize"
+
+    def __init__(self, n_samples: int = 1, beta: float = 1.0, kl: str = "auto",
+                 iwae_k: int | None = None) -> None:
+        super().__init__(n_samples, beta, kl)
+        self.iwae_k = iwae_k
+
+    def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
+        if self.iwae_k is not None:
+            return bounds.iwae(model, x, self.iwae_k, kl=self.kl)
+        return bounds.elbo(model, x, n_samples=self.n_samples, kl=self.kl, beta=self.beta)
+
+
+class Enumerate(Estimator):
+    """The exact expectation: a sum over all values of z, vectorized over a leading axis."""
+
+    name = "enumerate"
+
+    def __init__(self, beta: float = 1.0, limit: int = bounds.AUTO_ENUMERATE) -> None:
+        super().__init__(1, beta, "auto")
+        self.limit = limit
+
+    def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
+        return bounds.enumerated_elbo(model, x, beta=self.beta, limit=self.limit)
+
+
+def _relaxed(q: D.Distribution, temperature: torch.Tensor) -> D.Distribution:
+    """The Concrete relaxation of a (product of) one-hot categorical or Bernoulli q."""
+    base, dims = q, 0
+    while isinstance(base, D.Independent):
+        dims += base.reinterpreted_batch_ndims
+        base = base.base_dist
+    if isinstance(base, D.OneHotCategorical):
+        relaxed = D.RelaxedOneHotCategorical(temperature, logits=base.logits, validate_args=False)
+    elif isinstance(base, D.Bernoulli):
+        relaxed = D.RelaxedBernoulli(temperature, logits=base.logits, validate_args=False)
+    else:
+        raise ConfigError(f"gumbel needs a categorical or Bernoulli latent, not {type(base).__name__}")
+    return D.Independent(relaxed, dims) if dims else relaxed
+
+
+def _harden(z: torch.Tensor, q: D.Distribution) -> torch.Tensor:
+    """The discrete value nearest a relaxed sample: argmax one-hot, or a 0/1 threshold."""
+    base = q
+    while isinstance(base, D.Independent):
+        base = base.base_dist
+    if isinstance(base, D.OneHotCategorical):
+        return torch.nn.functional.one_hot(z.argmax(-1), z.shape[-1]).to(z.dtype)
+    return (z > 0.5).to(z.dtype)
+
+
+class Gumbel(Estimator):
+    """Concrete / Gumbel-softmax relaxation with an annealed temperature.
+
+    tau_t = max(min_temperature, temperature * exp(-anneal_rate * t)), t = training steps.
+    ``straight_through``: the forward pass uses the hard sample, gradients flow through the
+    relaxed one (biased, but decoders only ever see discrete codes). The KL is the discrete
+    one (closed form), so only the reconstruction term is relaxed. Reported ``elbo`` and
+    ``reconstruction`` are the true ones, at the hard sample.
+    """
+
+    name = "gumbel"
+
+    def __init__(self, n_samples: int = 1, beta: float = 1.0, kl: str = "auto",
+                 temperature: float = 1.0, min_temperature: float = 0.5,
+                 anneal_rate: float = 1e-4, straight_through: bool = False) -> None:
+        super().__init__(n_samples, beta, kl)
+        if not (temperature > 0 and min_temperature > 0 and anneal_rate >= 0):
+            raise ConfigError("gumbel temperatures must be > 0 and the anneal rate >= 0")
+        self.temperature0, self.min_temperature = temperature, min_temperature
+        self.anneal_rate, self.straight_through = anneal_rate, straight_through
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    @property
+    def temperature(self) -> float:
+        tau = self.temperature0 * math.exp(-self.anneal_rate * int(self.step))
+        return max(self.min_temperature, tau)
+
+    def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
+        q, p = model.posterior(x), model.prior()
+        tau = torch.tensor(self.temperature, dtype=x.dtype, device=x.device)
+        soft = _relaxed(q, tau).rsample((self.n_samples,))
+        hard = _harden(soft, q)
+        z = hard + soft - soft.detach() if self.straight_through else soft
+        relaxed_reconstruction = model.likelihood(z).log_prob(x).mean(0)
+        if self.straight_through:
+            reconstruction = relaxed_reconstruction  # forward value is at the hard sample
+        else:
+            with torch.no_grad():
+                reconstruction = model.likelihood(hard).log_prob(x).mean(0)
+        divergence = _analytic_kl(q, p, "analytic" if self.kl == "analytic" else "auto")
+        if divergence is None:
+            raise ConfigError("gumbel needs a closed-form KL between q and the prior")
+        if self.training and torch.is_grad_enabled():
+            self.step += 1
+        return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction,
+                     kl=divergence, surrogate=relaxed_reconstruction - self.beta * divergence)
+
+
+class Reinforce(Estimator):
+    """Score-function gradient with variance reduction (Williams 1992; Mnih & Gregor 2014).
+
+    surrogate = f(z) + (f(z) - b(x)).detach() * log q(z|x),  f = log p(x|z) (plus
+    log p(z) - log q(z|x) when the KL has no closed form); E[grad] is the exact gradient
+    for any baseline b that does not depend on z. ``baseline``: "none", "mean" (moving
+    average of f), "learned" (a small MLP b(x) fitted to f by least squares), or "both"
+    (learned on top of the moving average).
+    """
+
+    name = "reinforce"
+    baselines = ("none", "mean", "learned", "both")
+
+    def __init__(self, dim: int, n_samples: int = 1, beta: float = 1.0, kl: str = "auto",
+                 baseline: str = "both", decay: float = 0.9, hidden: int = 64) -> None:
+        super().__init__(n_samples, beta, kl)
+        if baseline not in self.baselines:
+            raise ConfigError(f"baseline must be one of {', '.join(self.baselines)}, not {baseline!r}")
+        self.baseline, self.decay = baseline, decay
+        self.register_buffer("average", torch.zeros(()))
+        self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
+        self.net = mlp(dim, (hidden,), 1, "tanh") if baseline in ("learned", "both") else None
+
+    def _baseline(self, model: LatentVariableModel, x: torch.Tensor) -> torch.Tensor:
+        b = torch.zeros((), dtype=x.dtype, device=x.device)
+        if self.baseline in ("mean", "both"):
+            b = b + self.average
+        if self.net is not None:
+            network_input = getattr(getattr(model, "observation", None), "network_input", None)
+            b = b + self.net(network_input(x) if network_input else x).squeeze(-1)
+        return b
+
+    def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
+        q, p = model.posterior(x), model.prior()
+        z = q.sample((self.n_samples,))  # [S, B, *event], no pathwise gradient
+        log_q = q.log_prob(z)  # [S, B]
+        reconstruction_samples = model.likelihood(z).log_prob(x)  # [S, B]
+        divergence = _analytic_kl(q, p, self.kl)
+        if divergence is None:  # Monte-Carlo KL: it is part of f
+            f = reconstruction_samples + p.log_prob(z) - log_q
+            divergence = (log_q - p.log_prob(z)).mean(0).detach()
+            kl_term = torch.zeros_like(divergence)
+        else:
+            f = reconstruction_samples
+            kl_term = divergence
+        baseline = self._baseline(model, x)
+        signal = (f.detach() - baseline.detach())
+        surrogate = (f + signal * log_q).mean(0) - self.beta * kl_term
+        if self.net is not None:  # fit b(x) to f: its gradient touches only the baseline
+            surrogate = surrogate - (f.detach() - baseline).pow(2).mean(0)
+        if self.baseline in ("mean", "both") and self.training and torch.is_grad_enabled():
+            with torch.no_grad():  # the moving average tracks the mean of f
+                mean = f.mean()
+                self.average.copy_(torch.where(self.seen, self.decay * self.average
+                                               + (1 - self.decay) * mean, mean))
+                self.seen.fill_(True)
+        reconstruction = reconstruction_samples.mean(0)
+        return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction,
+                     kl=divergence, surrogate=surrogate)
+
+
+class VIMCO(Estimator):
+    """Multi-sample score function on IWAE_k with leave-one-out baselines.
+
+    L = log (1/k) sum_j w_j;  L_{-i} = L with w_i replaced by the geometric mean of the
+    others;  surrogate = L + sum_i (L - L_{-i}).detach() * log q(z_i|x).
+    """
+
+    name = "vimco"
+
+    def __init__(self, k: int = 5, kl: str = "auto") -> None:
+        super().__init__(k, 1.0, kl)
+        if k < 2:
+            raise ConfigError(f"vimco needs k >= 2 samples (--n-samples or --iwae-k), not {k}")
+
+    def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
+        q, p = model.posterior(x), model.prior()
+        k = self.n_samples
+        z = q.sample((k,))
+        log_q = q.log_prob(z)  # [k, B]
+        reconstruction_samples = model.likelihood(z).log_prob(x)
+        log_w = reconstruction_samples + p.log_prob(z) - log_q  # [k, B]
+        bound = torch.logsumexp(log_w, 0) - math.log(k)
+        with torch.no_grad():
+            others = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)  # [k, B]
+            eye = torch.eye(k, dtype=torch.bool, device=x.device)[:, :, None]  # [i, j, 1]
+            replaced = torch.where(eye, others[:, None, :], log_w[None, :, :])  # [i, j, B]
+            leave_one_out = torch.logsumexp(replaced, 1) - math.log(k)  # [k, B]
+        surrogate = bound + ((bound.detach() - leave_one_out) * log_q).sum(0)
+        divergence = _analytic_kl(q, p, self.kl)
+        if divergence is None:
+            divergence = (log_q - p.log_prob(z)).mean(0).detach()
+        reconstruction = reconstruction_samples.mean(0)
+        return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction,
+                     kl=divergence, surrogate=surrogate)
+
+
+def resolve(name: str, model: LatentVariableModel, limit: int = bounds.AUTO_ENUMERATE) -> str:
+    """``auto`` -> reparameterize (continuous z), enumerate (support <= limit) or gumbel-st."""
+    if name not in NAMES:
+        raise ConfigError(f"unknown estimator {name!r}; choose from {', '.join(NAMES)}")
+    spec = getattr(getattr(model, "config", None), "latent_spec", None)
+    if name == "auto":
+        if spec is None or spec.kind == "gaussian":
+            return "reparameterize"
+        return "enumerate" if spec.support_size <= limit else "gumbel-st"
+    if spec is not None and spec.kind == "gaussian" and name not in ("reparameterize",):
+        raise ConfigError(f"estimator {name!r} is for discrete latents; a Gaussian z uses "
+                          "reparameterize")
+    if spec is not None and spec.kind != "gaussian" and name == "reparameterize":
+        raise ConfigError(f"a {spec} latent cannot be reparameterized; use enumerate, gumbel, "
+                          "gumbel-st, reinforce or vimco")
+    if name == "enumerate" and spec is not None and spec.support_size > limit:
+        model.support(limit)  # raises the message that says how large and what fits
+    return name
+
+
+def build(name: str, model: LatentVariableModel, dim: int, n_samples: int = 1, beta: float = 1.0,
+          kl: str = "auto", iwae_k: int | None = None, **options) -> Estimator:
+    """The named estimator for ``model`` (see :data:`NAMES`), with its options."""
+    name = resolve(name, model)
+    if name == "reparameterize":
+        return Reparameterize(n_samples, beta, kl, iwae_k)
+    if iwae_k is not None and name != "vimco":
+        raise ConfigError(f"--iwae-k trains the IWAE bound: use reparameterize or vimco, not {name}")
+    if name == "enumerate":
+        return Enumerate(beta)
+    if name in ("gumbel", "gumbel-st"):
+        keys = ("temperature", "min_temperature", "anneal_rate")
+        return Gumbel(n_samples, beta, kl, straight_through=name == "gumbel-st",
+                      **{k: options[k] for k in keys if k in options})
+    if name == "reinforce":
+        return Reinforce(dim, n_samples, beta, kl, **{k: options[k] for k in ("baseline",)
+                                                        if k in options})
+    if beta != 1.0:
+        raise ConfigError("vimco trains the IWAE bound, which has no beta")
+    return VIMCO(iwae_k or n_samples, kl)
