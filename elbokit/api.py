@@ -13,8 +13,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +26,9 @@ from .errors import CheckpointError, ConfigError
 from .likelihoods import likelihood_for_data
 from .models.latents import LatentSpec
 from .models.vae import VAEConfig, VAEModule
-from .training import TrainConfig, Trainer, evaluate_terms
+from .training import TrainConfig, Trainer, evaluate_terms, seeded
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@contextlib.contextmanager
-def seeded(seed: int | None) -> Iterator[None]:
-    """Run a block with torch's RNG seeded, leaving the caller's RNG state untouched."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 class VAE:
@@ -210,7 +198,9 @@ class VAE:
         """ELBO terms, IWAE_k and the log-likelihood estimate, in nats per example.
 
         Returns ``{"elbo", "reconstruction", "kl", "iwae": {"value", "k"},
-        "log_likelihood": {"estimate", "stderr", "k"}, "n_examples"}``. ``stderr`` is the
+        "log_likelihood": {"estimate", "stderr", "k"}, "exact_log_likelihood", "n_examples"}``;
+        ``exact_log_likelihood`` sums over every z when z is discrete with at most 2^16
+        values (else None), and the ELBO is then exact too. ``stderr`` is the
         Monte-Carlo standard error of the mean estimate. The ELBO averages ``n_samples``
         draws per example. Seeded: the same call gives the same numbers.
         """
@@ -222,12 +212,17 @@ class VAE:
             iwae = torch.cat([bounds.iwae_bound(module, x[s:s + 256], iwae_k)
                               for s in range(0, len(x), 256)]).double()
         estimate, stderr = self.log_likelihood(X, k=k, chunk=chunk, seed=seed + 1)
+        exact = None
+        if bounds.enumerable(module):  # a discrete z small enough to sum over: the truth
+            exact = float(torch.cat([bounds.exact_log_likelihood(module, x[s:s + 256])
+                                     for s in range(0, len(x), 256)]).double().mean())
         return {
             **terms,
             "iwae": {"value": float(iwae.mean()), "k": iwae_k},
             "log_likelihood": {"estimate": float(estimate.mean()),
                                "stderr": float(np.sqrt((stderr ** 2).sum()) / len(stderr)),
                                "k": k},
+            "exact_log_likelihood": exact,
             "n_examples": len(x),
         }
 

@@ -13,10 +13,11 @@ thread count).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,6 +84,17 @@ class TrainConfig:
                                 anneal_rate=self.anneal_rate, baseline=self.baseline)
 
 
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run a block with torch's RNG seeded, leaving the caller's RNG state untouched."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The batch order of ``epoch``: a permutation of ``range(n)`` fixed by (seed, epoch)."""
     state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint64)
@@ -122,7 +134,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.on_improve = on_improve
-        self.objective = config.objective(model)
+        with seeded(config.seed):  # a learned baseline starts from the same weights every run
+            self.objective = config.objective(model)
         # Learned baselines are trained by the same optimizer as the model.
         self.optimizer = torch.optim.Adam([*model.parameters(), *self.objective.parameters()],
                                           lr=config.lr)

@@ -207,3 +207,34 @@ def test_categorical_counts_codes_over_all_the_data(capsys, tmp_path):
     assert code == 0, err
     config = json.loads((out_dir / "model.json").read_text())
     assert config["module"]["likelihood"] == {"name": "categorical", "n_categories": 6}
+
+
+def test_discrete_latents_from_the_command_line(capsys, tmp_path):
+    out_dir = tmp_path / "c"
+    code, out, err = run(capsys, "fit", "--latent", "categorical:3", "--out", out_dir, *FAST)
+    assert code == 0, err
+    assert "exact log p(x)" in out
+    code, _, err = run(capsys, "evaluate", out_dir, "--k", "20", "--json", tmp_path / "e.json")
+    assert code == 0, err
+    scores = json.loads((tmp_path / "e.json").read_text())
+    ll = scores["log_likelihood"]  # the estimate agrees with the exact sum within 4 SE
+    assert abs(ll["estimate"] - scores["exact_log_likelihood"]) <= 4 * ll["stderr"] + 1e-9
+    code, _, err = run(capsys, "fit", "--latent", "bernoulli:40", "--estimator", "vimco",
+                       "--n-samples", "3", "--out", tmp_path / "v", *FAST)
+    assert code == 0, err
+    assert json.loads((tmp_path / "v" / "summary.json").read_text())["splits"]["test"][
+        "exact_log_likelihood"] is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--latent", "categorical:20x10", "--estimator", "enumerate"], "1e+20 values"),
+    (["--latent", "gaussian:2x3"], "is not one of gaussian:N"),
+    (["--latent", "categorical:1"], "needs >= 2 states"),
+    (["--latent", "bernoulli:4", "--estimator", "reparameterize"], "cannot be reparameterized"),
+    (["--estimator", "vimco"], "for discrete latents"),
+    (["--latent", "bernoulli:4", "--estimator", "vimco"], "k >= 2"),
+    (["--estimator", "magic"], "invalid choice"),
+])
+def test_bad_discrete_options(capsys, tmp_path, argv, message):
+    err = _bad_input(capsys, tmp_path, "fit", *argv, *FAST)
+    assert message in err

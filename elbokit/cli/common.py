@@ -76,13 +76,15 @@ def _cell(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-SCORE_HEADERS = ("split", "n", "ELBO", "reconstruction", "KL", "IWAE", "log p(x)", "± stderr")
+SCORE_HEADERS = ("split", "n", "ELBO", "reconstruction", "KL", "IWAE", "log p(x)", "± stderr",
+                 "exact log p(x)")
 
 
 def score_row(split: str, scores: dict) -> list[object]:
     ll = scores["log_likelihood"]
+    exact = scores.get("exact_log_likelihood")
     return [split, scores["n_examples"], scores["elbo"], scores["reconstruction"], scores["kl"],
-            scores["iwae"]["value"], ll["estimate"], ll["stderr"]]
+            scores["iwae"]["value"], ll["estimate"], ll["stderr"], "n/a" if exact is None else exact]
 
 
 def score_note(scores: dict) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import runs
+from .. import estimators, runs
 from ..api import VAE
 from ..checkpoint import write_json
 from ..likelihoods import LIKELIHOODS, Gaussian
@@ -32,8 +32,9 @@ DEFAULT_EPOCHS = 50
 
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="train a model by maximizing the ELBO",
-                       description="Train a Gaussian-latent VAE on a data set by maximizing the "
-                       "ELBO (or the IWAE bound), checkpointing every epoch.")
+                       description="Train a VAE (Gaussian, categorical or Bernoulli latent) on a "
+                       "data set by maximizing the ELBO (or the IWAE bound), checkpointing "
+                       "every epoch.")
     d = p.add_argument_group("data")
     d.add_argument("--data", default="digits", metavar="NAME|PATH",
                    help="a named data set (see `elbokit datasets`) or a .npy/.npz/.csv/.tsv "
@@ -45,7 +46,11 @@ def add_parser(sub, name: str) -> None:
     d.add_argument("--val-fraction", type=fraction, default=0.1,
                    help="share of the rest used for early stopping (default 0.1)")
     m = p.add_argument_group("model")
-    m.add_argument("--latent-dim", type=positive_int, default=8, help="latent dimensions (8)")
+    m.add_argument("--latent-dim", type=positive_int, default=8,
+                   help="dimensions of a Gaussian z (8); same as --latent gaussian:N")
+    m.add_argument("--latent", default=None, metavar="SPEC",
+                   help="latent space: gaussian:N, categorical:K, categorical:NxK (N variables "
+                   "with K states), bernoulli:N (N bits)")
     m.add_argument("--likelihood", default="auto", choices=("auto", *LIKELIHOODS),
                    help="observation model p(x|z); auto: bernoulli for 0/1 data, else gaussian")
     m.add_argument("--gaussian-scale", default="dim", choices=Gaussian.scales,
@@ -69,6 +74,17 @@ def add_parser(sub, name: str) -> None:
                    help="train on the importance-weighted bound IWAE_K instead of the ELBO")
     t.add_argument("--kl", default="auto", choices=("auto", "analytic", "mc"),
                    help="closed-form KL when registered (auto), always, or Monte Carlo")
+    t.add_argument("--estimator", default="auto", choices=estimators.NAMES,
+                   help="gradient estimator; auto: reparameterize a Gaussian z, enumerate a "
+                   "discrete z with <= 1024 values, else gumbel-st")
+    t.add_argument("--temperature", type=positive_float, default=1.0,
+                   help="gumbel: initial temperature (1.0)")
+    t.add_argument("--min-temperature", type=positive_float, default=0.5,
+                   help="gumbel: temperature floor (0.5)")
+    t.add_argument("--anneal-rate", type=nonnegative_float, default=1e-4,
+                   help="gumbel: tau = max(floor, tau0 exp(-rate * step)) (1e-4)")
+    t.add_argument("--baseline", default="both", choices=estimators.Reinforce.baselines,
+                   help="reinforce: moving-average (mean) and/or learned baseline (both)")
     t.add_argument("--patience", type=nonnegative_int, default=10,
                    help="stop after N epochs without a better validation ELBO (0: never)")
     t.add_argument("--seed", type=nonnegative_int, default=0)
@@ -85,13 +101,16 @@ def add_parser(sub, name: str) -> None:
 
 
 def _new_run(args: argparse.Namespace) -> tuple[VAE, dict, runs.RunData]:
-    vae = VAE(latent_dim=args.latent_dim, hidden=args.hidden, likelihood=args.likelihood,
+    vae = VAE(latent_dim=args.latent_dim, latent=args.latent, hidden=args.hidden, likelihood=args.likelihood,
               gaussian_scale=args.gaussian_scale, encoder=args.encoder, decoder=args.decoder,
               activation=args.activation, epochs=args.epochs or DEFAULT_EPOCHS,
               batch_size=args.batch_size, lr=args.lr, beta=args.beta, n_samples=args.n_samples,
-              iwae_k=args.iwae_k, kl=args.kl, val_fraction=args.val_fraction,
+              iwae_k=args.iwae_k, kl=args.kl, estimator=args.estimator,
+              temperature=args.temperature, min_temperature=args.min_temperature,
+              anneal_rate=args.anneal_rate, baseline=args.baseline, val_fraction=args.val_fraction,
               patience=args.patience or None, seed=args.seed, dtype=args.dtype)
     vae.train_config()  # refuse impossible training options before reading any data
+    vae.latent_spec()
     data = runs.load_data(args.data, args.binarize)
     if args.likelihood == "categorical" and np.all(data.x >= 0):
         # Count categories over all the data, so held-out codes unseen in training still fit.
@@ -116,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
         config["params"] = vae.get_params() | {"hidden": list(vae.hidden)}
     else:
         vae, config, run_data = _new_run(args)
-        vae.build(run_data.split("train"), where=config["data"]["source"])  # checks the data
+        # Check data, model and estimator before anything is written.
+        module = vae.build(run_data.split("train"), where=config["data"]["source"])
+        vae.train_config().objective(module)
         runs.create_run_dir(out, args.overwrite)
         config["params"] = vae.get_params() | {"hidden": list(vae.hidden)}
     runs.write_config(out, config)
