@@ -22,7 +22,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/discrete.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +32,147 @@ from .training import TrainConfig, Trainer, evaluate_terms, seeded
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-class VAE:
+class LatentModel:
+    """What every fitted latent-variable model offers: scores, bounds, samples, save/load.
+
+    Subclasses set ``kind``, ``module_class`` and ``config_class`` and implement ``fit``.
+    """
+
+    kind = ""
+    module_class: type[torch.nn.Module]
+    config_class: type
+    kl = "auto"
+    dtype = "float32"
+
+    # -- inputs --------------------------------------------------------------------------
+    def _fitted(self) -> torch.nn.Module:
+        module = getattr(self, "module_", None)
+        if module is None:
+            name = type(self).__name__
+            raise ConfigError(f"this {name} is not fitted yet: call fit(X) or {name}.load(path)")
+        return module
+
+    def as_tensor(self, X: np.ndarray, module: torch.nn.Module | None = None,
+                where: str = "data") -> torch.Tensor:
+        """``X: [n, dim]`` as a tensor for the model, after checking that it fits (width,
+        finite values, the likelihood's support); errors name ``where``."""
+        module = module or self._fitted()
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[None, :]
+        check_matrix(X, where, module.config.dim)
+        module.observation.check_data(X, where)
+        dtype = next(module.parameters()).dtype
+        return torch.as_tensor(X, dtype=dtype)
+
+    # -- scores --------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_samples(self, X: np.ndarray, k: int = 1000, chunk: int = 100,
+                      seed: int | None = 0) -> np.ndarray:
+        """Importance-sampled log p(x) per example (nats): ``[n, dim] -> [n]``."""
+        return self.log_likelihood(X, k=k, chunk=chunk, seed=seed)[0]
+
+    def score(self, X: np.ndarray, k: int = 1000) -> float:
+        """Mean log-likelihood estimate per example (nats)."""
+        return float(self.score_samples(X, k=k).mean())
+
+    @torch.no_grad()
+    def log_likelihood(self, X: np.ndarray, k: int = 1000, chunk: int = 100,
+                       seed: int | None = 0, batch_size: int = 256
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """``(estimate [n], stderr [n])`` of log p(x) with ``k`` importance samples."""
+        module, x = self._fitted(), self.as_tensor(X)
+        estimates, errors = [], []
+        with seeded(seed):
+            for start in range(0, len(x), batch_size):
+                est, err = bounds.log_likelihood(module, x[start:start + batch_size], k, chunk)
+                estimates.append(est)
+                errors.append(err)
+        return torch.cat(estimates).double().numpy(), torch.cat(errors).double().numpy()
+
+    @torch.no_grad()
+    def evaluate(self, X: np.ndarray, k: int = 5000, iwae_k: int = 50, chunk: int = 100,
+                 seed: int = 0, n_samples: int = 10) -> dict:
+        """ELBO terms, IWAE_k and the log-likelihood estimate, in nats per example.
+
+        Returns ``{"elbo", "reconstruction", "kl", "iwae": {"value", "k"},
+        "log_likelihood": {"estimate", "stderr", "k"}, "exact_log_likelihood", "n_examples"}``;
+        ``exact_log_likelihood`` sums over every z when z is discrete with at most 2^16
+        values (else None), and the ELBO is then exact too. ``stderr`` is the
+        Monte-Carlo standard error of the mean estimate. The ELBO averages ``n_samples``
+        draws per example. Seeded: the same call gives the same numbers.
+        """
+        if k < 2 or iwae_k < 1:
+            raise ConfigError(f"need k >= 2 and iwae_k >= 1, not k={k}, iwae_k={iwae_k}")
+        module, x = self._fitted(), self.as_tensor(X)
+        with seeded(seed):
+            terms = evaluate_terms(module, x, batch_size=256, n_samples=n_samples, kl=self.kl)
+            iwae = torch.cat([bounds.iwae_bound(module, x[s:s + 256], iwae_k)
+                              for s in range(0, len(x), 256)]).double()
+        estimate, stderr = self.log_likelihood(X, k=k, chunk=chunk, seed=seed + 1)
+        exact = None
+        if bounds.enumerable(module):  # a discrete z small enough to sum over: the truth
+            exact = float(torch.cat([bounds.exact_log_likelihood(module, x[s:s + 256])
+                                     for s in range(0, len(x), 256)]).double().mean())
+        return {
+            **terms,
+            "iwae": {"value": float(iwae.mean()), "k": iwae_k},
+            "log_likelihood": {"estimate": float(estimate.mean()),
+                               "stderr": float(np.sqrt((stderr ** 2).sum()) / len(stderr)),
+                               "k": k},
+            "exact_log_likelihood": exact,
+            "n_examples": len(x),
+        }
+
+    def elbo(self, X: np.ndarray, n_samples: int = 1, seed: int | None = 0) -> dict[str, float]:
+        """Mean ELBO, reconstruction and KL per example (nats)."""
+        module, x = self._fitted(), self.as_tensor(X)
+        with seeded(seed):
+            return evaluate_terms(module, x, n_samples=n_samples, kl=self.kl)
+
+    @torch.no_grad()
+    def sample(self, n: int = 1, seed: int | None = None, mean: bool = False) -> np.ndarray:
+        """``n`` draws x ~ p(x) (``mean=True``: E[x | z] for z ~ p(z)): ``[n, dim]``."""
+        if n < 1:
+            raise ConfigError(f"number of samples must be >= 1, not {n}")
+        module = self._fitted()
+        with seeded(seed):
+            z = module.prior().sample((n,))
+            x = module.decode_mean(z) if mean else module.likelihood(z).sample()
+        return x.double().numpy()
+
+    # -- persistence ---------------------------------------------------------------------
+    def get_params(self) -> dict:
+        """The constructor's arguments, as given (scikit-learn convention)."""
+        names = list(inspect.signature(type(self).__init__).parameters)[1:]
+        return {name: getattr(self, name) for name in names}
+
+    def save(self, path: str | Path) -> None:
+        """Write ``path/model.safetensors`` and ``path/model.json`` (atomically)."""
+        module = self._fitted()
+        save_model(path, module, {"kind": self.kind, "params": self.get_params(),
+                                  "module": module.config.to_dict()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatentModel:
+        """A fitted model from :meth:`save`'s directory (or a run directory). Called on a
+        subclass, it refuses a saved model of another kind."""
+        record, state = load_model(path)
+        kind = record.get("kind")
+        if kind not in MODEL_KINDS or (cls is not LatentModel and MODEL_KINDS[kind] is not cls):
+            raise CheckpointError(f"{path}: holds a {kind!r} model, not a {cls.kind or 'known'} one")
+        estimator_class = MODEL_KINDS[kind]
+        estimator = estimator_class(**record["params"])
+        module = estimator_class.module_class(estimator_class.config_class(**record["module"]))
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: weights do not match the configuration ({e})") from None
+        estimator.module_ = module.to(DTYPES[estimator.dtype]).eval()
+        return estimator
+
+
+class VAE(LatentModel):
     """A Gaussian-latent VAE with an MLP (or linear) encoder and decoder.
 
     Parameters mirror the CLI's ``elbokit fit`` options: ``latent_dim`` (Gaussian z) or
@@ -45,6 +186,10 @@ class VAE:
     :class:`~elbokit.training.TrainConfig`. ``val_fraction`` of the data passed to
     :meth:`fit` is held out for early stopping unless ``X_val`` is given.
     """
+
+    kind = "vae"
+    module_class = VAEModule
+    config_class = VAEConfig
 
     def __init__(self, latent_dim: int = 8, latent: str | None = None,
                  hidden: Sequence[int] = (256, 256),
@@ -147,91 +292,6 @@ class VAE:
         self.module_.eval()
         return self
 
-    # -- inputs --------------------------------------------------------------------------
-    def _fitted(self) -> VAEModule:
-        module = getattr(self, "module_", None)
-        if module is None:
-            raise ConfigError("this VAE is not fitted yet: call fit(X) or VAE.load(path)")
-        return module
-
-    def as_tensor(self, X: np.ndarray, module: VAEModule | None = None,
-                where: str = "data") -> torch.Tensor:
-        """``X: [n, dim]`` as a tensor for the model, after checking that it fits (width,
-        finite values, the likelihood's support); errors name ``where``."""
-        module = module or self._fitted()
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim == 1:
-            X = X[None, :]
-        check_matrix(X, where, module.config.dim)
-        module.observation.check_data(X, where)
-        dtype = next(module.parameters()).dtype
-        return torch.as_tensor(X, dtype=dtype)
-
-    # -- scores --------------------------------------------------------------------------
-    @torch.no_grad()
-    def score_samples(self, X: np.ndarray, k: int = 1000, chunk: int = 100,
-                      seed: int | None = 0) -> np.ndarray:
-        """Importance-sampled log p(x) per example (nats): ``[n, dim] -> [n]``."""
-        return self.log_likelihood(X, k=k, chunk=chunk, seed=seed)[0]
-
-    def score(self, X: np.ndarray, k: int = 1000) -> float:
-        """Mean log-likelihood estimate per example (nats)."""
-        return float(self.score_samples(X, k=k).mean())
-
-    @torch.no_grad()
-    def log_likelihood(self, X: np.ndarray, k: int = 1000, chunk: int = 100,
-                       seed: int | None = 0, batch_size: int = 256
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        """``(estimate [n], stderr [n])`` of log p(x) with ``k`` importance samples."""
-        module, x = self._fitted(), self.as_tensor(X)
-        estimates, errors = [], []
-        with seeded(seed):
-            for start in range(0, len(x), batch_size):
-                est, err = bounds.log_likelihood(module, x[start:start + batch_size], k, chunk)
-                estimates.append(est)
-                errors.append(err)
-        return torch.cat(estimates).double().numpy(), torch.cat(errors).double().numpy()
-
-    @torch.no_grad()
-    def evaluate(self, X: np.ndarray, k: int = 5000, iwae_k: int = 50, chunk: int = 100,
-                 seed: int = 0, n_samples: int = 10) -> dict:
-        """ELBO terms, IWAE_k and the log-likelihood estimate, in nats per example.
-
-        Returns ``{"elbo", "reconstruction", "kl", "iwae": {"value", "k"},
-        "log_likelihood": {"estimate", "stderr", "k"}, "exact_log_likelihood", "n_examples"}``;
-        ``exact_log_likelihood`` sums over every z when z is discrete with at most 2^16
-        values (else None), and the ELBO is then exact too. ``stderr`` is the
-        Monte-Carlo standard error of the mean estimate. The ELBO averages ``n_samples``
-        draws per example. Seeded: the same call gives the same numbers.
-        """
-        if k < 2 or iwae_k < 1:
-            raise ConfigError(f"need k >= 2 and iwae_k >= 1, not k={k}, iwae_k={iwae_k}")
-        module, x = self._fitted(), self.as_tensor(X)
-        with seeded(seed):
-            terms = evaluate_terms(module, x, batch_size=256, n_samples=n_samples, kl=self.kl)
-            iwae = torch.cat([bounds.iwae_bound(module, x[s:s + 256], iwae_k)
-                              for s in range(0, len(x), 256)]).double()
-        estimate, stderr = self.log_likelihood(X, k=k, chunk=chunk, seed=seed + 1)
-        exact = None
-        if bounds.enumerable(module):  # a discrete z small enough to sum over: the truth
-            exact = float(torch.cat([bounds.exact_log_likelihood(module, x[s:s + 256])
-                                     for s in range(0, len(x), 256)]).double().mean())
-        return {
-            **terms,
-            "iwae": {"value": float(iwae.mean()), "k": iwae_k},
-            "log_likelihood": {"estimate": float(estimate.mean()),
-                               "stderr": float(np.sqrt((stderr ** 2).sum()) / len(stderr)),
-                               "k": k},
-            "exact_log_likelihood": exact,
-            "n_examples": len(x),
-        }
-
-    def elbo(self, X: np.ndarray, n_samples: int = 1, seed: int | None = 0) -> dict[str, float]:
-        """Mean ELBO, reconstruction and KL per example (nats)."""
-        module, x = self._fitted(), self.as_tensor(X)
-        with seeded(seed):
-            return evaluate_terms(module, x, n_samples=n_samples, kl=self.kl)
-
     # -- latent space --------------------------------------------------------------------
     @torch.no_grad()
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -246,43 +306,5 @@ class VAE:
         module, x = self._fitted(), self.as_tensor(X)
         return module.decode_mean(module.posterior(x).mean).double().numpy()
 
-    @torch.no_grad()
-    def sample(self, n: int = 1, seed: int | None = None, mean: bool = False) -> np.ndarray:
-        """``n`` draws x ~ p(x) (``mean=True``: E[x | z] for z ~ p(z)): ``[n, dim]``."""
-        if n < 1:
-            raise ConfigError(f"number of samples must be >= 1, not {n}")
-        module = self._fitted()
-        with seeded(seed):
-            z = module.prior().sample((n,))
-            x = module.decode_mean(z) if mean else module.likelihood(z).sample()
-        return x.double().numpy()
 
-    # -- persistence ---------------------------------------------------------------------
-    def get_params(self) -> dict:
-        return {name: getattr(self, name) for name in _PARAMS}
-
-    def save(self, path: str | Path) -> None:
-        """Write ``path/model.safetensors`` and ``path/model.json`` (atomically)."""
-        module = self._fitted()
-        params = self.get_params() | {"hidden": list(self.hidden)}
-        save_model(path, module, {"kind": "vae", "params": params,
-                                  "module": module.config.to_dict()})
-
-    @classmethod
-    def load(cls, path: str | Path) -> VAE:
-        """A fitted VAE from :meth:`save`'s directory (or a run directory)."""
-        record, state = load_model(path)
-        if record.get("kind") != "vae":
-            raise CheckpointError(f"{path}: holds a {record.get('kind')!r} model, not a VAE")
-        vae = cls(**record["params"])
-        module = VAEModule(VAEConfig(**record["module"]))
-        try:
-            module.load_state_dict(state)
-        except RuntimeError as e:
-            raise CheckpointError(f"{path}: weights do not match the configuration ({e})") from None
-        vae.module_ = module.to(DTYPES[vae.dtype]).eval()
-        return vae
-
-
-_PARAMS = tuple(p for p in VAE.__init__.__code__.co_varnames[1:VAE.__init__.__code__.co_argcount])
-
+MODEL_KINDS: dict[str, type[LatentModel]] = {"vae": VAE}

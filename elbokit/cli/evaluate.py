@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import runs
-from ..api import VAE
+from ..api import LatentModel
 from .common import (
     SCORE_HEADERS,
     format_table,
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     config = runs.read_config(args.run)
     if args.k < 2:
         raise runs.ConfigError("--k must be at least 2 (the standard error needs two samples)")
-    vae = VAE.load(args.run)
+    vae = LatentModel.load(args.run)
     if args.data is not None:
         x = runs.load_data(args.data, config["data"].get("binarize")).x
         split, where = "file", args.data

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import runs
-from ..api import VAE
+from ..api import LatentModel
 from ..errors import ConfigError
 from .common import nonnegative_int, positive_int, write_bytes_output
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o {output}: the run's data are not images; write .npy or .csv")
     if not output.parent.is_dir():
         raise ConfigError(f"-o {output}: directory {output.parent} does not exist")
-    vae = VAE.load(args.run)
+    vae = LatentModel.load(args.run)
     x = vae.sample(args.n, seed=args.seed, mean=args.mean)
     if suffix == ".png":
         write_bytes_output(output, lambda f: image_grid(x.reshape(-1, *shape), f))
