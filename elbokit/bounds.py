@@ -267,11 +267,8 @@ def enumerated_elbo(model: LatentVariableModel, x: torch.Tensor, beta: float = 1
 
 
 def enumerable(model: LatentVariableModel, limit: int = ENUMERATION_LIMIT) -> bool:
-    """Whether z can be listed (discrete, at most ``limit`` values)."""
-    spec = getattr(getattr(model, "config", None), "latent_spec", None)
-    if spec is not None:
-        return spec.support_size <= limit
-    return getattr(model, "support", None) is not None
+    """Whether z can be listed: the model reports a ``support_size`` of at most ``limit``."""
+    return getattr(model, "support_size", math.inf) <= limit
 
 
 def exact_log_likelihood(model: LatentVariableModel, x: torch.Tensor,

@@ -262,7 +262,9 @@ def resolve(name: str, model: LatentVariableModel, limit: int = bounds.AUTO_ENUM
         raise ConfigError(f"unknown estimator {name!r}; choose from {', '.join(NAMES)}")
     spec = getattr(getattr(model, "config", None), "latent_spec", None)
     if name == "auto":
-        if spec is None or spec.kind == "gaussian":
+        if spec is None:  # a model that lists its z (e.g. a mixture) is summed over
+            return "enumerate" if bounds.enumerable(model, limit) else "reparameterize"
+        if spec.kind == "gaussian":
             return "reparameterize"
         return "enumerate" if spec.support_size <= limit else "gumbel-st"
     if spec is not None and spec.kind == "gaussian" and name not in ("reparameterize",):

@@ -7,6 +7,12 @@ so that ``log_prob`` returns one number per example:
     prior()        -> p(z)          batch_shape [],      event_shape [latent]
     likelihood(z)  -> p(x | z)      z: [..., latent] ->  batch_shape [...], event [dim]
     posterior(x)   -> q(z | x)      x: [batch, dim]  ->  batch_shape [batch], event [latent]
+
+Optional capabilities that bounds and estimators use when present (never a model class):
+
+    support_size                  how many values z takes (inf when continuous)
+    support(limit)  -> [S, *event] every value of z (discrete z)
+    likelihood_table(z, x) -> [B, S]  log p(x_b | z_s) for all pairs, faster than broadcasting
 """
 
 from __future__ import annotations

@@ -98,6 +98,11 @@ class VAEModule(nn.Module):
         The decoder runs once per latent value, not once per (example, value) pair."""
         return self.observation.log_prob_table(self.decoder(self.latent.flatten(z)), x)
 
+    @property
+    def support_size(self) -> float:
+        """How many values z takes (inf for a Gaussian z)."""
+        return self.config.latent_spec.support_size
+
     def support(self, limit: int) -> torch.Tensor:
         """Every value of a discrete z, ``[S, *event]`` (see :meth:`LatentSpace.support`)."""
         return self.latent.support(limit)
