@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,15 +22,46 @@ import numpy as np
 import torch
 
 from . import bounds
-from .checkpoint import has_checkpoint, load_model, save_model
+from .checkpoint import atomic_write, has_checkpoint, load_model, save_model
 from .data import check_matrix, split_indices
 from .errors import CheckpointError, ConfigError
 from .likelihoods import likelihood_for_data
 from .models.latents import LatentSpec
+from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
 from .models.vae import VAEConfig, VAEModule
 from .training import TrainConfig, Trainer, evaluate_terms, seeded
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: TrainConfig,
+                     X: np.ndarray, X_val: np.ndarray | None, run_dir: str | Path | None,
+                     resume: bool, where: str) -> None:
+    """Train ``module`` with the generic :class:`Trainer`: hold out ``val_fraction`` for early
+    stopping unless ``X_val`` is given, checkpoint into ``run_dir`` and keep the best model."""
+    X = np.asarray(X, dtype=np.float64)
+    if run_dir is not None and not resume and has_checkpoint(run_dir):
+        raise ConfigError(f"{run_dir}: already holds a training checkpoint; pass "
+                          "resume=True to continue it, or use another directory")
+    if X_val is None and estimator.val_fraction > 0:
+        parts = split_indices(len(X), estimator.seed, 0.0, estimator.val_fraction)
+        X, X_val = X[parts["train"]], X[parts["val"]]
+    x_val = None if X_val is None else estimator.as_tensor(X_val, module, "validation data")
+    estimator.module_ = module
+    run_dir = Path(run_dir) if run_dir is not None else None
+    trainer = Trainer(module, config, run_dir=run_dir, progress=estimator.progress,
+                      on_improve=(lambda _: estimator.save(run_dir)) if run_dir else None)
+    estimator.history_ = trainer.fit(estimator.as_tensor(X, module, where), x_val, resume=resume)
+    estimator.epochs_trained_ = trainer.state["epoch"]
+    estimator.stopped_early_ = trainer.state["stopped_early"]
+    if run_dir is not None and (run_dir / "model.json").exists():
+        # The run's saved model is the best one, also across a resume.
+        module.load_state_dict(load_model(run_dir)[1])
+
+
+def write_lines(path: Path, records: list[dict]) -> None:
+    """A JSON-lines file, written atomically."""
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
 class LatentModel:
@@ -269,30 +301,11 @@ class VAE(LatentModel):
         ``run_dir``: write metrics.jsonl, a checkpoint per epoch and the best model there;
         ``resume=True`` continues from its checkpoint.
         """
-        X = np.asarray(X, dtype=np.float64)
-        config = self.train_config()
-        if run_dir is not None and not resume and has_checkpoint(run_dir):
-            raise ConfigError(f"{run_dir}: already holds a training checkpoint; pass "
-                              "resume=True to continue it, or use another directory")
         module = self.build(X, where)
-        if X_val is None and self.val_fraction > 0:
-            parts = split_indices(len(X), self.seed, 0.0, self.val_fraction)
-            X, X_val = X[parts["train"]], X[parts["val"]]
-        x_val = None if X_val is None else self.as_tensor(X_val, module, "validation data")
-        self.module_ = module
-        run_dir = Path(run_dir) if run_dir is not None else None
-        trainer = Trainer(module, config, run_dir=run_dir, progress=self.progress,
-                          on_improve=(lambda _: self.save(run_dir)) if run_dir else None)
-        self.history_ = trainer.fit(self.as_tensor(X, module, where), x_val, resume=resume)
-        self.epochs_trained_ = trainer.state["epoch"]
-        self.stopped_early_ = trainer.state["stopped_early"]
-        if run_dir is not None and (run_dir / "model.json").exists():
-            # The run's saved model is the best one, also across a resume.
-            self.module_.load_state_dict(load_model(run_dir)[1])
+        fit_with_trainer(self, module, self.train_config(), X, X_val, run_dir, resume, where)
         self.module_.eval()
         return self
 
-    # -- latent space --------------------------------------------------------------------
     @torch.no_grad()
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Posterior means E_q[z | x]: ``[n, dim] -> [n, latent_dim]`` (categorical codes:
@@ -307,4 +320,92 @@ class VAE(LatentModel):
         return module.decode_mean(module.posterior(x).mean).double().numpy()
 
 
-MODEL_KINDS: dict[str, type[LatentModel]] = {"vae": VAE}
+
+class Mixture(LatentModel):
+    """A mixture of K components as a latent-variable model (z = component).
+
+    ``likelihood``: "auto", "bernoulli", "gaussian" (diagonal: per-component, per-dimension
+    variances), "multinomial" or "categorical". ``fit="em"``: expectation-maximization from a
+    k-means (``init``) start, ``max_iter``/``tol``; ``fit="gradient"``: Adam on the exact
+    log-likelihood through the generic trainer (``epochs``, ``batch_size``, ``lr``, early
+    stopping on held-out data). The posterior q(z|x) is exact, so the ELBO equals log p(x)
+    and :meth:`score_samples` is exact.
+    """
+
+    kind = "mixture"
+    module_class = MixtureModule
+    config_class = MixtureConfig
+    fits = ("em", "gradient")
+
+    def __init__(self, n_components: int = 10, likelihood: str = "auto",
+                 gaussian_scale: str = "decoder", fit: str = "em", init: str = "kmeans",
+                 max_iter: int = 200, tol: float = 1e-6, epochs: int = 100,
+                 batch_size: int = 256, lr: float = 1e-2, val_fraction: float = 0.1,
+                 patience: int | None = 10, seed: int = 0, dtype: str = "float32",
+                 progress: bool = False) -> None:
+        self.n_components = n_components
+        self.likelihood = likelihood
+        self.gaussian_scale = gaussian_scale
+        self.fit_method = fit
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.seed = seed
+        self.dtype = dtype
+        self.progress = progress
+
+    def get_params(self) -> dict:
+        return super().get_params() | {"fit": self.fit_method}
+
+    def build(self, X: np.ndarray, where: str = "data") -> MixtureModule:
+        """An initialized (k-means or random) module for data like ``X: [n, dim]``."""
+        if self.fit_method not in self.fits:
+            raise ConfigError(f"fit must be one of {', '.join(self.fits)}, not {self.fit_method!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        X = np.asarray(X, dtype=np.float64)
+        check_matrix(X, where)
+        observation = likelihood_for_data(self.likelihood, X, where, self.gaussian_scale)
+        config = MixtureConfig(dim=X.shape[1], n_components=self.n_components,
+                               likelihood=observation.config())
+        module = MixtureModule(config, observation).to(DTYPES[self.dtype])
+        return init_from_data(module, self.as_tensor(X, module, where), self.seed, self.init)
+
+    def fit(self, X: np.ndarray, X_val: np.ndarray | None = None, run_dir: str | Path | None = None,
+            resume: bool = False, where: str = "data") -> Mixture:
+        """Fit on ``X: [n, dim]``; with ``run_dir``, write metrics.jsonl and the model there."""
+        module = self.build(X, where)
+        self.module_ = module
+        run_dir = Path(run_dir) if run_dir is not None else None
+        if self.fit_method == "em":
+            history = fit_em(module, self.as_tensor(X, module, where), self.max_iter, self.tol)
+            self.history_ = [{"iteration": i, "train": {"log_likelihood": value}}
+                             for i, value in enumerate(history)]
+            self.epochs_trained_, self.stopped_early_ = len(history) - 1, False
+            if run_dir is not None:
+                write_lines(run_dir / "metrics.jsonl", self.history_)
+                self.save(run_dir)
+        else:
+            config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                 estimator="enumerate", patience=self.patience, seed=self.seed)
+            fit_with_trainer(self, module, config, X, X_val, run_dir, resume, where)
+        self.module_.eval()
+        return self
+
+    @torch.no_grad()
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Exact posterior p(z = k | x): ``[n, dim] -> [n, K]``."""
+        module, x = self._fitted(), self.as_tensor(X)
+        return module.responsibilities(x).double().numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most probable component per example: ``[n]``."""
+        return self.predict_proba(X).argmax(-1)
+
+
+MODEL_KINDS: dict[str, type[LatentModel]] = {"vae": VAE, "mixture": Mixture}

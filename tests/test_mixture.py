@@ -340,3 +340,46 @@ def test_gradient_training_through_the_trainer_increases_the_log_likelihood():
         end = module.log_marginal(xt).mean().item()
     assert end > start + 5.0  # measured: -21.7 -> about -7.7 nats per example
     assert history[-1]["train"]["elbo"] > history[len(history) // 2]["train"]["elbo"]
+
+
+# -- the facade and the command line -------------------------------------------------------
+
+def test_mixture_facade_scores_exactly_and_round_trips(tmp_path):
+    from elbokit import Mixture, data
+    from elbokit.api import LatentModel
+
+    x = data.load("digits").x
+    mixture = Mixture(n_components=4, seed=0).fit(x[:500])
+    scores = mixture.evaluate(x[500:600], k=20, iwae_k=5)
+    # q(z|x) is the exact posterior: ELBO, IWAE, the IS estimate and the exact sum coincide.
+    exact = scores["exact_log_likelihood"]
+    assert abs(scores["elbo"] - exact) < 1e-4 and abs(scores["iwae"]["value"] - exact) < 1e-4
+    assert abs(scores["log_likelihood"]["estimate"] - exact) < 1e-4
+    assert np.allclose(mixture.predict_proba(x[:5]).sum(-1), 1)
+    mixture.save(tmp_path / "m")
+    loaded = LatentModel.load(tmp_path / "m")
+    assert isinstance(loaded, Mixture) and loaded.get_params() == mixture.get_params()
+    assert np.array_equal(loaded.score_samples(x[:20]), mixture.score_samples(x[:20]))
+    with pytest.raises(Exception, match="not a vae"):
+        __import__("elbokit").VAE.load(tmp_path / "m")
+
+
+def test_mixture_from_the_command_line(tmp_path, capsys):
+    import json
+
+    from elbokit.cli import main
+
+    code = main(["fit", "--model", "mixture", "--components", "3", "--out", str(tmp_path / "r"),
+                 "--eval-k", "10", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "adjusted Rand index" in out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert 0 < summary["adjusted_rand_index"] <= 1
+    history = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").open()]
+    values = [h["train"]["log_likelihood"] for h in history]
+    assert all(b >= a - 1e-6 for a, b in zip(values, values[1:], strict=False))  # EM, float32
+    code = main(["fit", "--model", "mixture", "--fit", "gradient", "--epochs", "2", "--components",
+                 "2", "--out", str(tmp_path / "g"), "--eval-k", "10", "--quiet"])
+    assert code == 0
+    assert main(["sample", str(tmp_path / "g"), "-n", "4", "-o", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (4, 64)

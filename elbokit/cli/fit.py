@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import adjusted_rand_score
 
 from .. import estimators, runs
-from ..api import VAE
+from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
 from ..checkpoint import write_json
 from ..likelihoods import LIKELIHOODS, Gaussian
 from ..nets import ACTIVATIONS
@@ -46,6 +47,13 @@ def add_parser(sub, name: str) -> None:
     d.add_argument("--val-fraction", type=fraction, default=0.1,
                    help="share of the rest used for early stopping (default 0.1)")
     m = p.add_argument_group("model")
+    m.add_argument("--model", default="vae", choices=("vae", "mixture"),
+                   help="a VAE, or a mixture of --components K (z = component, exact posterior)")
+    m.add_argument("--components", type=positive_int, default=10,
+                   help="mixture: number of components K (10)")
+    m.add_argument("--fit", default="em", choices=Mixture.fits,
+                   help="mixture: EM, or gradient ascent on the exact log-likelihood (em)")
+    m.add_argument("--max-iter", type=positive_int, default=200, help="mixture EM: iterations (200)")
     m.add_argument("--latent-dim", type=positive_int, default=8,
                    help="dimensions of a Gaussian z (8); same as --latent gaussian:N")
     m.add_argument("--latent", default=None, metavar="SPEC",
@@ -100,7 +108,16 @@ def add_parser(sub, name: str) -> None:
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _new_run(args: argparse.Namespace) -> tuple[VAE, dict, runs.RunData]:
+def _estimator(args: argparse.Namespace) -> LatentModel:
+    """The model the options describe, its options checked before any data is read."""
+    if args.model == "mixture":
+        if args.gaussian_scale == "dim" and args.likelihood in ("auto", "gaussian"):
+            args.gaussian_scale = "decoder"  # a diagonal covariance per component
+        return Mixture(n_components=args.components, likelihood=args.likelihood,
+                       gaussian_scale=args.gaussian_scale, fit=args.fit,
+                       max_iter=args.max_iter, epochs=args.epochs or DEFAULT_EPOCHS,
+                       batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
+                       patience=args.patience or None, seed=args.seed, dtype=args.dtype)
     vae = VAE(latent_dim=args.latent_dim, latent=args.latent, hidden=args.hidden, likelihood=args.likelihood,
               gaussian_scale=args.gaussian_scale, encoder=args.encoder, decoder=args.decoder,
               activation=args.activation, epochs=args.epochs or DEFAULT_EPOCHS,
@@ -111,13 +128,18 @@ def _new_run(args: argparse.Namespace) -> tuple[VAE, dict, runs.RunData]:
               patience=args.patience or None, seed=args.seed, dtype=args.dtype)
     vae.train_config()  # refuse impossible training options before reading any data
     vae.latent_spec()
+    return vae
+
+
+def _new_run(args: argparse.Namespace) -> tuple[LatentModel, dict, runs.RunData]:
+    vae = _estimator(args)
     data = runs.load_data(args.data, args.binarize)
     if args.likelihood == "categorical" and np.all(data.x >= 0):
         # Count categories over all the data, so held-out codes unseen in training still fit.
         vae.n_categories = int(data.x.max()) + 1
     record = runs.data_record(args.data, data, args.binarize, args.seed, args.test_fraction,
                               args.val_fraction)
-    return vae, {"data": record}, runs.prepare_data(record, data)
+    return vae, {"data": record, "kind": vae.kind}, runs.prepare_data(record, data)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,17 +151,18 @@ def run(args: argparse.Namespace) -> int:
         params = dict(config["params"])
         if args.epochs is not None:
             params["epochs"] = args.epochs
-        vae = VAE(**params)
+        vae = MODEL_KINDS[config.get("kind", "vae")](**params)
         run_data = runs.prepare_data(config["data"])
         runs.check_fingerprint(run_data, config)
-        config["params"] = vae.get_params() | {"hidden": list(vae.hidden)}
+        config["params"] = vae.get_params()
     else:
         vae, config, run_data = _new_run(args)
         # Check data, model and estimator before anything is written.
         module = vae.build(run_data.split("train"), where=config["data"]["source"])
-        vae.train_config().objective(module)
+        if isinstance(vae, VAE):
+            vae.train_config().objective(module)
         runs.create_run_dir(out, args.overwrite)
-        config["params"] = vae.get_params() | {"hidden": list(vae.hidden)}
+        config["params"] = vae.get_params()
     runs.write_config(out, config)
 
     vae.progress = not args.quiet and sys.stderr.isatty()
@@ -158,9 +181,18 @@ def run(args: argparse.Namespace) -> int:
         x = run_data.split(split)
         if len(x):
             summary["splits"][split] = vae.evaluate(x, k=args.eval_k, iwae_k=50)
+    labels = run_data.dataset.y
+    if isinstance(vae, Mixture) and labels is not None and len(run_data.splits["test"]):
+        # How well an unsupervised z finds the classes: agreement of components and labels.
+        test = run_data.splits["test"]
+        summary["adjusted_rand_index"] = float(adjusted_rand_score(
+            labels[test], vae.predict(run_data.dataset.x[test])))
     write_json(out / "summary.json", summary)
     rows = [score_row(s, scores) for s, scores in summary["splits"].items()]
     print(format_table(SCORE_HEADERS, rows))
     print(f"({score_note(next(iter(summary['splits'].values())))})")
+    if "adjusted_rand_index" in summary:
+        print(f"components vs labels on the test split: adjusted Rand index "
+              f"{summary['adjusted_rand_index']:.3f} (1 = the classes exactly, 0 = chance)")
     print(f"run directory: {out}")
     return 0
