@@ -11,7 +11,6 @@ log-likelihood use; the size is K^N or 2^N, checked before anything is allocated
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -129,9 +128,12 @@ class LatentSpace(nn.Module):
             raise ConfigError(f"cannot enumerate z: {what}; enumeration handles up to {limit:,} "
                               "values; use --estimator gumbel, gumbel-st, reinforce or vimco")
         dtype, device = self.prior_logits.dtype, self.prior_logits.device
+        base = 2 if spec.kind == "bernoulli" else spec.categories
+        # Value s has digits (s // base^j) % base, j = N-1 .. 0: every code, in order, built
+        # by tensor arithmetic rather than a Python loop over values.
+        index = torch.arange(int(size), device=device)[:, None]
+        powers = base ** torch.arange(spec.n - 1, -1, -1, device=device)
+        digits = (index // powers) % base  # [S, N]
         if spec.kind == "bernoulli":
-            values = list(itertools.product((0.0, 1.0), repeat=spec.n))
-            return torch.tensor(values, dtype=dtype, device=device)
-        codes = torch.tensor(list(itertools.product(range(spec.categories), repeat=spec.n)),
-                             device=device)
-        return F.one_hot(codes, spec.categories).to(dtype)  # [S, N, K]
+            return digits.to(dtype)
+        return F.one_hot(digits, spec.categories).to(dtype)  # [S, N, K]
