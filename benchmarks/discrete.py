@@ -112,6 +112,8 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from _common import DEFAULT_DATA, load_binarized_mnist  # noqa: E402
+
 from elbokit import VAE, bounds, data, estimators  # noqa: E402
 from elbokit.models.mixture import MixtureConfig, MixtureModule, init_from_data  # noqa: E402
 
@@ -122,26 +124,11 @@ try:
 except ImportError:  # pragma: no cover - reported in the output
     pyro = None
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "binarized_mnist" / "binarized_mnist.npz"
 DIM, LR, SEED = 784, 1e-2, 0
 Step = Callable[[torch.Tensor], torch.Tensor]
 
 
 # -- data ------------------------------------------------------------------------------------
-def load_mnist(path: Path, n: int) -> tuple[torch.Tensor, str]:
-    """The first ``n`` training images as float32 ``[n, 784]`` and a line saying what they are."""
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as archive:
-            images = archive["x_train"][:n]
-        x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32))
-        return x, f"binarized MNIST, first {len(x)} of x_train ({path})"
-    generator = torch.Generator().manual_seed(SEED)
-    x = torch.bernoulli(torch.full((n, DIM), 0.2), generator=generator)
-    note = f"WARNING: RANDOM Bernoulli(0.2) data, {n} x {DIM} ({path} not found)"
-    print("!" * len(note), note, "!" * len(note), sep="\n", file=sys.stderr)
-    return x, note
-
-
 # -- table 1: the contestants ----------------------------------------------------------------
 def hand_log_marginal(x: torch.Tensor, mixing: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
     """log p(x) of a Bernoulli mixture by hand: ``x: [B, D]`` -> ``[B]``."""
@@ -561,7 +548,7 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     if not args.skip_speed:
         began = time.perf_counter()
-        x, data_note = load_mnist(args.data, args.n_train)
+        x, data_note = load_binarized_mnist(args.data, args.n_train)
         speed = [speed_for(k, x, args) for k in args.components]
         print_speed(speed, args, data_note)
         result["speed"] = {"data": data_note, "batch_size": args.batch_size, "results": speed,

@@ -63,7 +63,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,27 +70,16 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from _common import DEFAULT_DATA, load_binarized_mnist  # noqa: E402
+
 from elbokit import bounds  # noqa: E402
 from elbokit.models.vae import VAEConfig, VAEModule  # noqa: E402
 from elbokit.training import TrainConfig, Trainer  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "binarized_mnist" / "binarized_mnist.npz"
 DIM, HIDDEN, LATENT, BATCH, LR, SEED = 784, 400, 20, 128, 1e-3, 0
 
 
 # -- data ------------------------------------------------------------------------------------
-def load_data(path: Path, n: int) -> tuple[torch.Tensor, str]:
-    """The first ``n`` training images as float32 ``[n, 784]`` and a line saying what they are."""
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as archive:
-            images = archive["x_train"][:n]
-        x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32))
-        return x, f"binarized MNIST, first {len(x)} of x_train ({path})"
-    generator = torch.Generator().manual_seed(SEED)
-    x = torch.bernoulli(torch.full((n, DIM), 0.2), generator=generator)
-    return x, f"WARNING: RANDOM Bernoulli(0.2) data, {n} x {DIM} ({path} not found)"
-
-
 # -- the hand-written contestant -------------------------------------------------------------
 class HandVAE(nn.Module):
     """784-400-20 VAE in plain PyTorch: encoder -> (loc, raw scale), decoder -> logits."""
@@ -243,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
 
-    x, data_note = load_data(args.data, args.n_train)
+    x, data_note = load_binarized_mnist(args.data, args.n_train)
     n = len(x)
     steps = -(-n // BATCH)
 

@@ -1,0 +1,28 @@
+"""What the benchmarks share: the binarized-MNIST training images they train on."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "binarized_mnist" / "binarized_mnist.npz"
+DIM = 784
+
+
+def load_binarized_mnist(path: Path, n: int, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """The first ``n`` training images as float32 ``[n, 784]`` and a line saying what they
+    are; random Bernoulli(0.2) data, with a loud warning, when the file is missing."""
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as archive:
+            images = archive["x_train"][:n]
+        x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32))
+        return x, f"binarized MNIST, first {len(x)} of x_train ({path})"
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.bernoulli(torch.full((n, DIM), 0.2), generator=generator)
+    note = f"WARNING: RANDOM Bernoulli(0.2) data, {n} x {DIM} ({path} not found)"
+    print("!" * len(note), note, "!" * len(note), sep="\n", file=sys.stderr)
+    return x, note
