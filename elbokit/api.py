@@ -6,6 +6,7 @@
     >>> vae.transform(X_test)                              # posterior means [n, latent]
     >>> vae.sample(16); vae.reconstruct(X_test)
     >>> vae.save("my-vae"); VAE.load("my-vae")
+    >>> Mixture(n_components=10).fit(X).predict(X)        # z = component, exact posterior
 
 ``__init__`` only stores hyper-parameters; fitted state ends in ``_`` (``module_``,
 ``history_``, ``epochs_trained_``). Scores are per example, in nats, on the scale of the data as given.
@@ -101,7 +102,13 @@ class LatentModel:
     @torch.no_grad()
     def score_samples(self, X: np.ndarray, k: int = 1000, chunk: int = 100,
                       seed: int | None = 0) -> np.ndarray:
-        """Importance-sampled log p(x) per example (nats): ``[n, dim] -> [n]``."""
+        """log p(x) per example (nats): ``[n, dim] -> [n]``; exact when z can be enumerated
+        (at most 2^16 values), otherwise importance-sampled with ``k`` proposals."""
+        module = self._fitted()
+        if bounds.enumerable(module):
+            x = self.as_tensor(X)
+            return torch.cat([bounds.exact_log_likelihood(module, x[s:s + 256])
+                              for s in range(0, len(x), 256)]).double().numpy()
         return self.log_likelihood(X, k=k, chunk=chunk, seed=seed)[0]
 
     def score(self, X: np.ndarray, k: int = 1000) -> float:
@@ -142,10 +149,8 @@ class LatentModel:
             iwae = torch.cat([bounds.iwae_bound(module, x[s:s + 256], iwae_k)
                               for s in range(0, len(x), 256)]).double()
         estimate, stderr = self.log_likelihood(X, k=k, chunk=chunk, seed=seed + 1)
-        exact = None
-        if bounds.enumerable(module):  # a discrete z small enough to sum over: the truth
-            exact = float(torch.cat([bounds.exact_log_likelihood(module, x[s:s + 256])
-                                     for s in range(0, len(x), 256)]).double().mean())
+        # A discrete z small enough to sum over: the truth, beside the bounds.
+        exact = float(self.score_samples(X).mean()) if bounds.enumerable(module) else None
         return {
             **terms,
             "iwae": {"value": float(iwae.mean()), "k": iwae_k},
