@@ -278,6 +278,10 @@ class VAE(LatentModel):
     def latent_spec(self) -> LatentSpec:
         return LatentSpec.parse(self.latent) if self.latent else LatentSpec("gaussian", self.latent_dim)
 
+    def check(self, X: np.ndarray, where: str = "data") -> None:
+        """Refuse impossible options, data or estimator before anything is trained or written."""
+        self.train_config().objective(self.build(X, where))
+
     def build(self, X: np.ndarray, where: str = "data") -> VAEModule:
         """An untrained module for data like ``X: [n, dim]`` (checks X against the
         likelihood and fits what the data fix: standardization, categories)."""
@@ -367,7 +371,11 @@ class Mixture(LatentModel):
     def get_params(self) -> dict:
         return super().get_params() | {"fit": self.fit_method}
 
-    def build(self, X: np.ndarray, where: str = "data") -> MixtureModule:
+    def check(self, X: np.ndarray, where: str = "data") -> None:
+        """Refuse impossible options or data before anything is fitted or written."""
+        self.build(X, where, initialize=False)
+
+    def build(self, X: np.ndarray, where: str = "data", initialize: bool = True) -> MixtureModule:
         """An initialized (k-means or random) module for data like ``X: [n, dim]``."""
         if self.fit_method not in self.fits:
             raise ConfigError(f"fit must be one of {', '.join(self.fits)}, not {self.fit_method!r}")
@@ -379,6 +387,8 @@ class Mixture(LatentModel):
         config = MixtureConfig(dim=X.shape[1], n_components=self.n_components,
                                likelihood=observation.config())
         module = MixtureModule(config, observation).to(DTYPES[self.dtype])
+        if not initialize:
+            return module
         return init_from_data(module, self.as_tensor(X, module, where), self.seed, self.init)
 
     def fit(self, X: np.ndarray, X_val: np.ndarray | None = None, run_dir: str | Path | None = None,

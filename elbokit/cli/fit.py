@@ -158,9 +158,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         vae, config, run_data = _new_run(args)
         # Check data, model and estimator before anything is written.
-        module = vae.build(run_data.split("train"), where=config["data"]["source"])
-        if isinstance(vae, VAE):
-            vae.train_config().objective(module)
+        vae.check(run_data.split("train"), where=config["data"]["source"])
         runs.create_run_dir(out, args.overwrite)
         config["params"] = vae.get_params()
     runs.write_config(out, config)
