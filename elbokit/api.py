@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import torch
 from . import bounds
 from .checkpoint import atomic_write, has_checkpoint, load_model, save_model
 from .data import check_matrix, split_indices
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, ConvergenceWarning
 from .likelihoods import likelihood_for_data
 from .models.latents import LatentSpec
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
@@ -335,7 +336,8 @@ class Mixture(LatentModel):
 
     ``likelihood``: "auto", "bernoulli", "gaussian" (diagonal: per-component, per-dimension
     variances), "multinomial" or "categorical". ``fit="em"``: expectation-maximization from a
-    k-means (``init``) start, ``max_iter``/``tol``; ``fit="gradient"``: Adam on the exact
+    k-means (``init``) start, ``max_iter``/``tol``, the best of ``n_init`` starts (seeds
+    ``seed``, ``seed + 1``, ...), warning when it stops unconverged; ``fit="gradient"``: Adam on the exact
     log-likelihood through the generic trainer (``epochs``, ``batch_size``, ``lr``, early
     stopping on held-out data). The posterior q(z|x) is exact, so the ELBO equals log p(x)
     and :meth:`score_samples` is exact.
@@ -348,7 +350,7 @@ class Mixture(LatentModel):
 
     def __init__(self, n_components: int = 10, likelihood: str = "auto",
                  gaussian_scale: str = "decoder", fit: str = "em", init: str = "kmeans",
-                 max_iter: int = 200, tol: float = 1e-6, epochs: int = 100,
+                 n_init: int = 1, max_iter: int = 200, tol: float = 1e-6, epochs: int = 100,
                  batch_size: int = 256, lr: float = 1e-2, val_fraction: float = 0.1,
                  patience: int | None = 10, seed: int = 0, dtype: str = "float32",
                  progress: bool = False) -> None:
@@ -357,6 +359,7 @@ class Mixture(LatentModel):
         self.gaussian_scale = gaussian_scale
         self.fit_method = fit
         self.init = init
+        self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
         self.epochs = epochs
@@ -394,11 +397,19 @@ class Mixture(LatentModel):
     def fit(self, X: np.ndarray, X_val: np.ndarray | None = None, run_dir: str | Path | None = None,
             resume: bool = False, where: str = "data") -> Mixture:
         """Fit on ``X: [n, dim]``; with ``run_dir``, write metrics.jsonl and the model there."""
+        if self.n_init < 1:
+            raise ConfigError(f"n_init must be >= 1, not {self.n_init}")
         module = self.build(X, where)
         self.module_ = module
         run_dir = Path(run_dir) if run_dir is not None else None
         if self.fit_method == "em":
-            history = fit_em(module, self.as_tensor(X, module, where), self.max_iter, self.tol)
+            module, history = self._best_em(X, where, module)
+            self.module_ = module
+            self.converged_ = len(history) < 2 or history[-1] - history[-2] < self.tol
+            if not self.converged_:
+                warnings.warn(f"EM stopped after max_iter={self.max_iter} iterations without "
+                              f"converging (last gain {history[-1] - history[-2]:.3g} nats >= "
+                              f"tol={self.tol:g}); raise max_iter", ConvergenceWarning, stacklevel=2)
             self.history_ = [{"iteration": i, "train": {"log_likelihood": value}}
                              for i, value in enumerate(history)]
             self.epochs_trained_, self.stopped_early_ = len(history) - 1, False
@@ -411,6 +422,22 @@ class Mixture(LatentModel):
             fit_with_trainer(self, module, config, X, X_val, run_dir, resume, where)
         self.module_.eval()
         return self
+
+    def _best_em(self, X: np.ndarray, where: str, first: MixtureModule
+                 ) -> tuple[MixtureModule, list[float]]:
+        """EM from ``n_init`` starts; the one with the highest training log-likelihood wins."""
+        best, best_history = first, fit_em(first, self.as_tensor(X, first, where),
+                                          self.max_iter, self.tol)
+        for restart in range(1, self.n_init):
+            seed, self.seed = self.seed, self.seed + restart
+            try:
+                module = self.build(X, where)
+            finally:
+                self.seed = seed
+            history = fit_em(module, self.as_tensor(X, module, where), self.max_iter, self.tol)
+            if history[-1] > best_history[-1]:
+                best, best_history = module, history
+        return best, best_history
 
     @torch.no_grad()
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

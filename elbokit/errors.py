@@ -19,6 +19,10 @@ class ConfigError(ElbokitError):
     """An impossible option value or combination of options."""
 
 
+class ConvergenceWarning(UserWarning):
+    """An iterative fit (EM) stopped at its iteration limit before converging."""
+
+
 class CheckpointError(ElbokitError):
     """A run directory or checkpoint that is missing, corrupt or of another kind."""
 

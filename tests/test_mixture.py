@@ -383,3 +383,22 @@ def test_mixture_from_the_command_line(tmp_path, capsys):
     assert code == 0
     assert main(["sample", str(tmp_path / "g"), "-n", "4", "-o", str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (4, 64)
+
+
+def test_restarts_keep_the_best_start_and_unconverged_em_warns(capsys, tmp_path):
+    from elbokit import Mixture, data
+    from elbokit.cli import main
+    from elbokit.errors import ConvergenceWarning
+
+    x = data.load("digits").x[:400]
+    single = [Mixture(n_components=5, seed=s, init="random").fit(x) for s in (0, 1, 2)]
+    best = Mixture(n_components=5, seed=0, init="random", n_init=3).fit(x)
+    finals = [m.history_[-1]["train"]["log_likelihood"] for m in single]
+    assert best.history_[-1]["train"]["log_likelihood"] == pytest.approx(max(finals), abs=1e-9)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        assert not Mixture(n_components=5, max_iter=2).fit(x).converged_
+    code = main(["fit", "--model", "mixture", "--components", "3", "--max-iter", "1",
+                 "--out", str(tmp_path / "r"), "--eval-k", "10", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and err.strip().startswith("elbokit: warning: EM stopped after max_iter=1")
+    assert len(err.strip().splitlines()) == 1

@@ -54,6 +54,8 @@ def add_parser(sub, name: str) -> None:
     m.add_argument("--fit", default="em", choices=Mixture.fits,
                    help="mixture: EM, or gradient ascent on the exact log-likelihood (em)")
     m.add_argument("--max-iter", type=positive_int, default=200, help="mixture EM: iterations (200)")
+    m.add_argument("--n-init", type=positive_int, default=1,
+                   help="mixture EM: starts from seeds SEED, SEED+1, ...; the best is kept (1)")
     m.add_argument("--latent-dim", type=positive_int, default=8,
                    help="dimensions of a Gaussian z (8); same as --latent gaussian:N")
     m.add_argument("--latent", default=None, metavar="SPEC",
@@ -115,7 +117,7 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
             args.gaussian_scale = "decoder"  # a diagonal covariance per component
         return Mixture(n_components=args.components, likelihood=args.likelihood,
                        gaussian_scale=args.gaussian_scale, fit=args.fit,
-                       max_iter=args.max_iter, epochs=args.epochs or DEFAULT_EPOCHS,
+                       n_init=args.n_init, max_iter=args.max_iter, epochs=args.epochs or DEFAULT_EPOCHS,
                        batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
                        patience=args.patience or None, seed=args.seed, dtype=args.dtype)
     vae = VAE(latent_dim=args.latent_dim, latent=args.latent, hidden=args.hidden, likelihood=args.likelihood,
