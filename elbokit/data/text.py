@@ -1,0 +1,143 @@
+"""Labelled text: the bundled SMS Spam Collection, ``label<TAB>text`` files, and
+bag-of-words features.
+
+A :class:`TextDataset` holds raw texts and their labels; :class:`BagOfWords` turns texts into
+word counts ``[n, vocabulary]`` with a vocabulary fitted on training texts only (so nothing
+about held-out messages leaks into the features). Problems raise
+:class:`~elbokit.errors.DataError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+SMS_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
+
+
+@dataclass
+class TextDataset:
+    """``texts[i]`` with label ``labels[i]``; ``classes`` sorted, the positive class last
+    when there are two (``ham``, ``spam``)."""
+
+    texts: list[str]
+    labels: np.ndarray
+    source: str
+    description: str = ""
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels.tolist()))
+
+
+def load_sms_spam() -> TextDataset:
+    """The bundled SMS Spam Collection v.1 (5,574 messages; CC BY 4.0, see
+    ``elbokit/data/sms_spam/ATTRIBUTION.md``), checked against its SHA-256."""
+    raw = gzip.decompress(resources.files(__package__).joinpath("sms_spam/SMSSpamCollection.gz")
+                          .read_bytes())
+    if hashlib.sha256(raw).hexdigest() != SMS_SHA256:
+        raise DataError("the bundled SMS Spam Collection is corrupt (checksum mismatch)")
+    data = parse_labelled_text(raw.decode("utf-8"), "sms-spam", delimiter="\t", header=False)
+    data.description = "SMS Spam Collection v.1: 5,574 SMS, ham 4,827 / spam 747 (CC BY 4.0)"
+    return data
+
+
+def parse_labelled_text(text: str, where: str, delimiter: str = "\t",
+                        header: bool | None = None) -> TextDataset:
+    """Rows of ``label<delimiter>text``; a first row ``label,text`` (any order, any case) is a
+    header naming the columns. Quoted fields may hold the delimiter. Rows whose text is empty
+    are refused with their line numbers; blank lines are skipped."""
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter,
+                        quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
+    rows = [(i + 1, row) for i, row in enumerate(reader) if row and any(c.strip() for c in row)]
+    if not rows:
+        raise DataError(f"{where}: no rows")
+    label_col, text_col = 0, 1
+    first = [c.strip().lower() for c in rows[0][1]]
+    if header or (header is None and "text" in first):
+        if "label" not in first or "text" not in first:
+            raise DataError(f"{where}: the header must name a 'label' and a 'text' column "
+                            f"(found {', '.join(first)})")
+        label_col, text_col = first.index("label"), first.index("text")
+        rows = rows[1:]
+    labels, texts, empty = [], [], []
+    for line, row in rows:
+        if len(row) <= max(label_col, text_col):
+            raise DataError(f"{where}: line {line} has no text column (expected label"
+                            f"{'<TAB>' if delimiter == chr(9) else ','}text)")
+        label = row[label_col].strip()
+        # With no quoting, a tab inside the message splits it: rejoin the rest.
+        body = delimiter.join(row[text_col:]) if text_col > label_col else row[text_col]
+        if not label:
+            raise DataError(f"{where}: line {line} has an empty label")
+        if not body.strip():
+            empty.append(line)
+        labels.append(label)
+        texts.append(body)
+    if empty:
+        shown = ", ".join(map(str, empty[:5])) + (f" (and {len(empty) - 5} more)" if len(empty) > 5 else "")
+        raise DataError(f"{where}: empty text on line{'s' if len(empty) > 1 else ''} {shown}")
+    if not texts:
+        raise DataError(f"{where}: no messages after the header")
+    return TextDataset(texts=texts, labels=np.array(labels), source=where)
+
+
+def read_labelled_text(path: str | Path) -> TextDataset:
+    """A ``.tsv``/``.txt`` of ``label<TAB>text`` lines or a ``.csv`` with ``label`` and
+    ``text`` columns (header optional for two columns)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    delimiter = "," if path.suffix.lower() == ".csv" else "\t"
+    return parse_labelled_text(text, str(path), delimiter=delimiter)
+
+
+class BagOfWords:
+    """Word counts with a capped vocabulary, fitted on training texts only.
+
+    Tokens: lower-cased runs of 2+ letters or digits (scikit-learn's ``CountVectorizer``
+    does the counting). ``max_features`` keeps the most frequent words. A text with no known
+    word maps to a row of zeros; models say what they do with it.
+    """
+
+    def __init__(self, max_features: int = 2000, min_df: int = 1) -> None:
+        if max_features < 1:
+            raise DataError(f"vocabulary size must be >= 1, not {max_features}")
+        self.max_features, self.min_df = max_features, min_df
+
+    def fit(self, texts: list[str]) -> BagOfWords:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        self.vectorizer_ = CountVectorizer(max_features=self.max_features, min_df=self.min_df,
+                                           lowercase=True, dtype=np.float64)
+        try:
+            self.vectorizer_.fit(texts)
+        except ValueError as e:  # no tokens at all
+            raise DataError(f"cannot build a vocabulary: {e}") from None
+        return self
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return self.vectorizer_.get_feature_names_out().tolist()
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        """Counts ``[len(texts), vocabulary size]`` (dense float64)."""
+        return self.vectorizer_.transform(texts).toarray()
+
+    def fit_transform(self, texts: list[str]) -> np.ndarray:
+        return self.fit(texts).transform(texts)
