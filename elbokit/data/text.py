@@ -63,7 +63,7 @@ def parse_labelled_text(text: str, where: str, delimiter: str = "\t",
         raise DataError(f"{where}: no rows")
     label_col, text_col = 0, 1
     first = [c.strip().lower() for c in rows[0][1]]
-    if header or (header is None and "text" in first):
+    if header or (header is None and ("text" in first or "label" in first)):
         if "label" not in first or "text" not in first:
             raise DataError(f"{where}: the header must name a 'label' and a 'text' column "
                             f"(found {', '.join(first)})")
