@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -26,3 +27,12 @@ def load_binarized_mnist(path: Path, n: int, seed: int = 0) -> tuple[torch.Tenso
     note = f"WARNING: RANDOM Bernoulli(0.2) data, {n} x {DIM} ({path} not found)"
     print("!" * len(note), note, "!" * len(note), sep="\n", file=sys.stderr)
     return x, note
+
+
+def finish(result: dict, json_path: Path | None) -> dict:
+    """Print the total time and write ``result`` as JSON when asked; returns ``result``."""
+    print(f"total time {result['total_seconds']:.1f} s")
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {json_path}")
+    return result

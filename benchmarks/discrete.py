@@ -93,7 +93,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import resource
@@ -112,7 +111,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from _common import DEFAULT_DATA, load_binarized_mnist  # noqa: E402
+from _common import DEFAULT_DATA, finish, load_binarized_mnist  # noqa: E402
 
 from elbokit import VAE, bounds, data, estimators  # noqa: E402
 from elbokit.models.mixture import MixtureConfig, MixtureModule, init_from_data  # noqa: E402
@@ -564,11 +563,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["variance"] = variance
         print()
     result["total_seconds"] = time.perf_counter() - started
-    print(f"total time {result['total_seconds']:.1f} s")
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return result
+    return finish(result, args.json)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -70,7 +69,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from _common import DEFAULT_DATA, load_binarized_mnist  # noqa: E402
+from _common import DEFAULT_DATA, finish, load_binarized_mnist  # noqa: E402
 
 from elbokit import bounds  # noqa: E402
 from elbokit.models.vae import VAEConfig, VAEModule  # noqa: E402
@@ -322,11 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"(pairs: {', '.join(f'{r:.2f}' for r in pair_ratios)})")
     print(f"elbokit: Trainer's own epoch 'seconds' sum {result['elbokit_fit_seconds_sum']:.2f} s "
           f"vs wall clock around fit() {result['elbokit_window_seconds_sum']:.2f} s")
-    print(f"total time {result['total_seconds']:.1f} s")
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return result
+    return finish(result, args.json)
 
 
 if __name__ == "__main__":
