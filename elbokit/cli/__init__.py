@@ -11,10 +11,11 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import ElbokitError
-from . import datasets, evaluate, fit, sample
+from . import classify, datasets, evaluate, fit, sample
 from .common import Parser
 
-COMMANDS = {"fit": fit, "evaluate": evaluate, "sample": sample, "datasets": datasets}
+COMMANDS = {"fit": fit, "evaluate": evaluate, "sample": sample, "classify": classify,
+            "datasets": datasets}
 
 
 def build_parser() -> Parser:

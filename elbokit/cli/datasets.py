@@ -14,6 +14,9 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(format_table(("name", "description"), [(n, d) for n, (_, d) in NAMED.items()]))
-    print(f"\n--data also accepts a path to a {', '.join(READERS)} file.")
+    rows = [(n, d) for n, (_, d) in NAMED.items()]
+    rows.append(("sms-spam", "5,574 SMS labelled ham/spam (CC BY 4.0), for `elbokit classify`; bundled"))
+    print(format_table(("name", "description"), rows))
+    print(f"\n--data also accepts a path to a {', '.join(READERS)} file "
+          "(classify: labelled text files and e-mail folders too).")
     return 0

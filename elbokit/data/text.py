@@ -53,9 +53,10 @@ def load_sms_spam() -> TextDataset:
 
 def parse_labelled_text(text: str, where: str, delimiter: str = "\t",
                         header: bool | None = None) -> TextDataset:
-    """Rows of ``label<delimiter>text``; a first row ``label,text`` (any order, any case) is a
-    header naming the columns. Quoted fields may hold the delimiter. Rows whose text is empty
-    are refused with their line numbers; blank lines are skipped."""
+    """Rows of ``label<delimiter>text``; a first row naming ``label`` and ``text`` (any order,
+    any case) is a header, and CSV (``delimiter=","``) must have one. Quoted CSV fields may
+    hold commas. Rows whose text is empty are refused with their line numbers; blank lines
+    are skipped."""
     reader = csv.reader(io.StringIO(text), delimiter=delimiter,
                         quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
     rows = [(i + 1, row) for i, row in enumerate(reader) if row and any(c.strip() for c in row)]
@@ -63,6 +64,8 @@ def parse_labelled_text(text: str, where: str, delimiter: str = "\t",
         raise DataError(f"{where}: no rows")
     label_col, text_col = 0, 1
     first = [c.strip().lower() for c in rows[0][1]]
+    if header is None and delimiter == ",":
+        header = True  # CSV files say what their columns are; TSV lines are label<TAB>text
     if header or (header is None and ("text" in first or "label" in first)):
         if "label" not in first or "text" not in first:
             raise DataError(f"{where}: the header must name a 'label' and a 'text' column "
@@ -92,8 +95,8 @@ def parse_labelled_text(text: str, where: str, delimiter: str = "\t",
 
 
 def read_labelled_text(path: str | Path) -> TextDataset:
-    """A ``.tsv``/``.txt`` of ``label<TAB>text`` lines or a ``.csv`` with ``label`` and
-    ``text`` columns (header optional for two columns)."""
+    """A ``.tsv``/``.txt`` of ``label<TAB>text`` lines (header optional) or a ``.csv`` whose
+    header names a ``label`` and a ``text`` column."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
