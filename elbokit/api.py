@@ -79,6 +79,12 @@ class LatentModel:
     dtype = "float32"
 
     # -- inputs --------------------------------------------------------------------------
+    def torch_dtype(self) -> torch.dtype:
+        """The ``dtype`` option as a torch dtype, refusing anything but float32/float64."""
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        return DTYPES[self.dtype]
+
     def _fitted(self) -> torch.nn.Module:
         module = getattr(self, "module_", None)
         if module is None:
@@ -206,7 +212,7 @@ class LatentModel:
             module.load_state_dict(state)
         except RuntimeError as e:
             raise CheckpointError(f"{path}: weights do not match the configuration ({e})") from None
-        estimator.module_ = module.to(DTYPES[estimator.dtype]).eval()
+        estimator.module_ = module.to(estimator.torch_dtype()).eval()
         return estimator
 
 
@@ -286,8 +292,6 @@ class VAE(LatentModel):
     def build(self, X: np.ndarray, where: str = "data") -> VAEModule:
         """An untrained module for data like ``X: [n, dim]`` (checks X against the
         likelihood and fits what the data fix: standardization, categories)."""
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
         X = np.asarray(X, dtype=np.float64)
@@ -301,7 +305,7 @@ class VAE(LatentModel):
                            activation=self.activation, likelihood=observation.config())
         with seeded(self.seed):
             module = VAEModule(config, observation)
-        return module.to(DTYPES[self.dtype])
+        return module.to(self.torch_dtype())
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, X: np.ndarray, X_val: np.ndarray | None = None, run_dir: str | Path | None = None,
@@ -382,14 +386,12 @@ class Mixture(LatentModel):
         """An initialized (k-means or random) module for data like ``X: [n, dim]``."""
         if self.fit_method not in self.fits:
             raise ConfigError(f"fit must be one of {', '.join(self.fits)}, not {self.fit_method!r}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         X = np.asarray(X, dtype=np.float64)
         check_matrix(X, where)
         observation = likelihood_for_data(self.likelihood, X, where, self.gaussian_scale)
         config = MixtureConfig(dim=X.shape[1], n_components=self.n_components,
                                likelihood=observation.config())
-        module = MixtureModule(config, observation).to(DTYPES[self.dtype])
+        module = MixtureModule(config, observation).to(self.torch_dtype())
         if not initialize:
             return module
         return init_from_data(module, self.as_tensor(X, module, where), self.seed, self.init)
