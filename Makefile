@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/discrete.py
+	$(BIN)/python benchmarks/spam.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -344,7 +344,9 @@ class Mixture(LatentModel):
     ``seed``, ``seed + 1``, ...), warning when it stops unconverged; ``fit="gradient"``: Adam on the exact
     log-likelihood through the generic trainer (``epochs``, ``batch_size``, ``lr``, early
     stopping on held-out data). The posterior q(z|x) is exact, so the ELBO equals log p(x)
-    and :meth:`score_samples` is exact.
+    and :meth:`score_samples` is exact. ``smoothing``: EM's pseudo-count for multinomial,
+    categorical and Bernoulli components (MAP under a Dirichlet/Beta prior; 1 is Laplace
+    smoothing, as naive Bayes uses).
     """
 
     kind = "mixture"
@@ -357,7 +359,7 @@ class Mixture(LatentModel):
                  n_init: int = 1, max_iter: int = 200, tol: float = 1e-6, epochs: int = 100,
                  batch_size: int = 256, lr: float = 1e-2, val_fraction: float = 0.1,
                  patience: int | None = 10, seed: int = 0, dtype: str = "float32",
-                 progress: bool = False) -> None:
+                 progress: bool = False, smoothing: float = 1e-2) -> None:
         self.n_components = n_components
         self.likelihood = likelihood
         self.gaussian_scale = gaussian_scale
@@ -374,6 +376,7 @@ class Mixture(LatentModel):
         self.seed = seed
         self.dtype = dtype
         self.progress = progress
+        self.smoothing = smoothing
 
     def get_params(self) -> dict:
         return super().get_params() | {"fit": self.fit_method}
@@ -394,7 +397,8 @@ class Mixture(LatentModel):
         module = MixtureModule(config, observation).to(self.torch_dtype())
         if not initialize:
             return module
-        return init_from_data(module, self.as_tensor(X, module, where), self.seed, self.init)
+        return init_from_data(module, self.as_tensor(X, module, where), self.seed, self.init,
+                              alpha=self.smoothing)
 
     def fit(self, X: np.ndarray, X_val: np.ndarray | None = None, run_dir: str | Path | None = None,
             resume: bool = False, where: str = "data") -> Mixture:
@@ -429,14 +433,15 @@ class Mixture(LatentModel):
                  ) -> tuple[MixtureModule, list[float]]:
         """EM from ``n_init`` starts; the one with the highest training log-likelihood wins."""
         best, best_history = first, fit_em(first, self.as_tensor(X, first, where),
-                                          self.max_iter, self.tol)
+                                          self.max_iter, self.tol, alpha=self.smoothing)
         for restart in range(1, self.n_init):
             seed, self.seed = self.seed, self.seed + restart
             try:
                 module = self.build(X, where)
             finally:
                 self.seed = seed
-            history = fit_em(module, self.as_tensor(X, module, where), self.max_iter, self.tol)
+            history = fit_em(module, self.as_tensor(X, module, where), self.max_iter, self.tol,
+                             alpha=self.smoothing)
             if history[-1] > best_history[-1]:
                 best, best_history = module, history
         return best, best_history

@@ -8,7 +8,8 @@ swapped tensor file is refused instead of silently loaded.
 A training checkpoint is a directory (model, optimizer, state) replaced as a whole: it is
 written to ``checkpoint.tmp/``, the old ``checkpoint/`` is moved to ``checkpoint.old/``, the
 new one moved into place, and the old one removed. A crash between the two moves leaves
-``checkpoint.old/``, which :func:`load_checkpoint` falls back to.
+``checkpoint.old/``, which :func:`load_checkpoint` falls back to. :func:`atomic_directory`
+does that swap for any directory (saved classifiers, ``elbokit classify --out`` runs).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,49 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+@contextmanager
+def atomic_directory(path: str | Path, tmp: str | Path | None = None,
+                     old: str | Path | None = None) -> Iterator[Path]:
+    """Build a directory that replaces ``path`` as a whole: readers see the old one or the
+    complete new one, never a half-written one.
+
+    Yields an empty sibling directory to fill (``tmp``; default a fresh hidden
+    ``.NAME.XXXX.tmp``). When the block ends normally it is moved into place: an existing
+    ``path`` is first moved to ``old`` (default a fresh hidden sibling) and removed after the
+    swap. When the block raises (or is interrupted), the temporary directory is removed and
+    ``path`` is untouched. Fixed ``tmp``/``old`` names let a reader fall back to ``old``
+    after a crash between the two renames (see :func:`load_checkpoint`).
+    """
+    path = Path(path)
+    if tmp is None:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    else:
+        tmp = Path(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    moved = False
+    try:
+        yield tmp
+        _fsync_dir(tmp)
+        if path.exists():
+            if old is None:  # a fresh name: never clobber anything that happens to be there
+                old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+                old.rmdir()
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            moved = True
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if moved and not path.exists():
+            os.replace(old, path)  # the swap failed half-way: put the old directory back
+        raise
+    _fsync_dir(path.parent)
+    if old is not None:  # also a stale one left by an earlier crash
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -161,32 +207,24 @@ def save_checkpoint(run_dir: str | Path, module: torch.nn.Module,
     ``extra``: further state dicts (e.g. an estimator's learned baseline), one file each.
     """
     run_dir = Path(run_dir)
-    final, tmp, old = (run_dir / n for n in ("checkpoint", "checkpoint.tmp", "checkpoint.old"))
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    record = {
-        "format": "elbokit.checkpoint",
-        "version": FORMAT_VERSION,
-        "state": state,
-        "config": config,
-        "optimizer": opt_meta,
-        "sha256": {
-            "model": save_tensors(tmp / "model.safetensors", module.state_dict()),
-            "optimizer": save_tensors(tmp / "optimizer.safetensors", opt_tensors),
-            "rng": save_tensors(tmp / "rng.safetensors", {"torch": torch.get_rng_state()}),
-        },
-        "extra": {name: save_tensors(tmp / f"extra-{name}.safetensors", tensors)
-                  for name, tensors in (extra or {}).items()},
-    }
-    write_json(tmp / "state.json", record)
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    _fsync_dir(run_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_directory(run_dir / "checkpoint", run_dir / "checkpoint.tmp",
+                          run_dir / "checkpoint.old") as tmp:
+        record = {
+            "format": "elbokit.checkpoint",
+            "version": FORMAT_VERSION,
+            "state": state,
+            "config": config,
+            "optimizer": opt_meta,
+            "sha256": {
+                "model": save_tensors(tmp / "model.safetensors", module.state_dict()),
+                "optimizer": save_tensors(tmp / "optimizer.safetensors", opt_tensors),
+                "rng": save_tensors(tmp / "rng.safetensors", {"torch": torch.get_rng_state()}),
+            },
+            "extra": {name: save_tensors(tmp / f"extra-{name}.safetensors", tensors)
+                      for name, tensors in (extra or {}).items()},
+        }
+        write_json(tmp / "state.json", record)
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:

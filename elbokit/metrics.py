@@ -41,8 +41,12 @@ def positive_class(y_true: np.ndarray) -> object:
 
 
 def binary_report(y_true: Sequence | np.ndarray, p_positive: Sequence | np.ndarray,
-                  threshold: float = 0.5, positive: object | None = None) -> dict:
+                  threshold: float = 0.5, positive: object | None = None,
+                  scores: bool = False) -> dict:
     """Scores of ``p_positive: [n]`` = p(positive | x) against labels ``y_true: [n]``.
+
+    ``scores=True``: ``p_positive`` is any real-valued score, larger meaning more positive
+    (e.g. a novelty score, -log p(x)), and ``threshold`` any real number.
 
     ``positive``: the positive label (default: :func:`positive_class`). Returns
     ``{"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "threshold",
@@ -60,11 +64,12 @@ def binary_report(y_true: Sequence | np.ndarray, p_positive: Sequence | np.ndarr
                         f"{list(y_true.shape)} and {list(p.shape)}")
     if len(p) == 0:
         raise DataError("no examples to score")
-    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+    bad = ~np.isfinite(p) | (False if scores else (p < 0) | (p > 1))
     if bad.any():
-        raise DataError(f"probabilities must lie in [0, 1], but {describe_rows(bad)} do not")
-    if not 0 <= threshold <= 1:
-        raise ConfigError(f"threshold must lie in [0, 1], not {threshold}")
+        what = "scores must be finite" if scores else "probabilities must lie in [0, 1]"
+        raise DataError(f"{what}, but {describe_rows(bad)} do not")
+    if not (np.isfinite(threshold) if scores else 0 <= threshold <= 1):
+        raise ConfigError(f"threshold must lie in {'(-inf, inf)' if scores else '[0, 1]'}, not {threshold}")
     if positive is None:
         positive = positive_class(y_true)
     truth = y_true == positive

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,8 +89,12 @@ def write_config(run_dir: Path, config: dict) -> None:
     write_json(run_dir / "config.json", {"format": RUN_FORMAT, "version": 1, **config})
 
 
-def read_config(run_dir: str | Path) -> dict:
-    """A run's config.json, refusing directories that are not elbokit runs."""
+RUN_ORIGINS = {"classifier": "elbokit classify --out"}  # other kinds: elbokit fit
+
+
+def read_config(run_dir: str | Path, kinds: Sequence[str] | None = None) -> dict:
+    """A run's config.json, refusing directories that are not elbokit runs and, with
+    ``kinds``, runs of another kind (a classifier run given to ``evaluate``, ...)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory")
@@ -98,6 +103,11 @@ def read_config(run_dir: str | Path) -> dict:
     config = read_json(run_dir / "config.json")
     if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
         raise CheckpointError(f"{run_dir}/config.json: not an elbokit run configuration")
+    kind = config.get("kind", "vae")
+    if kinds is not None and kind not in kinds:
+        raise CheckpointError(f"{run_dir}: a {kind!r} run (from "
+                              f"{RUN_ORIGINS.get(kind, 'elbokit fit')}), not a "
+                              f"{' or '.join(repr(k) for k in kinds)} run")
     return config
 
 

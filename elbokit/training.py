@@ -124,18 +124,23 @@ class Trainer:
     ``run_dir``: where ``metrics.jsonl`` and the per-epoch checkpoint go (None: nothing is
     written). ``on_improve(model)`` is called whenever validation ELBO reaches a new best
     (the run saves its model there). ``resume=True`` continues from the run's checkpoint.
+    ``objective``: an ``nn.Module`` called as ``objective(model, batch) -> Terms`` to use
+    instead of ``config.objective(model)`` (e.g. the semi-supervised M2 objective).
     """
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, run_dir: Path | None = None,
                  progress: bool = False,
-                 on_improve: Callable[[torch.nn.Module], None] | None = None) -> None:
+                 on_improve: Callable[[torch.nn.Module], None] | None = None,
+                 objective: torch.nn.Module | None = None) -> None:
         self.model = model
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.on_improve = on_improve
-        with seeded(config.seed):  # a learned baseline starts from the same weights every run
-            self.objective = config.objective(model)
+        if objective is None:
+            with seeded(config.seed):  # a learned baseline starts from the same weights every run
+                objective = config.objective(model)
+        self.objective = objective
         # Learned baselines are trained by the same optimizer as the model.
         self.optimizer = torch.optim.Adam([*model.parameters(), *self.objective.parameters()],
                                           lr=config.lr)

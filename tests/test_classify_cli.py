@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from email.message import EmailMessage
 
+import matplotlib.image
+import numpy as np
 import pytest
 
+from elbokit.cli import classify as classify_cli
 from elbokit.cli import main
+from elbokit.data import load
+from elbokit.data.text import BagOfWords, load_sms_spam
+from elbokit.models.classifiers import Classifier
+from elbokit.runs import write_config
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -70,3 +78,195 @@ def test_bad_input_is_one_line(capsys, tmp_path, files, argv, message):
     code, out, err = run(capsys, "classify", *argv)
     assert code == 2 and message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# -- classify --out and predict ---------------------------------------------------------------
+
+SPAM = "WINNER!! Claim your free prize now, call 09061701461"
+HAM = "are we still meeting for lunch tomorrow?"
+
+
+def _one_line_error(code: int, err: str, message: str) -> None:
+    assert code == 2 and message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def sms_run(tmp_path_factory):
+    """A saved run of the generative methods on 400 SMS (the first 300 ham, 100 spam; a
+    300-word vocabulary): small enough to fit in about two seconds."""
+    root = tmp_path_factory.mktemp("sms")
+    sms = load_sms_spam()
+    rows = np.r_[np.flatnonzero(sms.labels == "ham")[:300], np.flatnonzero(sms.labels == "spam")[:100]]
+    (root / "sms.tsv").write_text("".join(f"{sms.labels[i]}\t{sms.texts[i]}\n" for i in rows))
+    assert main(["classify", "--data", str(root / "sms.tsv"), "--vocabulary", "300", "--method",
+                 "generative", "--threshold", "0.7", "--out", str(root / "run")]) == 0
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("digits") / "run"
+    assert main(["classify", "--data", "digits", "--method", "generative", "--out", str(run_dir)]) == 0
+    return run_dir
+
+
+def test_classify_out_saves_a_self_describing_run(sms_run):
+    config = json.loads((sms_run / "config.json").read_text())
+    assert config["kind"] == "classifier" and config["positive"] == "spam"
+    assert config["threshold"] == 0.7 and config["split"] == {"seed": 0, "test_fraction": 0.2}
+    assert config["features"]["vocabulary_size"] == 300 and config["data"]["type"] == "text"
+    assert [m["name"] for m in config["methods"]] == ["naive-bayes", "mixture-per-class"]
+    assert config["metrics"]["naive-bayes"]["threshold"] == 0.7
+    metrics = json.loads((sms_run / "metrics.json").read_text())
+    assert set(metrics["naive-bayes"]["by_threshold"]) == {"0.5", "0.7", "0.9"}
+    assert len(BagOfWords.load(sms_run / "featurizer.json").vocabulary) == 300
+    for method in config["methods"]:
+        assert Classifier.load(sms_run / method["path"]).kind == method["kind"]
+    for figure in ("pr_curve.png", "calibration.png"):
+        pixels = matplotlib.image.imread(sms_run / figure)
+        assert pixels.shape[:2] == (450, 600) and pixels[..., :3].var() > 1e-3
+    assert not [p for p in sms_run.parent.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
+def test_predict_texts_as_the_saved_models_do(capsys, sms_run, tmp_path):
+    (tmp_path / "texts.txt").write_text(f"{SPAM}\n\n{HAM}\n")
+    code, out, err = run(capsys, "predict", sms_run, SPAM, "--file", tmp_path / "texts.txt",
+                         "--json", tmp_path / "p.json")
+    assert code == 0, err
+    assert "p(spam|x)" in out and "decision (p > 0.7)" in out and "mixture-per-class" in out
+    predictions = json.loads((tmp_path / "p.json").read_text())["predictions"]
+    assert [p["input"] for p in predictions] == [SPAM, SPAM, HAM]
+    nb = [p["methods"]["naive-bayes"] for p in predictions]
+    assert nb[0]["p_positive"] > 0.5 and nb[0]["decision"] == "spam"
+    assert nb[2]["p_positive"] < 0.5 and nb[2]["decision"] == "ham"
+    x = BagOfWords.load(sms_run / "featurizer.json").transform([SPAM, SPAM, HAM])
+    for method in ("naive-bayes", "mixture-per-class"):
+        expected = Classifier.load(sms_run / "methods" / method).predict_proba(x)
+        got = [[p["methods"][method]["proba"][c] for c in ("ham", "spam")] for p in predictions]
+        np.testing.assert_array_equal(got, expected)  # exactly what the saved model says
+
+
+def test_predict_notes_texts_without_known_words(capsys, sms_run):
+    code, out, err = run(capsys, "predict", sms_run, "zzzz qqqq", "--method", "naive-bayes",
+                         "--json", "-")
+    assert code == 0, err
+    result = json.loads(out)
+    prior = np.exp(Classifier.load(sms_run / "methods" / "naive-bayes").class_log_prior_)
+    prediction = result["predictions"][0]
+    assert prediction["known_words"] == 0
+    assert prediction["methods"]["naive-bayes"]["p_positive"] == pytest.approx(prior[1], abs=1e-12)
+    code, out, err = run(capsys, "predict", sms_run, "zzzz qqqq")
+    assert "note: input 0 has no word from the run's vocabulary" in out and "class prior" in out
+
+
+def test_predict_numeric_rows(capsys, digits_run, tmp_path):
+    x = load("digits").x[:6]
+    np.save(tmp_path / "rows.npy", x)
+    np.savetxt(tmp_path / "rows.csv", x, delimiter=",")
+    model = Classifier.load(digits_run / "methods" / "mixture-per-class")
+    for rows in ("rows.npy", "rows.csv"):
+        code, out, err = run(capsys, "predict", digits_run, "--file", tmp_path / rows, "--json", "-")
+        assert code == 0, err
+        methods = [p["methods"]["mixture-per-class"] for p in json.loads(out)["predictions"]]
+        assert [m["predicted"] for m in methods] == model.predict(x).tolist()
+        np.testing.assert_array_equal([[m["proba"][str(c)] for c in range(10)] for m in methods],
+                                      model.predict_proba(x))
+    code, out, err = run(capsys, "predict", digits_run, "--file", tmp_path / "rows.npy")
+    assert code == 0 and "p(predicted|x)" in out and "row 5" in out
+
+
+@pytest.mark.parametrize("make, argv, message", [
+    ("fit-run", ["hello"], "not a 'classifier' run"),
+    ("plain-dir", ["hello"], "not an elbokit run"),
+    ("sms", ["hello", "--method", "svm"], "--method svm: not in this run"),
+    ("sms", [], "no texts to classify"),
+    ("sms", ["--file", "@missing.txt"], "missing.txt: no such file"),
+    ("sms", ["--file", "@latin1.txt"], "not UTF-8 text"),
+    ("digits", ["hello"], "not texts"),
+    ("digits", ["--file", "@narrow.csv"], "5 features per example, but the model expects 64"),
+])
+def test_predict_bad_input_is_one_line(capsys, tmp_path, sms_run, digits_run, make, argv, message):
+    runs_by_name = {"sms": sms_run, "digits": digits_run, "plain-dir": tmp_path,
+                    "fit-run": tmp_path / "fit"}
+    (tmp_path / "fit").mkdir()
+    write_config(tmp_path / "fit", {"kind": "vae", "data": {}})
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    np.savetxt(tmp_path / "narrow.csv", np.ones((2, 5)), delimiter=",")
+    argv = [tmp_path / a[1:] if a.startswith("@") else a for a in argv]
+    code, out, err = run(capsys, "predict", runs_by_name[make], *argv, "--json", tmp_path / "p.json")
+    _one_line_error(code, err, message)
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.fixture
+def tiny_tsv(tmp_path):
+    lines = [f"ham\tsee you at lunch {i} ok" for i in range(20)]
+    lines += [f"spam\tfree prize call now {i} win" for i in range(10)]
+    (tmp_path / "tiny.tsv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "tiny.tsv"
+
+
+def test_classify_out_leaves_nothing_behind_on_failure(capsys, tmp_path, tiny_tsv, monkeypatch):
+    out = tmp_path / "runs" / "r"
+    code, _, err = run(capsys, "classify", "--data", tmp_path / "none.tsv", "--out", out)
+    _one_line_error(code, err, "no such file")
+    assert not (tmp_path / "runs").exists()
+
+    code, _, err = run(capsys, "classify", "--data", tiny_tsv, "--method", "generative", "--out", out)
+    assert code == 0, err
+    config = (out / "config.json").read_text()
+    code, _, err = run(capsys, "classify", "--data", tiny_tsv, "--out", out)
+    _one_line_error(code, err, "already exists; use --overwrite")
+
+    def full_disk(*args, path=None, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(classify_cli.plots, "calibration_plot", full_disk)
+    code, _, err = run(capsys, "classify", "--data", tiny_tsv, "--method", "generative",
+                       "--threshold", "0.8", "--out", out, "--overwrite")
+    _one_line_error(code, err, "No space left on device")
+    assert (out / "config.json").read_text() == config  # the old run, whole
+    assert sorted(p.name for p in out.parent.iterdir()) == ["r"]  # no temporary directories
+    monkeypatch.undo()
+
+    code, _, err = run(capsys, "classify", "--data", tiny_tsv, "--method", "generative",
+                       "--threshold", "0.8", "--out", out, "--overwrite")
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["threshold"] == 0.8
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    code, _, err = run(capsys, "classify", "--data", tiny_tsv, "--out", tmp_path / "mine", "--overwrite")
+    _one_line_error(code, err, "not an elbokit run directory")
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+    code, _, err = run(capsys, "classify", "--data", tiny_tsv, "--overwrite")
+    _one_line_error(code, err, "--overwrite needs --out")
+
+
+def test_semi_supervised_with_fifty_labels_and_one_class(capsys, tmp_path):
+    code, out, err = run(capsys, "classify", "--method", "semi-supervised", "--labels", 50,
+                         "--epochs", 2, "--json", tmp_path / "m2.json")
+    assert code == 0, err
+    assert "4459 training examples, 50 of them labelled" in out
+    report = json.loads((tmp_path / "m2.json").read_text())["m2"]
+    assert {"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "threshold"} <= set(report)
+    code, out, err = run(capsys, "classify", "--method", "one-class", "--json", tmp_path / "o.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "o.json").read_text())["one-class"]
+    assert report["threshold_rule"] == "f1" and report["score"] == "-log p(x)"
+    assert report["roc_auc"] > 0.85  # measured 0.89 (ham-only mixture, Laplace smoothing)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--labels", "1"], "between 2"),
+    (["--labels", "100000"], "between 2"),
+    (["--data", "digits", "--method", "one-class"], "two classes"),
+    (["--method", "one-class", "--out", "OUT"], "nothing to save"),
+    (["--model", "gmm"], "invalid choice"),
+])
+def test_classify_bad_method_options(capsys, tmp_path, argv, message):
+    argv = [str(tmp_path / "run") if a == "OUT" else a for a in argv]
+    code, out, err = run(capsys, "classify", *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

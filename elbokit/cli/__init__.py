@@ -11,11 +11,11 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import ElbokitError
-from . import classify, datasets, evaluate, fit, sample
+from . import classify, datasets, evaluate, fit, predict, sample
 from .common import Parser
 
 COMMANDS = {"fit": fit, "evaluate": evaluate, "sample": sample, "classify": classify,
-            "datasets": datasets}
+            "predict": predict, "datasets": datasets}
 
 
 def build_parser() -> Parser:

@@ -4,6 +4,16 @@ Text (the bundled SMS Spam Collection, a ``label<TAB>text`` file, a CSV with ``l
 ``text`` columns, or a folder of e-mails with one sub-folder per label) becomes bag-of-words
 counts with a vocabulary fitted on the training messages only; labelled numeric data
 (``digits``, an ``.npz`` with ``x`` and ``y``) is used as it is.
+
+``--out DIR`` saves a run that ``elbokit predict`` reads, built in a temporary sibling and
+moved into place only when complete (a failure leaves nothing, or the old run, behind)::
+
+    DIR/config.json            kind "classifier": data, split, features, methods, threshold,
+                               positive class, the metrics per method
+       featurizer.json         text runs: the vocabulary and tokenizer (BagOfWords.load)
+       methods/<method>/       one saved classifier each (Classifier.load)
+       metrics.json            the scores per method (and per threshold, for two classes)
+       pr_curve.png, calibration.png    two classes: precision-recall and reliability diagrams
 """
 
 from __future__ import annotations
@@ -14,10 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import data as datasets
-from ..api import Mixture
+from .. import plots, runs
+from ..api import VAE, Mixture
+from ..checkpoint import atomic_directory, write_json
 from ..data.email import read_email_folder
 from ..data.text import BagOfWords, TextDataset, load_sms_spam, read_labelled_text
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..metrics import binary_report, multiclass_report
 from ..models.classifiers import (
     GenerativeClassifier,
@@ -25,12 +37,17 @@ from ..models.classifiers import (
     MLPClassifier,
     MultinomialNaiveBayes,
 )
+from ..models.novelty import NoveltyDetector
+from ..models.semisupervised import SemiSupervisedClassifier
 from .common import format_table, fraction, nonnegative_int, positive_int, write_json_output
 
 METHODS = {
-    "generative": ("naive-bayes", "mixture-per-class"),
+    "generative": ("naive-bayes", "{model}-per-class"),
     "discriminative": ("logistic-regression", "mlp"),
+    "semi-supervised": ("m2",),
+    "one-class": ("one-class",),
 }
+ONE_CLASS = "one-class"  # scores -log p(x), not probabilities: its own row, no figures, not saved
 
 
 def add_parser(sub, name: str) -> None:
@@ -43,7 +60,18 @@ def add_parser(sub, name: str) -> None:
                    ".npz with x and y (default sms-spam)")
     p.add_argument("--test", default=None, metavar="PATH",
                    help="score this labelled file (same kind as --data) instead of a held-out split")
-    p.add_argument("--method", default="all", choices=("generative", "discriminative", "all"))
+    p.add_argument("--method", default="all", choices=(*METHODS, "all"),
+                   help="generative: naive Bayes and a latent-variable model per class (--model); "
+                   "discriminative: logistic regression and an MLP; semi-supervised: M2 (labelled "
+                   "plus unlabelled training examples); one-class: p(x) of the negative class "
+                   "only, flagged below a log-likelihood threshold chosen on validation data "
+                   "(two classes); all (default): every one")
+    p.add_argument("--model", default="mixture", choices=("mixture", "vae"),
+                   help="the class-conditional density of the generative method (mixture)")
+    p.add_argument("--labels", type=positive_int, default=None, metavar="N",
+                   help="keep only N training labels (stratified, --seed): supervised methods "
+                   "learn from those, M2 also from the other training examples, unlabelled")
+    p.add_argument("--epochs", type=positive_int, default=30, help="M2's training epochs (30)")
     p.add_argument("--threshold", type=fraction, default=0.5,
                    help="p(positive|x) above which to decide positive, in [0, 1) (0.5); the "
                    "table also shows 0.5 and 0.9")
@@ -55,6 +83,10 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write the scores per method as JSON ('-' for stdout)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="save a run directory: featurizer, classifiers (for elbokit predict), "
+                   "config, metrics and, for two classes, pr_curve.png and calibration.png")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
 
 
 def _read(spec: str) -> TextDataset | datasets.Dataset:
@@ -71,11 +103,13 @@ def _read(spec: str) -> TextDataset | datasets.Dataset:
     return dataset
 
 
-def _features(train, test, vocabulary: int) -> tuple[np.ndarray, np.ndarray, str]:
+def _features(train, test, vocabulary: int
+              ) -> tuple[BagOfWords | None, np.ndarray, np.ndarray, str]:
+    """``(featurizer or None, x_train, x_test, the likelihood for per-class densities)``."""
     if isinstance(train, TextDataset):
         bag = BagOfWords(vocabulary).fit(train.texts)
-        return bag.transform(train.texts), bag.transform(test.texts), "multinomial"
-    return train.x, test.x, "auto"
+        return bag, bag.transform(train.texts), bag.transform(test.texts), "multinomial"
+    return None, train.x, test.x, "auto"
 
 
 def _subset(dataset, index: np.ndarray):
@@ -88,17 +122,76 @@ def _labels(dataset) -> np.ndarray:
     return dataset.labels if isinstance(dataset, TextDataset) else dataset.y
 
 
-def _model(method: str, likelihood: str, components: int, seed: int):
+def _density(name: str, likelihood: str, components: int, seed: int):
+    """The per-class (and one-class) density: a mixture with naive Bayes's Laplace smoothing,
+    or a VAE (log p(x) by importance sampling, see ``_model``)."""
+    if name == "vae":
+        return VAE(likelihood=likelihood, latent_dim=8, hidden=(128,), epochs=50, batch_size=64,
+                   patience=5, seed=seed)
+    return Mixture(n_components=components, likelihood=likelihood, max_iter=300, tol=1e-3,
+                   seed=seed, smoothing=1.0)
+
+
+def _model(method: str, likelihood: str, args: argparse.Namespace, text: bool):
+    seed = args.seed
+    density = _density(args.model, likelihood, args.components, seed)
     return {
         "naive-bayes": lambda: MultinomialNaiveBayes(alpha=1.0),
-        "mixture-per-class": lambda: GenerativeClassifier(Mixture(
-            n_components=components, likelihood=likelihood, max_iter=300, tol=1e-3, seed=seed)),
+        "mixture-per-class": lambda: GenerativeClassifier(density),
+        "vae-per-class": lambda: GenerativeClassifier(density, score_options={"k": 100}),
         "logistic-regression": lambda: LogisticRegression(seed=seed),
         "mlp": lambda: MLPClassifier(hidden=(64,), seed=seed),
+        "m2": lambda: SemiSupervisedClassifier(
+            likelihood=likelihood, transform="log1p" if text else "identity", epochs=args.epochs,
+            seed=seed),
+        ONE_CLASS: lambda: NoveltyDetector(density, seed=seed),
     }[method]()
 
 
+def _fit(method: str, model, x: np.ndarray, y: np.ndarray, labelled: np.ndarray, negative):
+    """Fit ``model`` on what its method may see: M2 every training example (the unlabelled
+    marked -1), one-class the labelled negatives (threshold on a held-out 20% of the labelled
+    examples, F1-optimal), the rest the labelled examples."""
+    if method == "m2":
+        partial = np.full(len(y), -1, dtype=object)
+        partial[labelled] = y[labelled]
+        return model.fit(x, partial)
+    x, y = x[labelled], y[labelled]
+    if method == ONE_CLASS:
+        parts = datasets.split_indices(len(y), model.seed, 0.0, 0.2)
+        train, val = parts["train"], parts["val"]
+        normal = train[y[train] == negative]
+        if len(normal) == 0 or len(val) == 0:
+            raise DataError("one-class: too few labelled examples of the negative class")
+        return model.fit(x[normal], x[val], y[val] != negative)
+    return model.fit(x, y)
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that cannot take the run, before any work: an existing non-empty
+    directory is replaced only with ``--overwrite`` and only when it is an elbokit run (the
+    rules of :func:`elbokit.runs.create_run_dir`, which deletes at once; here the old run
+    stays until the new one is complete)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"--out {out}: already exists; use --overwrite to replace it, "
+                              "or another --out")
+        if not (out / "config.json").exists():
+            raise ConfigError(f"--out {out}: not an elbokit run directory; refusing to overwrite it")
+
+
+def plain_label(value: object) -> object:
+    """A (numpy) label as a JSON-able Python value."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_out(args.out, args.overwrite)
+    elif args.overwrite:
+        raise ConfigError("--overwrite needs --out")
     dataset = _read(args.data)
     if args.test is not None:
         train, test = dataset, _read(args.test)
@@ -114,37 +207,126 @@ def run(args: argparse.Namespace) -> int:
     if unseen:
         raise DataError(f"test labels {unseen} never occur in the training data "
                         f"(training labels: {sorted(set(y_train.tolist()))})")
-    x_train, x_test, likelihood = _features(train, test, args.vocabulary)
-    methods = [m for group, names in METHODS.items() if args.method in (group, "all")
-               for m in names]
+    featurizer, x_train, x_test, likelihood = _features(train, test, args.vocabulary)
     binary = len(set(y_train.tolist())) == 2
+    methods = [m.format(model=args.model) for group, names in METHODS.items()
+               if args.method in (group, "all") for m in names
+               if m != ONE_CLASS or binary]
+    if not methods:
+        raise ConfigError("--method one-class needs two classes (normal and novel)")
+    if args.out is not None and methods == [ONE_CLASS]:
+        raise ConfigError("--out: nothing to save (the one-class model is scored, not saved)")
+    labelled = (np.arange(len(y_train)) if args.labels is None
+                else datasets.labelled_subset(y_train, args.labels, args.seed))
     thresholds = sorted({0.5, 0.9, args.threshold})
-    results, rows = {}, []
+    negative = np.unique(y_train)[0]
+    results, rows, models, scores, details = {}, [], {}, {}, {}
     for method in methods:
-        model = _model(method, likelihood, args.components, args.seed).fit(x_train, y_train)
+        model = _fit(method, _model(method, likelihood, args, featurizer is not None),
+                     x_train, y_train, labelled, negative)
+        if method == ONE_CLASS:
+            report = binary_report(y_test, model.novelty_score(x_test), threshold=model.threshold_,
+                                   positive=np.unique(y_train)[-1], scores=True)
+            rows.append([method, "val", report["accuracy"], report["precision"], report["recall"],
+                         report["f1"], report["roc_auc"], report["pr_auc"]])
+            results[method] = report | {"positive": str(np.unique(y_train)[-1]),
+                                        "score": "-log p(x)", "threshold_rule": model.rule_}
+            details[method] = {"at_threshold": results[method]}
+            continue
+        models[method] = model
         proba = model.predict_proba(x_test)
         if binary:
             positive = model.classes_[-1]
+            scores[method] = proba[:, -1]
+            by_threshold = {}
             for t in thresholds:
-                report = binary_report(y_test, proba[:, -1], threshold=t, positive=positive)
+                report = by_threshold[f"{t:g}"] = binary_report(y_test, proba[:, -1], threshold=t,
+                                                                positive=positive)
                 rows.append([method, t, report["accuracy"], report["precision"],
                              report["recall"], report["f1"], report["roc_auc"], report["pr_auc"]])
             results[method] = binary_report(y_test, proba[:, -1], threshold=args.threshold,
                                             positive=positive) | {"positive": str(positive)}
+            details[method] = {"at_threshold": results[method], "by_threshold": by_threshold}
         else:
             report = multiclass_report(y_test, model.classes_[proba.argmax(1)],
                                        labels=model.classes_)
             rows.append([method, report["accuracy"], report["macro_f1"]])
             results[method] = {k: report[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+            details[method] = report
     if binary:
         print(format_table(("method", "threshold", "accuracy", "precision", "recall", "F1",
                             "ROC AUC", "PR AUC"), rows))
         print(f"(positive class: {results[methods[0]]['positive']}; {len(y_test)} test examples, "
-              f"{len(y_train)} training examples)")
+              f"{_training_note(y_train, labelled)})")
+        if ONE_CLASS in methods:
+            print(f"(one-class: flags -log p(x) > {results[ONE_CLASS]['threshold']:.2f} nats, the "
+                  f"threshold chosen on validation ({results[ONE_CLASS]['threshold_rule']}); it "
+                  "is scored here, not saved)")
     else:
         print(format_table(("method", "accuracy", "macro F1"), rows))
-        print(f"({len(y_test)} test examples, {len(y_train)} training examples)")
+        print(f"({len(y_test)} test examples, {_training_note(y_train, labelled)})")
+    summary = {m: {k: v for k, v in r.items() if k != "confusion"} for m, r in results.items()}
     if args.json is not None:
-        write_json_output(args.json, {m: {k: v for k, v in r.items() if k != "confusion"}
-                                      for m, r in results.items()})
+        write_json_output(args.json, summary)
+    saved = [m for m in methods if m in models]
+    if args.out is not None:
+        classes = [plain_label(c) for c in models[saved[0]].classes_]
+        config = {
+            "kind": "classifier",
+            "data": {"source": _source(args.data), "test": _source(args.test) if args.test else None,
+                     "type": "text" if featurizer is not None else "numeric",
+                     "n_train": len(y_train), "n_test": len(y_test)},
+            "split": None if args.test else {"seed": args.seed, "test_fraction": args.test_fraction},
+            "features": ({"type": "bag-of-words", "file": "featurizer.json",
+                          "vocabulary_size": len(featurizer.vocabulary),
+                          "max_features": args.vocabulary} if featurizer is not None else
+                         {"type": "numeric", "dim": int(x_train.shape[1]),
+                          "image_shape": _image_shape(dataset)}),
+            # A list: JSON objects are written with sorted keys, and the order is the table's.
+            "methods": [{"name": m, "path": f"methods/{m}", "kind": models[m].kind}
+                        for m in saved],
+            "components": args.components, "model": args.model, "labels": args.labels,
+            "seed": args.seed,
+            "classes": classes, "positive": classes[-1] if binary else None,
+            "threshold": args.threshold, "thresholds": thresholds, "metrics": summary,
+        }
+        _save_run(args.out, config, featurizer, models, details,
+                  (y_test, scores, classes[-1]) if binary else None)
+        print(f"run directory: {args.out}")
     return 0
+
+
+def _training_note(y_train: np.ndarray, labelled: np.ndarray) -> str:
+    if len(labelled) == len(y_train):
+        return f"{len(y_train)} training examples"
+    return f"{len(y_train)} training examples, {len(labelled)} of them labelled"
+
+
+def _source(spec: str) -> str:
+    return spec if spec in ("sms-spam", *datasets.NAMED) else str(Path(spec).resolve())
+
+
+def _image_shape(dataset) -> list[int] | None:
+    shape = getattr(dataset, "image_shape", None)
+    return list(shape) if shape else None
+
+
+def _save_run(out: Path, config: dict, featurizer: BagOfWords | None, models: dict,
+              metrics: dict, curves: tuple | None) -> None:
+    """Write the run into a temporary sibling of ``out`` and move it into place as a whole.
+    ``curves``: ``(y_test [n], {method: p(positive|x) [n]}, positive)`` for the figures."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(out) as tmp:
+        if featurizer is not None:
+            featurizer.save(tmp / "featurizer.json")
+        for method in config["methods"]:
+            models[method["name"]].save(tmp / method["path"])
+        write_json(tmp / "metrics.json", metrics)
+        figures = []
+        if curves is not None and len(set(curves[0].tolist())) == 2:
+            plots.precision_recall_curve(*curves, path=tmp / "pr_curve.png")
+            plots.calibration_plot(*curves, path=tmp / "calibration.png")
+            figures = ["pr_curve.png", "calibration.png"]
+        elif curves is not None:
+            print("(no figures: the test examples hold only one class)")
+        runs.write_config(tmp, config | {"figures": figures})

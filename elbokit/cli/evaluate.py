@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import runs
-from ..api import LatentModel
+from ..api import MODEL_KINDS, LatentModel
 from .common import (
     SCORE_HEADERS,
     format_table,
@@ -39,7 +39,7 @@ def add_parser(sub, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = runs.read_config(args.run)
+    config = runs.read_config(args.run, kinds=tuple(MODEL_KINDS))
     if args.k < 2:
         raise runs.ConfigError("--k must be at least 2 (the standard error needs two samples)")
     vae = LatentModel.load(args.run)

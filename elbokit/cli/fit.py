@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.overwrite:
             raise runs.ConfigError("--resume and --overwrite contradict each other")
-        config = runs.read_config(out)
+        config = runs.read_config(out, kinds=tuple(MODEL_KINDS))
         params = dict(config["params"])
         if args.epochs is not None:
             params["epochs"] = args.epochs

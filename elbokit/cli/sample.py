@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import runs
-from ..api import LatentModel
+from ..api import MODEL_KINDS, LatentModel
 from ..errors import ConfigError
 from .common import nonnegative_int, positive_int, write_bytes_output
 
@@ -49,7 +49,7 @@ def image_grid(images: np.ndarray, path_buffer, columns: int | None = None) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    config = runs.read_config(args.run)
+    config = runs.read_config(args.run, kinds=tuple(MODEL_KINDS))
     shape = config["data"].get("image_shape")
     output: Path = args.output or args.run / ("samples.png" if shape else "samples.npy")
     suffix = output.suffix.lower()

@@ -182,6 +182,19 @@ def check_matrix(x: np.ndarray, where: str, dim: int | None = None) -> None:
         raise DataError(f"{where}: {describe_rows(bad)} contain NaN or inf")
 
 
+def as_matrix(x: object, where: str, dim: int | None = None) -> np.ndarray:
+    """``x`` as checked float64 ``[n, dim]`` (one example may be given as a vector): refuses
+    what is not numbers, then as :func:`check_matrix`."""
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: expected numbers") from None
+    if x.ndim == 1:
+        x = x[None, :]
+    check_matrix(x, where, dim)
+    return x
+
+
 def binarize(x: np.ndarray, threshold: float) -> np.ndarray:
     """1 where ``x > threshold``, else 0."""
     return (x > threshold).astype(np.float64)
@@ -202,3 +215,26 @@ def split_indices(n: int, seed: int, test_fraction: float, val_fraction: float
                         "validation splits")
     return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
             "train": np.sort(perm[n_test + n_val:])}
+
+
+def labelled_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` examples to keep labelled (semi-supervised experiments).
+
+    Stratified: each class gets a share proportional to its frequency, rounded by largest
+    remainder, and at least one example (so 10 labels of SMS spam hold one spam message,
+    not, with probability 0.24, none); which examples is fixed by ``seed``.
+    """
+    classes, codes = np.unique(np.asarray(labels), return_inverse=True)
+    counts = np.bincount(codes)
+    if not len(classes) <= n <= len(codes):
+        raise DataError(f"cannot keep {n} labels: need between {len(classes)} (one per class) "
+                        f"and {len(codes)} (every example)")
+    quota = n * counts / counts.sum()
+    take = np.minimum(np.maximum(np.floor(quota).astype(int), 1), counts)
+    while take.sum() != n:  # largest remainder first, within each class's size
+        room = np.where(take < counts, quota - take, -np.inf) if take.sum() < n else \
+            np.where(take > 1, take - quota, -np.inf)
+        take[int(np.argmax(room))] += 1 if take.sum() < n else -1
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(codes == c), k, replace=False)
+                                   for c, k in enumerate(take)]))

@@ -3,8 +3,9 @@ bag-of-words features.
 
 A :class:`TextDataset` holds raw texts and their labels; :class:`BagOfWords` turns texts into
 word counts ``[n, vocabulary]`` with a vocabulary fitted on training texts only (so nothing
-about held-out messages leaks into the features). Problems raise
-:class:`~elbokit.errors.DataError` naming the file and line.
+about held-out messages leaks into the features); ``save``/``load`` keep a fitted one as JSON
+(its vocabulary and tokenizer settings), so a saved run featurizes new texts identically.
+Problems raise :class:`~elbokit.errors.DataError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import csv
 import gzip
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..checkpoint import read_json, write_json
+from ..errors import CheckpointError, DataError
 
 SMS_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
 
@@ -110,6 +113,10 @@ def read_labelled_text(path: str | Path) -> TextDataset:
     return parse_labelled_text(text, str(path), delimiter=delimiter)
 
 
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default, spelled out so that saved featurizers record it
+BAG_FORMAT = "elbokit.bag-of-words"
+
+
 class BagOfWords:
     """Word counts with a capped vocabulary, fitted on training texts only.
 
@@ -122,17 +129,69 @@ class BagOfWords:
         if max_features < 1:
             raise DataError(f"vocabulary size must be >= 1, not {max_features}")
         self.max_features, self.min_df = max_features, min_df
+        self.token_pattern, self.lowercase = TOKEN_PATTERN, True
 
     def fit(self, texts: list[str]) -> BagOfWords:
-        from sklearn.feature_extraction.text import CountVectorizer
-
-        self.vectorizer_ = CountVectorizer(max_features=self.max_features, min_df=self.min_df,
-                                           lowercase=True, dtype=np.float64)
+        self.vectorizer_ = self._vectorizer(max_features=self.max_features, min_df=self.min_df)
         try:
             self.vectorizer_.fit(texts)
         except ValueError as e:  # no tokens at all
             raise DataError(f"cannot build a vocabulary: {e}") from None
         return self
+
+    def _vectorizer(self, **options):
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        return CountVectorizer(lowercase=self.lowercase, token_pattern=self.token_pattern,
+                               dtype=np.float64, **options)
+
+    @classmethod
+    def from_vocabulary(cls, vocabulary: Sequence[str], max_features: int | None = None,
+                        min_df: int = 1, token_pattern: str = TOKEN_PATTERN,
+                        lowercase: bool = True) -> BagOfWords:
+        """A fitted featurizer with a given vocabulary (column ``j`` counts ``vocabulary[j]``);
+        the other arguments are the settings it was fitted with (recorded, and the tokenizer's
+        used)."""
+        words = [] if isinstance(vocabulary, str) else list(vocabulary)
+        if not words or not all(isinstance(w, str) and w for w in words):
+            raise DataError("a vocabulary must be a non-empty list of non-empty words")
+        if len(set(words)) != len(words):
+            raise DataError("a vocabulary must not repeat words")
+        bag = cls(max_features or len(words), min_df)
+        bag.token_pattern, bag.lowercase = token_pattern, lowercase
+        bag.vectorizer_ = bag._vectorizer(vocabulary=words)
+        bag.vectorizer_.fit([])  # a fixed vocabulary: fitting only validates it
+        return bag
+
+    def to_dict(self) -> dict:
+        """The fitted featurizer as JSON data: vocabulary (column order) and settings."""
+        return {"format": BAG_FORMAT, "version": 1, "vocabulary": self.vocabulary,
+                "max_features": self.max_features, "min_df": self.min_df,
+                "token_pattern": self.token_pattern, "lowercase": self.lowercase}
+
+    @classmethod
+    def from_dict(cls, record: dict, where: str = "featurizer") -> BagOfWords:
+        """Inverse of :meth:`to_dict`; refuses anything else with a
+        :class:`~elbokit.errors.CheckpointError` naming ``where``."""
+        if not isinstance(record, dict) or record.get("format") != BAG_FORMAT:
+            raise CheckpointError(f"{where}: not a saved bag-of-words featurizer")
+        if record.get("version") != 1:
+            raise CheckpointError(f"{where}: unsupported version {record.get('version')!r}")
+        try:
+            return cls.from_vocabulary(record["vocabulary"], record["max_features"],
+                                       record["min_df"], record["token_pattern"],
+                                       record["lowercase"])
+        except (KeyError, TypeError, ValueError, DataError) as e:
+            raise CheckpointError(f"{where}: malformed featurizer ({e})") from None
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`to_dict` as a JSON file, atomically."""
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> BagOfWords:
+        """A featurizer saved by :meth:`save`: ``transform`` gives the same counts."""
+        return cls.from_dict(read_json(path), str(path))
 
     @property
     def vocabulary(self) -> list[str]:

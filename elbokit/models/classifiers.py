@@ -26,12 +26,29 @@ positive class ``spam`` is column 1):
 
 Inputs are checked before use: a wrong width, NaN/inf, or (for count models) negative values
 raise :class:`~elbokit.errors.DataError` naming the rows.
+
+A fitted facade is saved with ``save(path)`` and read back with ``Classifier.load(path)`` (or
+``LogisticRegression.load(path)`` etc., which refuses a saved classifier of another kind)::
+
+    path/classifier.json           format "elbokit.classifier", version, kind, constructor
+                                   params, classes (type kept), n_features_in, fitted state,
+                                   SHA-256 of the tensors
+    path/classifier.safetensors    the fitted tensors
+    path/densities/<c>/            GenerativeClassifier: each class's density (LatentModel.save)
+
+No pickles: safetensors and JSON only, the directory replaced as a whole
+(:func:`elbokit.checkpoint.atomic_directory`). A facade takes part by setting a class
+attribute ``kind`` (which registers it in :data:`CLASSIFIER_KINDS`) and implementing
+``_fitted_tensors()`` and ``_restore(tensors, state, directory)`` (plus ``_save_parts`` for
+JSON state or sub-models).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -39,17 +56,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import check_matrix
-from ..errors import ConfigError, DataError, describe_rows
+from ..checkpoint import atomic_directory, load_tensors, read_json, save_tensors, write_json
+from ..data import as_matrix
+from ..errors import CheckpointError, ConfigError, DataError, ElbokitError, describe_rows
 from ..likelihoods import Multinomial
 from ..nets import ACTIVATIONS, mlp
 from ..training import seeded
 
 __all__ = [
     "ClassifierModule", "GenerativeModule", "NaiveBayesModule", "DiscriminativeModule",
-    "FEATURE_TRANSFORMS", "bayes_rule", "fit_multinomial_nb", "fit_conditional",
+    "FEATURE_TRANSFORMS", "bayes_rule", "encode_labels", "fit_multinomial_nb", "fit_conditional",
     "Classifier", "JointClassifier", "MultinomialNaiveBayes", "GenerativeClassifier",
-    "DiscriminativeClassifier", "LogisticRegression", "MLPClassifier",
+    "ModuleClassifier", "DiscriminativeClassifier", "LogisticRegression", "MLPClassifier", "CLASSIFIER_KINDS",
 ]
 
 
@@ -223,6 +241,13 @@ def fit_conditional(module: DiscriminativeModule, x: torch.Tensor, y: torch.Tens
 
 # -- facades ---------------------------------------------------------------------------------
 
+CLASSIFIER_FORMAT, CLASSIFIER_VERSION = "elbokit.classifier", 1
+RECORD_FILE, TENSOR_FILE = "classifier.json", "classifier.safetensors"
+MODEL_TAG = "elbokit_model"  # marks a LatentModel hyper-parameter (a density) in the JSON record
+
+#: Saved kind -> facade class; a subclass that sets ``kind`` registers itself here.
+CLASSIFIER_KINDS: dict[str, type[Classifier]] = {}
+
 
 class Classifier:
     """The scikit-learn style facade every classifier shares.
@@ -230,25 +255,31 @@ class Classifier:
     Subclasses implement ``_fit(X, codes)`` (``X`` checked float64 ``[n, dim]``, ``codes``
     ``[n]`` in ``range(C)``) and ``_log_proba(X) -> [n, C]``. Fitted state ends in ``_``:
     ``classes_`` (sorted labels; column order of :meth:`predict_proba`), ``n_features_in_``.
+    To be saved they set ``kind`` and implement the persistence hooks (see the module
+    docstring).
     """
 
     counts = False  # whether X must hold non-negative values (counts)
+    kind = ""  # the name save() records; "" = abstract, not registered
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        if kind:  # registered on definition, so that Classifier.load finds every facade
+            known = CLASSIFIER_KINDS.get(kind)
+            if known is not None and known.__qualname__ != cls.__qualname__:
+                raise TypeError(f"classifier kind {kind!r} is already taken by {known.__qualname__}")
+            CLASSIFIER_KINDS[kind] = cls
+
+    def get_params(self) -> dict:
+        """The constructor's arguments, as given (scikit-learn convention)."""
+        names = list(inspect.signature(type(self).__init__).parameters)[1:]
+        return {name: getattr(self, name) for name in names}
 
     def fit(self, X: np.ndarray, y: Sequence | np.ndarray) -> Classifier:
         """Fit on ``X: [n, dim]`` with labels ``y: [n]`` (any sortable labels, e.g. strings)."""
         X = self._as_matrix(X, "training data", dim=None)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise DataError(f"training labels: expected {len(X)} labels (one per example), "
-                            f"got shape {list(y.shape)}")
-        if y.dtype.kind == "f" and not np.isfinite(y).all():
-            raise DataError(f"training labels: {describe_rows(~np.isfinite(y))} are NaN or inf")
-        try:
-            classes, codes = np.unique(y, return_inverse=True)
-        except TypeError:
-            raise DataError("training labels: cannot be sorted (mixed types?)") from None
-        if len(classes) < 2:
-            raise DataError(f"training labels: need at least two classes, found only {classes.tolist()}")
+        classes, codes = self._encode_labels(y, len(X))
         self.classes_, self.n_features_in_ = classes, X.shape[1]
         try:
             self._fit(X, codes)
@@ -276,6 +307,9 @@ class Classifier:
         return float(np.mean(self.predict(X) == np.asarray(y)))
 
     # -- for subclasses ----------------------------------------------------------------------
+    def _encode_labels(self, y: Sequence | np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return encode_labels(y, n)
+
     def _fit(self, X: np.ndarray, codes: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -288,19 +322,178 @@ class Classifier:
 
     def _as_matrix(self, X: Any, where: str, dim: int | None) -> np.ndarray:
         """``X`` as checked float64 ``[n, dim]`` (one example may be given as a vector)."""
-        try:
-            X = np.asarray(X, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError(f"{where}: expected numbers") from None
-        if X.ndim == 1:
-            X = X[None, :]
-        check_matrix(X, where, dim)
+        X = as_matrix(X, where, dim)
         if self.counts:
             negative = (X < 0).any(axis=1)
             if negative.any():
                 raise DataError(f"{where}: {type(self).__name__} needs non-negative counts, but "
                                 f"{describe_rows(negative)} have negative values")
         return X
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the fitted classifier to the directory ``path`` (``classifier.json`` +
+        ``classifier.safetensors`` [+ sub-models]), replacing it as a whole: a failure leaves
+        the old one. Refuses to replace a directory that is not a saved classifier."""
+        self._check_fitted()
+        path = Path(path)
+        name = type(self).__name__
+        if CLASSIFIER_KINDS.get(self.kind) is not type(self):
+            raise ConfigError(f"a {name} cannot be saved: it has no kind of its own "
+                              "(set a class attribute kind = 'NAME')")
+        if path.exists() and not (path.is_dir() and ((path / RECORD_FILE).exists()
+                                                     or not any(path.iterdir()))):
+            raise ConfigError(f"{path}: exists and is not a saved classifier; refusing to replace it")
+        params = {k: _to_json(v, f"{name} parameter {k}") for k, v in self.get_params().items()}
+        classes = [_to_json(v, f"{name} class label") for v in self.classes_.tolist()]
+        if not all(isinstance(v, str | int | float | bool) for v in classes):
+            raise ConfigError(f"cannot save {name}: class labels must be strings or numbers")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(path) as tmp:
+            digest = save_tensors(tmp / TENSOR_FILE, self._fitted_tensors())
+            state = self._save_parts(tmp)
+            write_json(tmp / RECORD_FILE, {
+                "format": CLASSIFIER_FORMAT, "version": CLASSIFIER_VERSION, "kind": self.kind,
+                "params": params, "classes": classes, "classes_dtype": self.classes_.dtype.str,
+                "n_features_in": int(self.n_features_in_), "state": state, "sha256": digest})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Classifier:
+        """A fitted classifier from :meth:`save`'s directory. Called on a subclass (e.g.
+        ``LogisticRegression.load``) it refuses a saved classifier of another kind; tensors
+        whose checksum differs from the record (truncated, modified) are refused too."""
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: not a directory (expected a saved elbokit classifier)")
+        where = path / RECORD_FILE
+        record = read_json(where)
+        if not isinstance(record, dict) or record.get("format") != CLASSIFIER_FORMAT:
+            raise CheckpointError(f"{where}: not an elbokit classifier record")
+        if record.get("version") != CLASSIFIER_VERSION:
+            raise CheckpointError(f"{where}: unsupported version {record.get('version')!r}")
+        kind = record.get("kind")
+        saved = CLASSIFIER_KINDS.get(kind) if isinstance(kind, str) else None
+        if saved is None:
+            raise CheckpointError(f"{where}: unknown classifier kind {kind!r} "
+                                  f"(known: {', '.join(CLASSIFIER_KINDS)})")
+        if not issubclass(saved, cls):
+            raise CheckpointError(f"{path}: holds a {kind!r} classifier ({saved.__name__}), "
+                                  f"not a {cls.__name__}")
+        if not isinstance(record.get("sha256"), str):
+            raise CheckpointError(f"{where}: no checksum for {TENSOR_FILE}")
+        tensors = load_tensors(path / TENSOR_FILE, record["sha256"])
+        try:
+            model = saved(**_from_json(record["params"]))
+            model.classes_ = np.array(record["classes"], dtype=np.dtype(record["classes_dtype"]))
+            model.n_features_in_ = int(record["n_features_in"])
+            if model.classes_.ndim != 1 or len(model.classes_) < 2 or model.n_features_in_ < 1:
+                raise ValueError("expected two or more class labels and one or more features")
+        except (KeyError, TypeError, ValueError, ElbokitError) as e:
+            raise CheckpointError(f"{where}: malformed classifier record ({_one_line(e)})") from None
+        try:
+            model._restore(tensors, record.get("state") or {}, path)
+        except CheckpointError:  # a sub-model's file (it names itself)
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, ElbokitError) as e:
+            # The checksum matched, so the record and the tensors were written inconsistently.
+            raise CheckpointError(f"{path}: the saved classifier does not fit together "
+                                  f"({_one_line(e)})") from None
+        return model
+
+    def _fitted_tensors(self) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        """The fitted tensors to save (names are free; ``_restore`` reads them back)."""
+        raise NotImplementedError
+
+    def _save_parts(self, directory: Path) -> dict:
+        """Fitted state beyond the tensors, as JSON (returned), and sub-models written into
+        ``directory`` (the temporary directory being built). Default: nothing."""
+        return {}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], state: dict,
+                 directory: Path) -> None:  # pragma: no cover - abstract
+        """Rebuild the fitted state from :meth:`_fitted_tensors`' tensors, :meth:`_save_parts`'
+        ``state`` and ``directory``; ``classes_`` and ``n_features_in_`` are already set.
+        Raise ``ValueError`` (or let ``KeyError``/``RuntimeError`` through) when they do not fit."""
+        raise NotImplementedError
+
+
+def _to_json(value: Any, where: str) -> Any:
+    """A hyper-parameter as JSON data: numpy scalars and arrays become numbers and lists,
+    tuples lists, and an elbokit :class:`~elbokit.api.LatentModel` (a density)
+    ``{MODEL_TAG: kind, "params": ...}``; anything else is refused (no pickles)."""
+    from ..api import LatentModel  # here, not at the top: api must stay importable first
+
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray | list | tuple):
+        return [_to_json(v, where) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _to_json(v, where) for k, v in value.items()}
+    if isinstance(value, LatentModel):
+        return {MODEL_TAG: value.kind, "params": _to_json(value.get_params(), where)}
+    raise ConfigError(f"cannot save {where}: a {type(value).__name__} is neither JSON data nor "
+                      "an elbokit model (e.g. pass Mixture(...) rather than a factory)")
+
+
+def _from_json(value: Any) -> Any:
+    """Inverse of :func:`_to_json` (lists stay lists: the constructors accept sequences)."""
+    if isinstance(value, list):
+        return [_from_json(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if MODEL_TAG in value:
+        from ..api import MODEL_KINDS
+
+        if value[MODEL_TAG] not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {value[MODEL_TAG]!r}")
+        return MODEL_KINDS[value[MODEL_TAG]](**value["params"])
+    return {k: _from_json(v) for k, v in value.items()}
+
+
+def _one_line(error: BaseException) -> str:
+    # torch's load_state_dict errors span lines; the CLI prints errors on one.
+    return " ".join(str(error).split())
+
+
+def _tensor(tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """``tensors[name]``, refused unless it has ``shape``."""
+    if name not in tensors:
+        raise ValueError(f"no tensor {name!r}")
+    if tuple(tensors[name].shape) != shape:
+        raise ValueError(f"tensor {name!r} has shape {list(tensors[name].shape)}, "
+                         f"expected {list(shape)}")
+    return tensors[name]
+
+
+def encode_labels(y: Sequence | np.ndarray, n: int, unlabelled: object = None,
+                  where: str = "training labels") -> tuple[np.ndarray, np.ndarray]:
+    """``(classes [C] sorted, codes [n] in range(C))`` of labels ``y: [n]``, checked.
+
+    ``unlabelled``: a marker (e.g. -1) for examples without a label; they get code -1, and
+    None/NaN entries count as unlabelled too. Without a marker every entry must be a label.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"{where}: expected {n} labels (one per example), got shape {list(y.shape)}")
+    missing = np.array([v is None or (isinstance(v, float) and v != v) for v in y.tolist()], dtype=bool)
+    if unlabelled is not None:
+        # numpy turns ["ham", -1] into strings: compare the marker as a string there too.
+        marker = str(unlabelled) if y.dtype.kind in "US" else unlabelled
+        missing |= np.array([v == marker for v in y.tolist()], dtype=bool)
+    elif missing.any() or (y.dtype.kind == "f" and not np.isfinite(y).all()):
+        bad = missing | (~np.isfinite(y) if y.dtype.kind == "f" else False)
+        raise DataError(f"{where}: {describe_rows(bad)} are None, NaN or inf")
+    try:
+        classes, labelled_codes = np.unique(y[~missing], return_inverse=True)
+    except TypeError:
+        raise DataError(f"{where}: cannot be sorted (mixed types?)") from None
+    if len(classes) < 2:
+        raise DataError(f"{where}: need at least two classes, found only {classes.tolist()}")
+    codes = np.full(n, -1, dtype=np.int64)
+    codes[~missing] = labelled_codes
+    return classes, codes
 
 
 def _class_prior(class_prior: Sequence[float] | None, n_classes: int) -> torch.Tensor | None:
@@ -346,6 +539,8 @@ class MultinomialNaiveBayes(JointClassifier):
     """
 
     counts = True
+    kind = "naive-bayes"
+    _fitted_names = ("class_log_prior", "feature_log_prob", "class_count", "feature_count")
 
     def __init__(self, alpha: float = 1.0, class_prior: Sequence[float] | None = None) -> None:
         self.alpha = alpha
@@ -365,6 +560,18 @@ class MultinomialNaiveBayes(JointClassifier):
     @torch.no_grad()
     def _log_joint(self, X: np.ndarray) -> np.ndarray:
         return self.module_.log_joint(torch.as_tensor(X)).numpy()
+
+    def _fitted_tensors(self) -> dict[str, torch.Tensor]:
+        return {name: torch.as_tensor(getattr(self, f"{name}_")) for name in self._fitted_names}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], state: dict, directory: Path) -> None:
+        c, d = len(self.classes_), self.n_features_in_
+        shapes = {"class_log_prior": (c,), "feature_log_prob": (c, d), "class_count": (c,),
+                  "feature_count": (c, d)}
+        for name in self._fitted_names:
+            setattr(self, f"{name}_", _tensor(tensors, name, shapes[name]).double().numpy())
+        self.module_ = NaiveBayesModule(torch.as_tensor(self.class_log_prior_),
+                                        torch.as_tensor(self.feature_log_prob_)).eval()
 
 
 class GenerativeClassifier(JointClassifier):
@@ -392,6 +599,7 @@ class GenerativeClassifier(JointClassifier):
     """
 
     modes = ("auto", "prior", "score")
+    kind = "generative"
 
     def __init__(self, density: Any, class_prior: Sequence[float] | None = None,
                  empty_documents: str = "auto", score_options: dict | None = None) -> None:
@@ -457,8 +665,55 @@ class GenerativeClassifier(JointClassifier):
     def _log_joint(self, X: np.ndarray) -> np.ndarray:
         return self.class_log_prior_ + self._class_log_likelihoods(X)
 
+    def _fitted_tensors(self) -> dict[str, torch.Tensor]:
+        return {"class_log_prior": torch.as_tensor(self.class_log_prior_)}
 
-class DiscriminativeClassifier(Classifier):
+    def _save_parts(self, directory: Path) -> dict:
+        from ..api import LatentModel
+
+        for c, density in enumerate(self.densities_):
+            if not isinstance(density, LatentModel):
+                raise ConfigError(f"cannot save a GenerativeClassifier whose densities are "
+                                  f"{type(density).__name__}s: only elbokit models (VAE, Mixture)")
+            density.save(directory / "densities" / str(c))
+        return {"empty_as_prior": bool(self.empty_as_prior_)}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], state: dict, directory: Path) -> None:
+        from ..api import LatentModel
+
+        n_classes = len(self.classes_)
+        self.class_log_prior_ = _tensor(tensors, "class_log_prior", (n_classes,)).double().numpy()
+        self.empty_as_prior_ = bool(state["empty_as_prior"])
+        self.densities_ = [LatentModel.load(directory / "densities" / str(c)) for c in range(n_classes)]
+        for c, density in enumerate(self.densities_):
+            if density.module_.config.dim != self.n_features_in_:
+                raise ValueError(f"density {c} models {density.module_.config.dim} features, "
+                                 f"not {self.n_features_in_}")
+
+
+class ModuleClassifier(Classifier):
+    """A classifier whose fitted state is one torch module ``module_`` with
+    ``log_proba(x) -> [B, C]`` (:class:`ClassifierModule`), in ``dtype`` ("float32" or
+    "float64"); its tensors are the module's state dict."""
+
+    dtypes = {"float32": torch.float32, "float64": torch.float64}
+    dtype = "float32"
+
+    def _torch_dtype(self) -> torch.dtype:
+        if self.dtype not in self.dtypes:
+            raise ConfigError(f"dtype must be one of {', '.join(self.dtypes)}, not {self.dtype!r}")
+        return self.dtypes[self.dtype]
+
+    @torch.no_grad()
+    def _log_proba(self, X: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(X, dtype=self._torch_dtype())
+        return self.module_.log_proba(x).double().log_softmax(-1).numpy()
+
+    def _fitted_tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self.module_.state_dict())
+
+
+class DiscriminativeClassifier(ModuleClassifier):
     """p(y | x) = softmax(f(phi(x))) trained by maximum conditional likelihood
     (:func:`fit_conditional`); see :class:`DiscriminativeModule` for ``hidden``,
     ``activation`` and ``transform``.
@@ -473,7 +728,7 @@ class DiscriminativeClassifier(Classifier):
     Fitted: ``module_`` (:class:`DiscriminativeModule`), ``history_`` (objective per epoch).
     """
 
-    dtypes = {"float32": torch.float32, "float64": torch.float64}
+    kind = "discriminative"
 
     def __init__(self, hidden: Sequence[int] = (), activation: str = "relu",
                  transform: str = "log1p", weight_decay: float = 1e-4, epochs: int = 10,
@@ -494,9 +749,7 @@ class DiscriminativeClassifier(Classifier):
         return self.transform in COUNT_TRANSFORMS
 
     def _fit(self, X: np.ndarray, codes: np.ndarray) -> None:
-        if self.dtype not in self.dtypes:
-            raise ConfigError(f"dtype must be one of {', '.join(self.dtypes)}, not {self.dtype!r}")
-        dtype = self.dtypes[self.dtype]
+        dtype = self._torch_dtype()
         with seeded(self.seed):
             module = DiscriminativeModule(X.shape[1], len(self.classes_), self.hidden,
                                           self.activation, self.transform).to(dtype)
@@ -506,16 +759,24 @@ class DiscriminativeClassifier(Classifier):
             weight_decay=self.weight_decay, seed=self.seed)
         self.module_ = module
 
-    @torch.no_grad()
-    def _log_proba(self, X: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(X, dtype=self.dtypes[self.dtype])
-        return self.module_.log_proba(x).double().log_softmax(-1).numpy()
+    def _save_parts(self, directory: Path) -> dict:
+        return {"history": [float(v) for v in self.history_]}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], state: dict, directory: Path) -> None:
+        with seeded(self.seed):  # building draws initial weights: leave the caller's RNG alone
+            module = DiscriminativeModule(self.n_features_in_, len(self.classes_), self.hidden,
+                                          self.activation, self.transform).to(self._torch_dtype())
+        module.load_state_dict(tensors)  # strict: names and shapes must match
+        self.module_ = module.eval()
+        self.history_ = [float(v) for v in state.get("history", [])]
 
 
 class LogisticRegression(DiscriminativeClassifier):
     """Multinomial logistic regression: log p(y | x) = log_softmax(W phi(x) + b) (binary:
     the usual sigmoid model, over-parameterized by one redundant row that the L2 penalty
     pins down). Options as :class:`DiscriminativeClassifier`, without hidden layers."""
+
+    kind = "logistic-regression"
 
     def __init__(self, transform: str = "log1p", weight_decay: float = 1e-4, epochs: int = 10,
                  batch_size: int = 64, lr: float = 1e-2, seed: int = 0, dtype: str = "float32") -> None:
@@ -525,6 +786,8 @@ class LogisticRegression(DiscriminativeClassifier):
 class MLPClassifier(DiscriminativeClassifier):
     """log p(y | x) = log_softmax(MLP(phi(x))) with ``hidden`` widths (default one layer of
     64). Options as :class:`DiscriminativeClassifier`."""
+
+    kind = "mlp"
 
     def __init__(self, hidden: Sequence[int] = (64,), activation: str = "relu",
                  transform: str = "log1p", weight_decay: float = 1e-4, epochs: int = 10,

@@ -1,0 +1,147 @@
+"""``elbokit predict``: classify new texts (or rows of numbers) with a saved classify run.
+
+The run's own featurizer turns each text into word counts over the training vocabulary, and
+every saved classifier (or ``--method``) gives p(y | x); with two classes the table shows
+p(positive | x) and the decision at the run's threshold (positive when p > threshold, as in
+``elbokit classify``), otherwise the most probable class.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .. import data as datasets
+from .. import runs
+from ..data.text import BagOfWords
+from ..errors import CheckpointError, ConfigError, DataError
+from ..models.classifiers import Classifier, GenerativeClassifier, MultinomialNaiveBayes
+from .classify import plain_label
+from .common import format_table, fraction, write_json_output
+
+SNIPPET = 40  # characters of each text shown in the table
+
+
+def add_parser(sub, name: str) -> None:
+    p = sub.add_parser(name, help="classify new texts or rows with a saved classify run",
+                       description="p(y|x) for new texts (or rows of numbers) from the "
+                       "classifiers that elbokit classify --out saved.")
+    p.add_argument("run", type=Path, metavar="RUN", help="a run directory from elbokit classify --out")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify (text runs)")
+    p.add_argument("--file", type=Path, default=None, metavar="PATH",
+                   help="text runs: a UTF-8 file of texts, one per line (blank lines skipped); "
+                   "numeric runs: rows of numbers (.npy, .npz, .csv, .tsv), preprocessed like the "
+                   "run's data (0/1 pixels for digits)")
+    p.add_argument("--method", default=None, metavar="NAME",
+                   help="only this saved method (default: every method in the run)")
+    p.add_argument("--threshold", type=fraction, default=None,
+                   help="decide positive when p(positive|x) > T (default: the run's threshold)")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="write the predictions as JSON ('-': to stdout, instead of the table)")
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _inputs(args: argparse.Namespace, config: dict) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """``(a label per input for the table, x [n, dim], words in the vocabulary per text [n]
+    (occurrences) or None for numeric runs)``."""
+    features = config["features"]
+    if features["type"] == "bag-of-words":
+        texts = list(args.texts) + (_read_lines(args.file) if args.file is not None else [])
+        if not texts:
+            raise ConfigError("no texts to classify: give TEXT arguments or --file PATH")
+        bag = BagOfWords.load(args.run / features["file"])
+        x = bag.transform(texts)
+        return texts, x, x.sum(axis=1)
+    if args.texts:
+        raise ConfigError(f"{args.run}: classifies rows of {features['dim']} numbers, not texts: "
+                          "give them with --file rows.npy|.csv")
+    if args.file is None:
+        raise ConfigError("no rows to classify: give --file rows.npy|.csv")
+    x = datasets.read_file(args.file).x
+    datasets.check_matrix(x, str(args.file), features["dim"])
+    return [f"row {i}" for i in range(len(x))], x, None
+
+
+def _gives_prior(model: Classifier) -> bool:
+    """Whether the model's documented answer for an empty document is the class prior."""
+    return isinstance(model, MultinomialNaiveBayes) or (
+        isinstance(model, GenerativeClassifier) and model.empty_as_prior_)
+
+
+def _classifier_run(run_dir: Path) -> tuple[dict, dict[str, str]]:
+    """The run's config and its saved methods ``{name: path}``, refusing other runs."""
+    config = runs.read_config(run_dir, kinds=("classifier",))
+    try:
+        saved = {method["name"]: method["path"] for method in config["methods"]}
+        if "type" not in config["features"] or "threshold" not in config:
+            raise KeyError("features.type or threshold")
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{run_dir}/config.json: malformed classifier run (missing {e})") from None
+    return config, saved
+
+
+def run(args: argparse.Namespace) -> int:
+    config, saved = _classifier_run(args.run)
+    if args.method is not None and args.method not in saved:
+        raise ConfigError(f"--method {args.method}: not in this run (saved: {', '.join(saved)})")
+    names = [args.method] if args.method else list(saved)
+    labels, x, known = _inputs(args, config)
+    models = {m: Classifier.load(args.run / saved[m]) for m in names}
+    probas = {m: model.predict_proba(x) for m, model in models.items()}  # {method: [n, C]}
+    positive, threshold = config.get("positive"), args.threshold
+    threshold = config["threshold"] if threshold is None else threshold
+    classes = models[names[0]].classes_
+    binary = positive is not None
+    column = int(np.flatnonzero(classes == positive)[0]) if binary else None
+    negative = classes[1 - column] if binary else None
+
+    rows, records = [], []
+    for i, label in enumerate(labels):
+        shown = label if len(label) <= SNIPPET else label[:SNIPPET - 1] + "…"
+        per_method = {}
+        for j, m in enumerate(names):
+            p, first = probas[m][i], [str(i), shown] if j == 0 else ["", ""]  # input once per group
+            if binary:
+                decision = positive if p[column] > threshold else negative
+                rows.append([*first, m, float(p[column]), str(decision)])
+                per_method[m] = {"p_positive": float(p[column]), "decision": plain_label(decision)}
+            else:
+                best = int(p.argmax())
+                rows.append([*first, m, str(classes[best]), float(p[best])])
+                per_method[m] = {"predicted": plain_label(classes[best])}
+            per_method[m]["proba"] = {str(c): float(v) for c, v in zip(classes, p, strict=True)}
+        records.append({"input": label, "methods": per_method,
+                        **({"known_words": int(known[i])} if known is not None else {})})
+    result = {"run": str(args.run), "classes": [plain_label(c) for c in classes],
+              "positive": positive, "threshold": threshold, "predictions": records}
+    if args.json == "-":  # JSON alone, so that it can be piped
+        write_json_output("-", result)
+        return 0
+    if binary:
+        print(format_table(("#", "input", "method", f"p({positive}|x)",
+                            f"decision (p > {threshold:g})"), rows))
+    else:
+        print(format_table(("#", "input", "method", "predicted", "p(predicted|x)"), rows))
+    if known is not None and (known == 0).any():
+        prior = [m for m in names if _gives_prior(models[m])]
+        other = [m for m in names if m not in prior]
+        what = "; ".join([f"{', '.join(prior)}: the class prior p(y), by design"] * bool(prior) +
+                         [f"{', '.join(other)}: what the biases alone say"] * bool(other))
+        for i in np.flatnonzero(known == 0):
+            print(f"note: input {i} has no word from the run's vocabulary ({what})")
+    if args.json is not None:
+        write_json_output(args.json, result)
+    return 0
