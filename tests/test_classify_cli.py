@@ -270,3 +270,28 @@ def test_classify_bad_method_options(capsys, tmp_path, argv, message):
     code, out, err = run(capsys, "classify", *argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_third_label_makes_a_three_class_problem(capsys, tmp_path):
+    """Documented behaviour: labels are whatever the file holds; a third one (here a typo,
+    'spma') is a third class, reported by accuracy and macro F1, and named in the table's
+    note, never silently merged."""
+    rows = [f"ham\tsee you at {i} today" for i in range(30)] + \
+        [f"spam\twin a free prize {i} now" for i in range(30)] + ["spma\tfree prize call"] * 5
+    (tmp_path / "three.tsv").write_text("\n".join(rows) + "\n")
+    code, out, err = run(capsys, "classify", "--data", tmp_path / "three.tsv", "--method",
+                         "generative", "--json", tmp_path / "s.json")
+    assert code == 0, err
+    assert "macro F1" in out and "3 classes: ham, spam, spma" in out
+    assert set(json.loads((tmp_path / "s.json").read_text())["naive-bayes"]) >= {"accuracy", "macro_f1"}
+
+
+def test_digits_semi_supervised_with_a_hundred_labels(capsys, tmp_path):
+    code, out, err = run(capsys, "classify", "--data", "digits", "--method", "semi-supervised",
+                         "--labels", 100, "--epochs", 2, "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "10 classes" in out and "100 of them labelled" in out
+    np.save(tmp_path / "rows.npy", load("digits").x[:3])
+    code, out, err = run(capsys, "predict", tmp_path / "run", "--file", tmp_path / "rows.npy")
+    assert code == 0, err
+    assert "m2" in out and len(out.strip().splitlines()) >= 5  # header, rule, 3 rows

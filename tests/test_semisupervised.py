@@ -73,6 +73,9 @@ def test_encode_labels_with_unlabelled_markers():
     classes, codes = encode_labels(np.array(["ham", None, "spam", "ham"], dtype=object), 4,
                                    unlabelled=-1)
     assert classes.tolist() == ["ham", "spam"] and codes.tolist() == [0, -1, 1, 0]
+    assert classes.dtype.kind == "U"  # not object: metrics and saving need the labels' type
+    classes, _ = encode_labels(np.array([3, None, 7], dtype=object), 3, unlabelled=-1)
+    assert classes.dtype.kind == "i"
     classes, codes = encode_labels([3, -1, 7, -1], 4, unlabelled=-1)
     assert classes.tolist() == [3, 7] and codes.tolist() == [0, -1, 1, -1]
     with pytest.raises(DataError, match="two classes"):

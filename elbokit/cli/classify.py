@@ -264,7 +264,10 @@ def run(args: argparse.Namespace) -> int:
                   "is scored here, not saved)")
     else:
         print(format_table(("method", "accuracy", "macro F1"), rows))
-        print(f"({len(y_test)} test examples, {_training_note(y_train, labelled)})")
+        classes = np.unique(y_train)
+        shown = ", ".join(str(c) for c in classes[:12]) + (", ..." if len(classes) > 12 else "")
+        print(f"({len(classes)} classes: {shown}; {len(y_test)} test examples, "
+              f"{_training_note(y_train, labelled)})")
     summary = {m: {k: v for k, v in r.items() if k != "confusion"} for m, r in results.items()}
     if args.json is not None:
         write_json_output(args.json, summary)

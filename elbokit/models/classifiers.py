@@ -489,6 +489,8 @@ def encode_labels(y: Sequence | np.ndarray, n: int, unlabelled: object = None,
         classes, labelled_codes = np.unique(y[~missing], return_inverse=True)
     except TypeError:
         raise DataError(f"{where}: cannot be sorted (mixed types?)") from None
+    if classes.dtype == object:  # labels that shared an array with markers: their own dtype
+        classes = np.asarray(classes.tolist())
     if len(classes) < 2:
         raise DataError(f"{where}: need at least two classes, found only {classes.tolist()}")
     codes = np.full(n, -1, dtype=np.int64)
