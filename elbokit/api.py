@@ -227,7 +227,10 @@ class VAE(LatentModel):
     "shared", "decoder"), ``n_categories`` (categorical likelihood; default: the largest code in
     the training data + 1), ``encoder``/``decoder`` ("mlp" or "linear"; a linear decoder with
     a shared-scale Gaussian is probabilistic PCA), and the training options of
-    :class:`~elbokit.training.TrainConfig`. ``val_fraction`` of the data passed to
+    :class:`~elbokit.training.TrainConfig` (``beta``: weight of the KL term; ``kl_warmup``:
+    epochs over which that weight rises linearly from 0; ``free_bits``: nats per latent
+    variable that cost no KL gradient; the reported ELBO is always the true one, beta = 1).
+    ``val_fraction`` of the data passed to
     :meth:`fit` is held out for early stopping unless ``X_val`` is given.
     """
 
@@ -244,7 +247,7 @@ class VAE(LatentModel):
                  n_samples: int = 1, iwae_k: int | None = None, kl: str = "auto",
                  estimator: str = "auto", temperature: float = 1.0,
                  min_temperature: float = 0.5, anneal_rate: float = 1e-4,
-                 baseline: str = "both",
+                 baseline: str = "both", kl_warmup: int = 0, free_bits: float = 0.0,
                  val_fraction: float = 0.1, patience: int | None = 10, seed: int = 0,
                  dtype: str = "float32", progress: bool = False) -> None:
         self.latent_dim = latent_dim
@@ -268,6 +271,8 @@ class VAE(LatentModel):
         self.min_temperature = min_temperature
         self.anneal_rate = anneal_rate
         self.baseline = baseline
+        self.kl_warmup = kl_warmup
+        self.free_bits = free_bits
         self.val_fraction = val_fraction
         self.patience = patience
         self.seed = seed
@@ -280,7 +285,8 @@ class VAE(LatentModel):
                            n_samples=self.n_samples, beta=self.beta, iwae_k=self.iwae_k,
                            kl=self.kl, estimator=self.estimator, temperature=self.temperature,
                            min_temperature=self.min_temperature, anneal_rate=self.anneal_rate,
-                           baseline=self.baseline, patience=self.patience, seed=self.seed)
+                           baseline=self.baseline, kl_warmup=self.kl_warmup,
+                           free_bits=self.free_bits, patience=self.patience, seed=self.seed)
 
     def latent_spec(self) -> LatentSpec:
         return LatentSpec.parse(self.latent) if self.latent else LatentSpec("gaussian", self.latent_dim)

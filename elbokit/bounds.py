@@ -122,28 +122,58 @@ def kl_divergence(q: D.Distribution, p: D.Distribution, weights: LogWeights | No
     return (weights.log_posterior - weights.log_prior).mean(0)
 
 
+def kl_per_dimension(q: D.Distribution, p: D.Distribution) -> torch.Tensor | None:
+    """KL(q(z_i|x) || p(z_i)) for each latent variable i: ``[batch, latent]``, or None when
+    torch registers no closed form. The latent variables are q's independent components:
+    the coordinates of a diagonal Gaussian, the bits of a Bernoulli code, the categorical
+    variables of a categorical code; their KLs sum to :func:`kl_divergence`."""
+    base_q = q.base_dist if isinstance(q, D.Independent) else q
+    base_p = p.base_dist if isinstance(p, D.Independent) else p
+    per_variable = closed_form_kl(base_q, base_p)
+    if per_variable is None:
+        return None
+    return per_variable.reshape(*q.batch_shape, -1)
+
+
+def free_bits_penalty(q: D.Distribution, p: D.Distribution, free_bits: float) -> torch.Tensor:
+    """sum_i max(lambda, mean_batch KL_i): the KL the free-bits objective pays (Kingma et al.
+    2016). A latent variable whose batch-mean KL is below ``free_bits`` = lambda nats costs
+    lambda and gets no gradient pushing it towards the prior: it may carry that much for free."""
+    per_variable = kl_per_dimension(q, p)
+    if per_variable is None:
+        raise NotImplementedError(f"free bits needs a closed-form KL per latent variable; none is "
+                                  f"registered for {type(q).__name__} || {type(p).__name__}")
+    return per_variable.mean(0).clamp_min(free_bits).sum()
+
+
 def _terms(model: LatentVariableModel, x: torch.Tensor, k: int, kl: KL,
-           beta: float | None) -> Terms:
-    """ELBO terms from ``k`` samples; surrogate = reconstruction - beta KL, or IWAE_k when
-    ``beta`` is None."""
+           beta: float | None, free_bits: float = 0.0) -> Terms:
+    """ELBO terms from ``k`` samples; surrogate = reconstruction - beta KL (KL with free bits
+    when ``free_bits`` > 0), or IWAE_k when ``beta`` is None."""
     weights = sample_log_weights(model, x, k)
     reconstruction = weights.log_likelihood.mean(0)
     divergence = kl_divergence(weights.posterior, weights.prior, weights, kl)
-    surrogate = (_log_mean_exp(weights.log_w) if beta is None
-                 else reconstruction - beta * divergence)
+    if beta is None:
+        surrogate = _log_mean_exp(weights.log_w)
+    elif free_bits > 0:
+        surrogate = reconstruction - beta * free_bits_penalty(weights.posterior, weights.prior, free_bits)
+    else:
+        surrogate = reconstruction - beta * divergence
     return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction,
                  kl=divergence, surrogate=surrogate)
 
 
 def elbo(model: LatentVariableModel, x: torch.Tensor, n_samples: int = 1, kl: KL = "auto",
-         beta: float = 1.0) -> Terms:
+         beta: float = 1.0, free_bits: float = 0.0) -> Terms:
     """The evidence lower bound per example. ``x: [batch, dim]`` -> :class:`Terms` ([batch]).
 
     reconstruction = (1/S) sum_s log p(x | z_s),  z_s ~ q(z|x),  S = ``n_samples``
     kl             = KL(q(z|x) || p(z))  (analytic, Monte Carlo, or auto)
     elbo           = reconstruction - kl;    surrogate = reconstruction - beta * kl
+    ``free_bits`` > 0: surrogate = reconstruction - beta * :func:`free_bits_penalty` (the
+    reported ``elbo`` and ``kl`` stay the true ones).
     """
-    return _terms(model, x, n_samples, kl, beta)
+    return _terms(model, x, n_samples, kl, beta, free_bits)
 
 
 def _log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:

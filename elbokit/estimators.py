@@ -63,14 +63,15 @@ class Reparameterize(Estimator):
     name = "reparameterize"
 
     def __init__(self, n_samples: int = 1, beta: float = 1.0, kl: str = "auto",
-                 iwae_k: int | None = None) -> None:
+                 iwae_k: int | None = None, free_bits: float = 0.0) -> None:
         super().__init__(n_samples, beta, kl)
-        self.iwae_k = iwae_k
+        self.iwae_k, self.free_bits = iwae_k, free_bits
 
     def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
         if self.iwae_k is not None:
             return bounds.iwae(model, x, self.iwae_k, kl=self.kl)
-        return bounds.elbo(model, x, n_samples=self.n_samples, kl=self.kl, beta=self.beta)
+        return bounds.elbo(model, x, n_samples=self.n_samples, kl=self.kl, beta=self.beta,
+                           free_bits=self.free_bits)
 
 
 class Enumerate(Estimator):
@@ -282,8 +283,12 @@ def build(name: str, model: LatentVariableModel, dim: int, n_samples: int = 1, b
           kl: str = "auto", iwae_k: int | None = None, **options) -> Estimator:
     """The named estimator for ``model`` (see :data:`NAMES`), with its options."""
     name = resolve(name, model)
+    free_bits = options.pop("free_bits", 0.0)
+    if free_bits and (name != "reparameterize" or iwae_k is not None):
+        raise ConfigError(f"--free-bits applies to the reparameterized ELBO, not to {name}"
+                          f"{' with --iwae-k' if iwae_k is not None else ''}")
     if name == "reparameterize":
-        return Reparameterize(n_samples, beta, kl, iwae_k)
+        return Reparameterize(n_samples, beta, kl, iwae_k, free_bits)
     if iwae_k is not None and name != "vimco":
         raise ConfigError(f"--iwae-k trains the IWAE bound: use reparameterize or vimco, not {name}")
     if name == "enumerate":

@@ -29,8 +29,6 @@ from . import bounds, estimators
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from .errors import ConfigError
 
-METRICS = ("elbo", "reconstruction", "kl")
-
 
 @dataclass
 class TrainConfig:
@@ -48,6 +46,8 @@ class TrainConfig:
     min_temperature: float = 0.5
     anneal_rate: float = 1e-4
     baseline: str = "both"
+    kl_warmup: int = 0
+    free_bits: float = 0.0
     patience: int | None = 10
     seed: int = 0
     log_every: int = 20
@@ -64,12 +64,16 @@ class TrainConfig:
              f"kl must be analytic, mc or auto, not {self.kl!r}"),
             (self.patience is None or self.patience >= 1,
              f"patience must be >= 1, not {self.patience}"),
+            (self.kl_warmup >= 0, f"kl-warmup must be >= 0 epochs, not {self.kl_warmup}"),
+            (math.isfinite(self.free_bits) and self.free_bits >= 0,
+             f"free-bits must be >= 0 nats, not {self.free_bits}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        if self.iwae_k is not None and self.beta != 1.0:
-            raise ConfigError("--beta applies to the ELBO; the IWAE bound has no beta")
+        if self.iwae_k is not None and (self.beta != 1.0 or self.kl_warmup or self.free_bits):
+            raise ConfigError("--beta, --kl-warmup and --free-bits apply to the ELBO; the IWAE "
+                              "bound has no KL term to weigh")
         if self.estimator not in estimators.NAMES:
             raise ConfigError(f"unknown estimator {self.estimator!r}; choose from "
                               f"{', '.join(estimators.NAMES)}")
@@ -81,7 +85,16 @@ class TrainConfig:
                                 beta=self.beta, kl=self.kl, iwae_k=self.iwae_k,
                                 temperature=self.temperature,
                                 min_temperature=self.min_temperature,
-                                anneal_rate=self.anneal_rate, baseline=self.baseline)
+                                anneal_rate=self.anneal_rate, baseline=self.baseline,
+                                free_bits=self.free_bits)
+
+    def beta_at(self, epoch: int, fraction: float) -> float:
+        """The KL weight at ``fraction`` of the way through ``epoch`` (1-based): with
+        ``kl_warmup`` = W epochs it rises linearly from 0 to ``beta`` over the first W
+        epochs (one small step per batch), then stays at ``beta``."""
+        if self.kl_warmup <= 0:
+            return self.beta
+        return self.beta * min(1.0, (epoch - 1 + fraction) / self.kl_warmup)
 
 
 @contextlib.contextmanager
@@ -108,18 +121,34 @@ def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10
     """Mean ELBO, reconstruction and KL over ``x: [n, dim]``, in nats per example (exact
     sums over z when z can be enumerated, else ``n_samples`` Monte-Carlo draws)."""
     exact = bounds.enumerable(model, bounds.AUTO_ENUMERATE)  # small discrete z: exact ELBO
-    sums = torch.zeros(3, dtype=torch.float64)
+    sums = torch.zeros(2, dtype=torch.float64)
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size]
         terms = (bounds.enumerated_elbo(model, batch) if exact
                  else bounds.elbo(model, batch, n_samples=n_samples, kl=kl))
-        sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(),
-                             terms.kl.sum()]).double().cpu()
-    return dict(zip(METRICS, (sums / len(x)).tolist(), strict=True))
+        sums += term_sums(terms).cpu()
+    return mean_terms(sums, len(x))
+
+
+def term_sums(terms: bounds.Terms) -> torch.Tensor:
+    """[sum reconstruction, sum KL] over a batch, accumulated in float64: ``[2]``."""
+    return torch.stack([terms.reconstruction.double().sum(), terms.kl.double().sum()])
+
+
+def mean_terms(sums: torch.Tensor, n: int) -> dict[str, float]:
+    """Per-example means from :func:`term_sums`; the ELBO is reconstruction - KL by
+    definition (beta = 1, whatever the objective weighed), so the reported three agree
+    exactly."""
+    reconstruction, kl = (sums / n).tolist()
+    return {"elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl}
 
 
 class Trainer:
     """Fits ``model`` by maximizing ``config.objective()`` with Adam.
+
+    Early stopping and the model kept follow the validation value of the objective: the
+    beta-ELBO reconstruction - beta KL (beta = ``config.beta``, the weight after any warm-up;
+    beta = 1: the ELBO), or the ELBO when training IWAE_k. Reported ELBOs are the true ones.
 
     ``run_dir``: where ``metrics.jsonl`` and the per-epoch checkpoint go (None: nothing is
     written). ``on_improve(model)`` is called whenever validation ELBO reaches a new best
@@ -212,42 +241,49 @@ class Trainer:
         model.train()
         self.objective.train()
         order = epoch_order(len(x_train), cfg.seed, epoch).to(x_train.device)
-        sums = torch.zeros(3, dtype=torch.float64, device=x_train.device)
+        sums = torch.zeros(2, dtype=torch.float64, device=x_train.device)
         for step in range(steps):
             batch = x_train[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
+            if cfg.kl_warmup:  # a function of (epoch, step) only: resumed runs see the same
+                self.objective.beta = cfg.beta_at(epoch, step / steps)
             terms = self.objective(model, batch)
             loss = -terms.surrogate.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             with torch.no_grad():
-                sums += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(),
-                                     terms.kl.sum()]).double()
+                sums += term_sums(terms)
             bar.update(1)
             if self.progress and (step + 1) % cfg.log_every == 0:
                 seen = min((step + 1) * cfg.batch_size, len(x_train))
-                bar.set_postfix(_postfix(epoch, (sums / seen).tolist()), refresh=False)
-        train = dict(zip(METRICS, (sums / len(x_train)).tolist(), strict=True))
+                bar.set_postfix(_postfix(epoch, mean_terms(sums, seen)), refresh=False)
+        train = mean_terms(sums, len(x_train))
         record: dict = {"epoch": epoch, "train": train}
+        if cfg.kl_warmup:
+            record["beta"] = cfg.beta_at(epoch, 1.0)
         model.eval()
         if x_val is not None and len(x_val) > 0:
             record["val"] = evaluate_terms(model, x_val, kl=cfg.kl)
-            self._early_stopping(epoch, record["val"]["elbo"])
+            # Select on the objective being maximized: with beta != 1 the best true ELBO may
+            # sit at an epoch that is not the best trade-off the user asked for.
+            val = record["val"]
+            self._early_stopping(epoch, val["reconstruction"] - cfg.beta * val["kl"]
+                                 if cfg.iwae_k is None else val["elbo"])
         else:
             self.state["best_epoch"] = epoch
             if self.on_improve is not None:
                 self.on_improve(model)
         record["seconds"] = time.perf_counter() - began
         self.state["epoch"] = epoch
-        bar.set_postfix(_postfix(epoch, list(train.values()), record.get("val")), refresh=True)
+        bar.set_postfix(_postfix(epoch, train, record.get("val")), refresh=True)
         self._append_metrics(record)
         self._save()
         return record
 
-    def _early_stopping(self, epoch: int, val_elbo: float) -> None:
+    def _early_stopping(self, epoch: int, val_objective: float) -> None:
         state = self.state
-        if state["best_val"] is None or val_elbo > state["best_val"]:
-            state.update(best_val=val_elbo, best_epoch=epoch, bad_epochs=0)
+        if state["best_val"] is None or val_objective > state["best_val"]:
+            state.update(best_val=val_objective, best_epoch=epoch, bad_epochs=0)
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             if self.on_improve is not None:
                 self.on_improve(self.model)
@@ -263,9 +299,9 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
 
 
-def _postfix(epoch: int, train: list[float], val: dict | None = None) -> dict:
-    elbo, reconstruction, kl = train
-    out = {"epoch": epoch, "elbo": f"{elbo:.2f}", "rec": f"{reconstruction:.2f}", "kl": f"{kl:.2f}"}
+def _postfix(epoch: int, train: dict[str, float], val: dict | None = None) -> dict:
+    out = {"epoch": epoch, "elbo": f"{train['elbo']:.2f}", "rec": f"{train['reconstruction']:.2f}",
+           "kl": f"{train['kl']:.2f}"}
     if val is not None:
         out["val_elbo"] = f"{val['elbo']:.2f}"
     return out

@@ -141,7 +141,9 @@ def test_empty_or_unreadable_files(capsys, tmp_path, content):
     (["fit", "--likelihood", "poisson"], "invalid choice"),
     (["fit", "--unknown-option"], "unrecognized arguments"),
     (["fit", "--resume"], "no such run directory"),
-    (["fit", "--iwae-k", "5", "--beta", "2"], "no beta"),
+    (["fit", "--iwae-k", "5", "--beta", "2"], "no KL term to weigh"),
+    (["fit", "--kl-warmup", "-1"], "kl-warmup"),
+    (["fit", "--free-bits", "0.5", "--latent", "categorical:4"], "free-bits applies to the reparameterized"),
     (["evaluate", "not-a-run"], "no such run directory"),
     (["sample", "not-a-run"], "no such run directory"),
 ])

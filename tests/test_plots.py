@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import matplotlib.colors
 import matplotlib.image
 import numpy as np
 import pytest
@@ -26,7 +27,9 @@ def scores():
 
 
 def _check_png(path, width: int, height: int) -> None:
-    assert path.read_bytes()[:8] == PNG_MAGIC
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    assert b"http" not in data  # no "Software: matplotlib, https://..." entry (HTML inlines these)
     pixels = matplotlib.image.imread(path)
     assert pixels.shape[:2] == (height, width)
     assert pixels[..., :3].var() > 1e-3  # lines and text, not a blank canvas
@@ -85,3 +88,240 @@ def test_bad_inputs(scores):
         plots.calibration_plot(y, {"m": p["good"] * 2})
     with pytest.raises(DataError, match="no methods"):
         plots.calibration_plot(y, {})
+
+
+# -- The figures of a latent-variable model (issue 5) -----------------------------------------
+
+def _history(epochs: int = 3, val: bool = True) -> list[dict]:
+    records = []
+    for epoch in range(1, epochs + 1):
+        train = {"elbo": -40.0 + 5 * epoch, "reconstruction": -35.0 + 6 * epoch, "kl": 5.0 + epoch}
+        record = {"epoch": epoch, "train": train, "seconds": 0.1}
+        if val:
+            record["val"] = {key: value - 1 for key, value in train.items()}
+        records.append(record)
+    return records
+
+
+EM_HISTORY = [{"iteration": i, "train": {"log_likelihood": -30 + 10 * (1 - 0.5 ** i)}} for i in range(6)]
+POINTS = [{"beta": b, "rate": r, "distortion": d}  # shuffled: joined in order of beta all the same
+          for b, r, d in [(1.0, 6, 12), (0.1, 20, 8), (10.0, 0.2, 30), (0.3, 12, 9.5), (3.0, 2, 18)]]
+
+
+@pytest.fixture(scope="module")
+def images():
+    """9 grey 8x8 images [9, 64] in [0, 1], and slightly different reconstructions."""
+    rng = np.random.default_rng(1)
+    x = rng.random((9, 64))
+    return x, np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1)
+
+
+def _lines(ax, linestyle: str) -> list:
+    return [line for line in ax.lines if line.get_linestyle() == linestyle]
+
+
+@pytest.mark.parametrize("val", [True, False])
+def test_training_curves_of_a_vae(tmp_path, val):
+    figure = plots.training_curves(_history(val=val), path=tmp_path / "curves.png")
+    _check_png(tmp_path / "curves.png", 900, 450)
+    assert [ax.get_title().split()[0] for ax in figure.axes] == ["ELBO", "reconstruction", "KL(q(z|x)"]
+    kl = figure.axes[2]
+    np.testing.assert_array_equal(_lines(kl, "-")[0].get_xydata(), [[1, 6], [2, 7], [3, 8]])
+    assert len(_lines(kl, "--")) == val  # validation dashed, when there is one
+    if val:
+        np.testing.assert_array_equal(_lines(kl, "--")[0].get_ydata(), [5, 6, 7])
+    assert figure.axes[0].get_ylabel() == "nats per example"
+
+
+def test_training_curves_of_em_and_a_resumed_run(tmp_path):
+    figure = plots.training_curves(EM_HISTORY, path=tmp_path / "em.png")
+    _check_png(tmp_path / "em.png", 600, 450)
+    (ax,) = figure.axes
+    assert ax.get_xlabel() == "EM iteration"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [r["train"]["log_likelihood"] for r in EM_HISTORY])
+    # An epoch re-run after an interruption is in metrics.jsonl twice: the later record counts.
+    history = _history(3, val=False)
+    again = {**history[1], "train": {"elbo": -1.0, "reconstruction": -1.0, "kl": 0.0}}
+    ax = plots.training_curves([*history[:2], again, history[2]]).axes[0]
+    np.testing.assert_array_equal(ax.lines[0].get_xydata(), [[1, -35], [2, -1], [3, -25]])
+
+
+@pytest.mark.parametrize(("shape", "size"), [((8, 8), (600, 600)), (None, (600, 450))])
+def test_samples(tmp_path, images, shape, size):
+    x, _ = images
+    figure = plots.samples(x, shape, path=tmp_path / "s.png", title="Nine draws")
+    _check_png(tmp_path / "s.png", *size)
+    ax = figure.axes[0]
+    assert ax.get_title() == "Nine draws"
+    if shape:  # a 3 x 3 grid of images, no ticks
+        assert len(ax.get_xticks()) == len(ax.get_yticks()) == 3
+        assert not any(t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels())
+        assert ax.images[0].get_array().shape == (3 * 9 + 1, 3 * 9 + 1)  # 1-pixel gaps
+    else:  # a heatmap of the 9 rows x 64 features, with a colour bar
+        assert ax.get_xlabel() == "feature" and ax.images[0].get_array().shape == (9, 64)
+        assert len(figure.axes) == 2
+
+
+@pytest.mark.parametrize("shape", [(8, 8), None])
+def test_reconstructions(tmp_path, images, shape):
+    x, x_hat = images
+    figure = plots.reconstructions(x, x_hat, shape, path=tmp_path / "r.png")
+    _check_png(tmp_path / "r.png", 600, 450)
+    if shape:  # 9 pairs in 8 columns: two rows of originals, each above its reconstructions
+        labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+        assert labels == ["original", "reconstruction"] * 2
+    else:  # two heatmaps on one colour scale
+        first, second = (ax.images[0] for ax in figure.axes[:2])
+        limits = (min(x.min(), x_hat.min()), max(x.max(), x_hat.max()))
+        assert first.get_clim() == second.get_clim() == limits
+        np.testing.assert_array_equal(second.get_array(), x_hat)
+
+
+@pytest.mark.parametrize("d", [1, 2, 5])
+@pytest.mark.parametrize("labelled", [True, False])
+def test_latent_scatter(tmp_path, d, labelled):
+    rng = np.random.default_rng(d)
+    labels = np.repeat([0, 1, 2], 20)
+    z = rng.normal(size=(60, d)) + labels[:, None]
+    figure = plots.latent_scatter(z, labels if labelled else None, path=tmp_path / "z.png")
+    _check_png(tmp_path / "z.png", 600, 450)
+    ax = figure.axes[0]
+    assert ax.get_title() == "Posterior means"
+    if d == 1:
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("example (index)", "z0")
+    elif d == 2:
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("z0", "z1")
+        np.testing.assert_array_equal(ax.collections[0].get_offsets(), z)
+    else:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=2, random_state=0).fit(z)
+        np.testing.assert_allclose(ax.collections[0].get_offsets(), pca.transform(z))
+        share = pca.explained_variance_ratio_
+        assert ax.get_xlabel() == f"PC1 ({100 * share[0]:.0f}% of variance)"
+        assert ax.get_ylabel() == f"PC2 ({100 * share[1]:.0f}% of variance)"
+    legend = figure.axes[-1].get_legend()
+    assert (legend is not None) == labelled
+    if labelled:  # the legend's colours are the points' colours
+        assert [t.get_text() for t in legend.get_texts()] == ["0", "1", "2"]
+        colours = ax.collections[0].get_facecolors()[:, :3]
+        for label, handle in enumerate(legend.legend_handles):
+            np.testing.assert_allclose(colours[labels == label], np.broadcast_to(
+                matplotlib.colors.to_rgb(handle.get_color()), (20, 3)))
+
+
+def test_latent_scatter_of_many_labels_has_a_colour_bar():
+    z = np.random.default_rng(0).normal(size=(50, 2))
+    figure = plots.latent_scatter(z, np.arange(50) % 25, title="25 classes")
+    assert figure.axes[0].get_legend() is None and len(figure.axes) == 2  # the scatter, the bar
+    assert figure.axes[1].get_ylabel() == "label"
+
+
+@pytest.mark.parametrize(("shape", "height"), [((8, 8), 400), (None, 350)])
+def test_latent_traversal(tmp_path, images, shape, height):
+    x, _ = images
+    values = np.linspace(-2, 2, 5)
+    decoded = x[:3, None, :] * (values[None, :, None] + 3) / 5  # [3 dims, 5 steps, 64]
+    figure = plots.latent_traversal(decoded, values, [4, 0, 2], shape, path=tmp_path / "t.png")
+    # images: 50 * ceil((100 + 500 * 3 * 8 / (8 * 5)) / 50) = 400; vectors: 100 + 80 * 3 -> 350
+    _check_png(tmp_path / "t.png", 600, height)
+    if shape:
+        ax = figure.axes[0]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["z4", "z0", "z2"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["-2", "-1", "0", "1", "2"]
+    else:
+        assert [ax.get_ylabel() for ax in figure.axes[:3]] == ["z4", "z0", "z2"]
+        assert len(figure.axes[0].lines) == 5  # one line per value
+        np.testing.assert_array_equal(figure.axes[1].lines[4].get_ydata(), decoded[1, 4])
+
+
+def test_kl_per_dimension(tmp_path):
+    kl = np.array([2.1, 0.001, 3.4, 0.0, 1.2])
+    figure = plots.kl_per_dimension(kl, kl > 0.01, path=tmp_path / "kl.png",
+                                    threshold_note="active: KL > 0.01 nats")
+    _check_png(tmp_path / "kl.png", 600, 450)
+    ax = figure.axes[0]
+    np.testing.assert_allclose([bar.get_height() for bar in ax.patches], kl)
+    colours = [bar.get_facecolor() for bar in ax.patches]
+    assert colours[0] == colours[2] == colours[4] != colours[1] == colours[3]  # grey: inactive
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "active: KL > 0.01 nats"
+    assert [t.get_text() for t in legend.get_texts()] == ["active (3)", "inactive (collapsed) (2)"]
+    assert ax.get_ylabel() == "KL (nats)"
+
+
+def test_rate_distortion(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    figure = plots.rate_distortion(POINTS, path=tmp_path / "rd.png", svg_path=tmp_path / "rd.svg")
+    _check_png(tmp_path / "rd.png", 600, 450)
+    root = ET.fromstring((tmp_path / "rd.svg").read_bytes())
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert b"matplotlib.org" not in (tmp_path / "rd.svg").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["rd.png", "rd.svg"]  # no temporary files left
+    ax = figure.axes[0]
+    sweep = next(line for line in ax.lines if line.get_label().startswith("β sweep"))
+    np.testing.assert_array_equal(sweep.get_xydata(), [[20, 8], [12, 9.5], [6, 12], [2, 18], [0.2, 30]])
+    star = next(line for line in ax.lines if line.get_label() == "β = 1 (the ELBO)")
+    assert star.get_marker() == "*" and star.get_xydata().tolist() == [[6, 12]]
+    texts = {t.get_text() for t in ax.texts}
+    assert {"β=0.1", "β=0.3", "β=1", "β=3", "β=10"} <= texts
+    equal_elbo = _lines(ax, "--")
+    assert len(equal_elbo) >= 3
+    for line in equal_elbo:  # rate + distortion constant along each, labelled with that -ELBO
+        total = line.get_xdata() + line.get_ydata()
+        assert np.ptp(total) < 1e-9 and f"−ELBO = {total[0]:g}" in texts
+        for x, y in line.get_xydata()[[0, -1]]:  # from edge to edge of the plot
+            assert np.isclose(x, ax.get_xlim()).any() or np.isclose(y, ax.get_ylim()).any()
+
+
+def test_files_are_reproducible_and_free_of_urls(images):
+    # (every PNG the tests write is checked for URLs by _check_png)
+    png = plots.png_bytes(plots.samples(images[0], (8, 8)))
+    assert b"http" not in png and png == plots.png_bytes(plots.samples(images[0], (8, 8)))
+    svg = plots.svg_bytes(plots.rate_distortion(POINTS))
+    assert svg == plots.svg_bytes(plots.rate_distortion(POINTS))  # fixed ids, no date
+    assert b"matplotlib.org" not in svg and b"<metadata" not in svg
+
+
+def test_no_pyplot_figures_are_left_open_by_the_latent_figures(images):
+    from matplotlib import pyplot
+
+    x, x_hat = images
+    before = pyplot.get_fignums()
+    plots.training_curves(EM_HISTORY)
+    plots.samples(x, None)
+    plots.latent_scatter(x[:, :1])
+    plots.rate_distortion(POINTS[:1])
+    assert pyplot.get_fignums() == before == []
+
+
+NAN = np.full((9, 64), np.nan)
+
+
+@pytest.mark.parametrize(("draw", "message"), [
+    (lambda x: plots.training_curves([]), "history is empty"),
+    (lambda x: plots.training_curves([{"epoch": 1, "train": {"elbo": -1.0, "kl": 1.0}}]),
+     "'train' lacks 'reconstruction'"),
+    (lambda x: plots.training_curves([{"epoch": 1, "train": {"elbo": np.nan, "reconstruction": -1,
+                                                              "kl": 1}}]), "train elbo is nan"),
+    (lambda x: plots.training_curves([{"loss": 1.0}]), "record 0: expected a mapping with"),
+    (lambda x: plots.samples(x[0], None), r"shape \[n, dim\], got shape \[64\]"),
+    (lambda x: plots.samples(x, (8, 9)), "image_shape"),
+    (lambda x: plots.samples(np.where(np.arange(9)[:, None] == 4, np.nan, x), None), "row 4"),
+    (lambda x: plots.reconstructions(x, x[:8], (8, 8)), "differ in shape"),
+    (lambda x: plots.reconstructions(x, NAN, (8, 8)), "NaN"),
+    (lambda x: plots.latent_scatter(x[:, :2], np.arange(8)), "expected 9 labels"),
+    (lambda x: plots.latent_scatter(x[:1, :5]), "at least 2 examples"),
+    (lambda x: plots.latent_traversal(x[None], np.arange(8.0), [0], (8, 8)), "8 values for 9 steps"),
+    (lambda x: plots.latent_traversal(x[None], np.arange(9.0), [0, 1], None), "expected 1 integer"),
+    (lambda x: plots.kl_per_dimension(np.ones(3), np.ones(2, bool)), "expected 3 booleans"),
+    (lambda x: plots.kl_per_dimension(np.array([1, np.nan]), np.ones(2, bool)), "NaN"),
+    (lambda x: plots.rate_distortion([]), "no points"),
+    (lambda x: plots.rate_distortion([{"beta": 1.0, "rate": 2.0}]), "point 0: expected numbers"),
+    (lambda x: plots.rate_distortion([{"beta": 1.0, "rate": np.nan, "distortion": 1}]), "finite"),
+])
+def test_bad_inputs_of_the_latent_figures(images, draw, message):
+    with pytest.raises(DataError, match=message) as raised:
+        draw(images[0])
+    assert "\n" not in str(raised.value)

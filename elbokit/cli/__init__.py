@@ -11,11 +11,11 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import ElbokitError
-from . import classify, datasets, evaluate, fit, predict, sample
+from . import classify, datasets, evaluate, fit, predict, report, sample, sweep
 from .common import Parser
 
-COMMANDS = {"fit": fit, "evaluate": evaluate, "sample": sample, "classify": classify,
-            "predict": predict, "datasets": datasets}
+COMMANDS = {"fit": fit, "evaluate": evaluate, "sample": sample, "sweep": sweep,
+            "report": report, "classify": classify, "predict": predict, "datasets": datasets}
 
 
 def build_parser() -> Parser:

@@ -93,6 +93,16 @@ def score_note(scores: dict) -> str:
             f"with k={ll['k']} (stderr: Monte-Carlo error of the mean)")
 
 
+def diagnostics_lines(found: dict, split: str) -> list[str]:
+    """What :func:`elbokit.diagnostics.diagnose` found, as lines for the terminal."""
+    lines = [f"diagnostics ({split}): {found['active_units']} of {found['latent_dim']} latent "
+             f"variables active (Cov_x E[z_i|x] > {found['active_threshold']:g}); mutual "
+             f"information I(x; z) ~ {found['mutual_information']:.2f} nats (at most "
+             f"{found['mutual_information_limit']:.2f})"
+             + (f"; gap log p(x) - ELBO {found['gap']:.2f} nats" if "gap" in found else "")]
+    return lines + [f"warning: {w}" for w in found["warnings"]]
+
+
 def write_json_output(path: str, obj: object) -> None:
     """``--json FILE``: atomically; ``-`` writes to stdout."""
     text = json.dumps(obj, indent=2) + "\n"

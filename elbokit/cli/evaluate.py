@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from .. import runs
+from .. import figures, runs
 from ..api import MODEL_KINDS, LatentModel
 from .common import (
     SCORE_HEADERS,
+    diagnostics_lines,
     format_table,
     nonnegative_int,
     positive_int,
@@ -22,7 +24,9 @@ def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="score a trained run (ELBO, IWAE, log p(x))",
                        description="Score a run: ELBO with its reconstruction and KL terms, the "
                        "IWAE bound and an importance-sampled log p(x) with its standard error, "
-                       "in nats per example. Seeded: the same command gives the same numbers.")
+                       "in nats per example, and diagnostics: KL per latent variable, active "
+                       "units, the gap log p(x) - ELBO, the mutual information I(x; z) and "
+                       "posterior collapse. Seeded: the same command gives the same numbers.")
     p.add_argument("run", type=Path, metavar="RUN", help="run directory written by `elbokit fit`")
     p.add_argument("--data", default=None, metavar="PATH",
                    help="score this file (same width, same preprocessing as the run) instead "
@@ -54,8 +58,12 @@ def run(args: argparse.Namespace) -> int:
             raise runs.ConfigError(f"{args.run}: the {args.split} split is empty")
     vae.as_tensor(x, where=where)  # width and support checked before any work
     scores = vae.evaluate(x, k=args.k, iwae_k=args.iwae_k, seed=args.seed)
-    result = {**scores, "split": split, "source": str(where), "seed": args.seed}
+    found = figures.diagnose(vae, x, scores)
+    result = {**scores, "split": split, "source": str(where), "seed": args.seed,
+              "diagnostics": found}
     print(format_table(SCORE_HEADERS, [score_row(split, scores)]))
     print(f"({score_note(scores)})")
+    for line in diagnostics_lines(found, split):
+        print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
     write_json_output(args.json or str(args.run / "evaluation.json"), result)
     return 0

@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from .. import estimators, runs
+from .. import estimators, figures, report, runs
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
 from ..checkpoint import write_json
+from ..errors import ElbokitError
 from ..likelihoods import LIKELIHOODS, Gaussian
 from ..nets import ACTIVATIONS
 from .common import (
     SCORE_HEADERS,
+    diagnostics_lines,
     format_table,
     fraction,
     nonnegative_float,
@@ -36,6 +38,17 @@ def add_parser(sub, name: str) -> None:
                        description="Train a VAE (Gaussian, categorical or Bernoulli latent) on a "
                        "data set by maximizing the ELBO (or the IWAE bound), checkpointing "
                        "every epoch.")
+    add_options(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="run directory (default runs/fit-YYYYmmdd-HHMMSS)")
+    o.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+
+
+def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The options of one training run (``elbokit sweep`` shares them, bar ``--beta``)."""
     d = p.add_argument_group("data")
     d.add_argument("--data", default="digits", metavar="NAME|PATH",
                    help="a named data set (see `elbokit datasets`) or a .npy/.npz/.csv/.tsv "
@@ -76,8 +89,14 @@ def add_parser(sub, name: str) -> None:
                    help=f"maximum epochs (default {DEFAULT_EPOCHS}; with --resume: extend to N)")
     t.add_argument("--batch-size", type=positive_int, default=128)
     t.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
-    t.add_argument("--beta", type=nonnegative_float, default=1.0,
-                   help="weight of the KL term in the objective (reported ELBO uses 1)")
+    if not sweep:
+        t.add_argument("--beta", type=nonnegative_float, default=1.0,
+                       help="weight of the KL term in the objective (reported ELBO uses 1)")
+    t.add_argument("--kl-warmup", type=nonnegative_int, default=0, metavar="EPOCHS",
+                   help="raise the KL weight linearly from 0 to --beta over the first EPOCHS (0)")
+    t.add_argument("--free-bits", type=nonnegative_float, default=0.0, metavar="NATS",
+                   help="free bits: each latent dimension's first NATS of (batch-mean) KL cost "
+                   "no gradient (0; reparameterized ELBO only)")
     t.add_argument("--n-samples", type=positive_int, default=1,
                    help="samples of z per example for the ELBO's reconstruction term")
     t.add_argument("--iwae-k", type=positive_int, default=None, metavar="K",
@@ -99,15 +118,12 @@ def add_parser(sub, name: str) -> None:
                    help="stop after N epochs without a better validation ELBO (0: never)")
     t.add_argument("--seed", type=nonnegative_int, default=0)
     t.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    o = p.add_argument_group("output")
-    o.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="run directory (default runs/fit-YYYYmmdd-HHMMSS)")
-    o.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint")
-    o.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    o = p.add_argument_group("evaluation and report")
     o.add_argument("--eval-k", type=positive_int, default=1000,
                    help="importance samples for the final log p(x) estimate (1000)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--no-report", action="store_true",
+                   help="skip the figures and report.html written at the end")
 
 
 def _estimator(args: argparse.Namespace) -> LatentModel:
@@ -126,7 +142,8 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
               batch_size=args.batch_size, lr=args.lr, beta=args.beta, n_samples=args.n_samples,
               iwae_k=args.iwae_k, kl=args.kl, estimator=args.estimator,
               temperature=args.temperature, min_temperature=args.min_temperature,
-              anneal_rate=args.anneal_rate, baseline=args.baseline, val_fraction=args.val_fraction,
+              anneal_rate=args.anneal_rate, baseline=args.baseline, kl_warmup=args.kl_warmup,
+              free_bits=args.free_bits, val_fraction=args.val_fraction,
               patience=args.patience or None, seed=args.seed, dtype=args.dtype)
     vae.train_config()  # refuse impossible training options before reading any data
     vae.latent_spec()
@@ -142,6 +159,22 @@ def _new_run(args: argparse.Namespace) -> tuple[LatentModel, dict, runs.RunData]
     record = runs.data_record(args.data, data, args.binarize, args.seed, args.test_fraction,
                               args.val_fraction)
     return vae, {"data": record, "kind": vae.kind}, runs.prepare_data(record, data)
+
+
+def write_figures_and_report(vae: LatentModel, out: Path, run_data: runs.RunData, split: str,
+                             found: dict) -> None:
+    """The run's figures and report.html. Training is already saved: a failure here is a
+    one-line warning, never the loss of the run."""
+    labels = run_data.dataset.y
+    index = run_data.splits[split]
+    try:
+        figures.write_figures(vae, out, run_data.dataset.x[index],
+                              labels[index] if labels is not None else None,
+                              run_data.dataset.image_shape, found)
+        print(f"report: {report.write_report(out)}")
+    except (ElbokitError, OSError, ValueError) as e:
+        print(f"elbokit: warning: the figures or report could not be written ({e}); "
+              f"the trained model is saved; retry with: elbokit report {out}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,10 +220,17 @@ def run(args: argparse.Namespace) -> int:
         test = run_data.splits["test"]
         summary["adjusted_rand_index"] = float(adjusted_rand_score(
             labels[test], vae.predict(run_data.dataset.x[test])))
+    split = "test" if "test" in summary["splits"] else "train"
+    held_out = run_data.split(split)
+    summary["diagnostics"] = {"split": split, **figures.diagnose(vae, held_out, summary["splits"][split])}
     write_json(out / "summary.json", summary)
     rows = [score_row(s, scores) for s, scores in summary["splits"].items()]
     print(format_table(SCORE_HEADERS, rows))
     print(f"({score_note(next(iter(summary['splits'].values())))})")
+    for line in diagnostics_lines(summary["diagnostics"], split):
+        print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
+    if not args.no_report:
+        write_figures_and_report(vae, out, run_data, split, summary["diagnostics"])
     if "adjusted_rand_index" in summary:
         print(f"components vs labels on the test split: adjusted Rand index "
               f"{summary['adjusted_rand_index']:.3f} (1 = the classes exactly, 0 = chance)")

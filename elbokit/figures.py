@@ -1,0 +1,95 @@
+"""A run's figures and diagnostics, from its fitted model: what ``elbokit fit`` writes at the
+end of training and ``elbokit report`` (re)draws.
+
+This module only composes: the numbers come from :mod:`elbokit.diagnostics` and the model,
+the drawing from :mod:`elbokit.plots`, the HTML from :mod:`elbokit.report`.
+
+    run_dir/figures/training_curves.png   ELBO, reconstruction, KL per epoch (train, validation)
+                    samples.png           E[x | z] for z drawn from the prior
+                    reconstructions.png   held-out examples beside E[x | z = E_q[z | x]]
+                    latent_space.png      posterior means, coloured by label (PCA beyond 2-D)
+                    traversals.png        E[x | z] along each of the most used dimensions
+                    kl_per_dimension.png  the rate each latent variable pays; inactive in grey
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import diagnostics, plots
+from .api import VAE, LatentModel
+
+FIGURES = "figures"
+N_SHOWN = 16  # examples in the reconstruction figure
+N_SAMPLES = 64  # draws from the prior in the samples figure
+TRAVERSAL_DIMS, TRAVERSAL_STEPS = 8, 9
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    """The records of ``run_dir/metrics.jsonl`` (empty when there is none)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def diagnose(model: LatentModel, x: np.ndarray, scores: dict | None = None) -> dict:
+    """:func:`elbokit.diagnostics.diagnose` on ``x: [n, dim]``, with the gap from ``scores``
+    (an ``evaluate()`` result on the same x) when given."""
+    elbo = scores["elbo"] if scores else None
+    log_likelihood = scores["log_likelihood"]["estimate"] if scores else None
+    if scores and scores.get("exact_log_likelihood") is not None:
+        log_likelihood = scores["exact_log_likelihood"]
+    return diagnostics.diagnose(model._fitted(), model.as_tensor(x), elbo, log_likelihood)
+
+
+@torch.no_grad()
+def write_figures(model: LatentModel, run_dir: Path, x: np.ndarray, labels: np.ndarray | None,
+                  image_shape: tuple[int, int] | None, found: dict | None = None,
+                  seed: int = 0) -> list[str]:
+    """Draw every figure that applies to ``model`` into ``run_dir/figures/`` from the
+    held-out examples ``x: [n, dim]`` (with ``labels: [n]`` when known) and the run's
+    history; ``found``: :func:`diagnose`'s result (computed when None). Returns the files."""
+    out = Path(run_dir) / FIGURES
+    out.mkdir(parents=True, exist_ok=True)
+    module = model._fitted()
+    found = found or diagnose(model, x)
+    written = []
+
+    def save(name: str, draw) -> None:
+        draw(out / name)
+        written.append(name)
+
+    history = read_history(run_dir)
+    if history:
+        save("training_curves.png", lambda p: plots.training_curves(history, path=p))
+    save("samples.png", lambda p: plots.samples(model.sample(N_SAMPLES, seed=seed, mean=True),
+                                                 image_shape, path=p))
+    shown = x[:N_SHOWN]
+    if isinstance(model, VAE):
+        save("reconstructions.png", lambda p: plots.reconstructions(
+            shown, model.reconstruct(shown), image_shape, path=p))
+        save("latent_space.png", lambda p: plots.latent_scatter(
+            model.transform(x), labels, path=p))
+    else:  # a mixture: its posterior over components
+        save("latent_space.png", lambda p: plots.latent_scatter(
+            model.predict_proba(x), labels, path=p, title="Posterior p(z | x) over components"))
+    kl = found.get("kl_per_dimension")
+    if isinstance(model, VAE) and module.config.latent == "gaussian" and kl is not None:
+        dims = np.argsort(kl)[::-1][:TRAVERSAL_DIMS].tolist()  # the dimensions that carry most
+        values = np.linspace(-3, 3, TRAVERSAL_STEPS)
+        z = torch.zeros(len(dims), len(values), module.config.latent_dim,
+                        dtype=next(module.parameters()).dtype)
+        for row, d in enumerate(dims):
+            z[row, :, d] = torch.as_tensor(values)
+        decoded = module.decode_mean(z).double().numpy()
+        save("traversals.png", lambda p: plots.latent_traversal(decoded, values, dims, image_shape,
+                                                                path=p))
+    if kl is not None and len(kl) > 1:
+        save("kl_per_dimension.png", lambda p: plots.kl_per_dimension(
+            np.asarray(kl), np.asarray(found["active"]), path=p))
+    return written

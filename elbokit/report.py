@@ -1,0 +1,778 @@
+"""``run_dir/report.html``: one self-contained page that explains a run, from its files only.
+
+:func:`write_report` renders what a run directory holds; it never trains or evaluates:
+
+- a model run (``config.json`` kind ``vae`` or ``mixture``, written by ``elbokit fit``):
+  configuration, scores per split (``summary.json``, and ``evaluation.json`` from
+  ``elbokit evaluate``), diagnostics with plain-language explanations, the figures in
+  ``figures/`` and a summary of ``metrics.jsonl``;
+- a sweep (kind ``sweep``, written by ``elbokit sweep``): the shared options, one row per
+  β from ``sweep.json``, ``rate_distortion.png`` and links to the member runs' reports.
+
+The page is self-contained and safe to open anywhere: figures are inlined as
+``data:image/png;base64`` URIs, the only style sheet is an inline ``<style>``, there is no
+JavaScript and no reference to any other resource, every string read from a file is
+HTML-escaped (and a URL scheme in one is defused, so the text never holds an ``http://``), and
+the page reads in order without its style sheet. Optional files that are missing or unreadable
+are named in the page instead of failing it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+import struct
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from . import runs
+from .api import MODEL_KINDS
+from .checkpoint import atomic_write
+from .errors import ElbokitError
+
+__all__ = ["REPORT", "FIGURES_DIR", "FIGURES", "SWEEP_FIGURE", "REPORT_KINDS", "write_report",
+           "render_report"]
+
+REPORT = "report.html"
+FIGURES_DIR = "figures"
+SWEEP_FIGURE = "rate_distortion.png"
+REPORT_KINDS = (*MODEL_KINDS, "sweep")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TRAINING_LOG_ROWS = 5  # the last epochs shown in the training-log table
+
+# The figures of a model run, in the order shown: (alt text, caption: what to look for).
+FIGURES: dict[str, tuple[str, str]] = {
+    "training_curves.png": (
+        "Training curves: ELBO, reconstruction and KL per epoch on training and validation data",
+        "The ELBO, its reconstruction term and its KL term per epoch (for a mixture fitted by EM: "
+        "the log-likelihood per iteration). Look for the validation ELBO levelling off (more "
+        "epochs will not help), a growing gap between training and validation (overfitting), "
+        "and the KL rising while the reconstruction improves: the two terms trading nats."),
+    "samples.png": (
+        "Samples from the model: the decoder's mean E[x | z] for z drawn from the prior",
+        "New data from the model: z drawn from the prior p(z), shown as the decoder's mean "
+        "E[x | z]. Look for samples that resemble the data and differ from each other. Samples "
+        "that all look alike, or like a blurred average, mean the decoder makes little use of z."),
+    "reconstructions.png": (
+        "Held-out examples beside their reconstructions",
+        "Held-out examples beside their reconstructions E[x | z] at the posterior mean "
+        "z = E_q[z | x]. Faithful reconstructions show that z carries information about each "
+        "example; reconstructions that all look the same show that it does not (collapse)."),
+    "latent_space.png": (
+        "The latent codes of held-out examples (posterior means), coloured by label when known",
+        "Where the encoder puts held-out examples: posterior means E_q[z | x] (projected by PCA "
+        "beyond two dimensions; for a mixture, the posterior over components), coloured by label "
+        "when the data have labels. Look for structure: classes that separate although the model "
+        "never saw a label. Every example at the same point means z ignores x."),
+    "traversals.png": (
+        "Latent traversals: the decoder's mean as one latent dimension moves at a time",
+        "The decoder's mean E[x | z] as one latent dimension at a time moves from -3 to +3 with "
+        "the others held at 0, for the dimensions that carry the most KL. Look for a dimension "
+        "that changes one aspect of the data (thickness, slant, shape); a row that does not "
+        "change is an inactive dimension."),
+    "kl_per_dimension.png": (
+        "KL divergence per latent dimension, inactive dimensions in grey",
+        "The rate each latent dimension pays: KL(q(z_i | x) || p(z_i)) averaged over held-out "
+        "examples, in nats; inactive dimensions in grey. Look for a few dimensions carrying "
+        "most of the KL and the rest near 0: the model uses fewer dimensions than it has."),
+}
+SWEEP_CAPTION = (
+    "Each point is one run of the sweep, placed by its rate (the KL term, nats) and its distortion "
+    "(minus the reconstruction term, nats). Since ELBO = -(distortion + rate), the diagonal "
+    "lines of slope -1 are lines of equal ELBO, and lines nearer the origin are better. "
+    "β = 1 maximizes the ELBO itself; a low β buys low distortion with a high rate (sharp "
+    "reconstructions, an expensive code); a high β drives the rate towards 0 until the posterior "
+    "collapses and the decoder ignores z.")
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; line-height: 1.5;
+       color: #1d1d1f; background: #fff; max-width: 62rem; margin: 0 auto; padding: 1rem 1.5rem 3rem; }
+h1 { font-size: 1.8rem; margin-bottom: 0.2rem; word-break: break-all; }
+h2 { font-size: 1.35rem; border-bottom: 2px solid #d0d4dc; padding-bottom: 0.2rem; margin-top: 2.2rem; }
+h3 { font-size: 1.1rem; margin-top: 1.4rem; }
+.meta { color: #4a4f59; margin-top: 0; }
+nav ul { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.4rem 1.2rem; }
+table { border-collapse: collapse; margin: 0.6rem 0 1rem; font-size: 0.95rem; }
+th, td { border: 1px solid #d0d4dc; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
+th { background: #f1f3f7; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.best td { font-weight: 600; background: #f3f9f1; }
+tr.inactive td { color: #80858f; }
+code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 0.92em; }
+.note { color: #4a4f59; font-size: 0.92rem; }
+.missing { color: #6b4e00; background: #fff8e1; border-left: 4px solid #e0a800; padding: 0.4rem 0.8rem; }
+.warning { border: 2px solid #b3261e; background: #fdecea; color: #5f100c; padding: 0.6rem 1rem;
+           margin: 1rem 0; border-radius: 4px; }
+.warning h3 { margin-top: 0.2rem; color: #b3261e; }
+dl.explain dt { font-weight: 600; margin-top: 0.8rem; }
+dl.explain dd { margin-left: 1.2rem; }
+figure { margin: 1.6rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #d0d4dc; }
+figcaption { font-size: 0.93rem; color: #30343b; max-width: 48rem; }
+footer { margin-top: 3rem; color: #6a6f79; font-size: 0.85rem; }
+@media print { nav { display: none; } figure { break-inside: avoid; } }
+"""
+
+
+# -- public API ------------------------------------------------------------------------------
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Render ``run_dir/report.html`` from the files in ``run_dir`` (atomically) and return its
+    path. Raises :class:`~elbokit.errors.CheckpointError` for a directory that is not a model
+    or sweep run (a classifier run, a directory without config.json)."""
+    run_dir = Path(run_dir)
+    text = render_report(run_dir)
+    path = run_dir / REPORT
+    atomic_write(path, text.encode("utf-8"))
+    return path
+
+
+def render_report(run_dir: str | Path) -> str:
+    """The HTML of :func:`write_report`, without writing it."""
+    run_dir = Path(run_dir)
+    config = runs.read_config(run_dir, kinds=REPORT_KINDS)
+    page = _Page(title=_run_name(run_dir))
+    if config.get("kind", "vae") == "sweep":
+        _sweep_report(page, run_dir, config)
+    else:
+        _model_report(page, run_dir, config)
+    return page.html()
+
+
+# -- escaping and formatting -----------------------------------------------------------------
+
+_SCHEME = re.compile(r"(?i)\b(https?|ftp|file|javascript|data):")
+
+
+def esc(value: Any) -> str:
+    """``value`` as HTML text: escaped, with URL schemes defused (``http&#58;``), so a string
+    from a file never becomes markup nor puts a URL into the page's source."""
+    return _SCHEME.sub(r"\1&#58;", html.escape(str(value), quote=True))
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number as float; None for anything else (booleans, strings, null)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals (small ones keep two significant digits); 'n/a' when
+    absent; anything else escaped as text."""
+    number = _number(value)
+    if number is None:
+        return "n/a" if value is None else esc(_plain(value))
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(number):
+        return esc(number)
+    if number != 0 and abs(number) < 0.5 * 10 ** -digits:
+        return f"{number:.2g}"
+    return f"{number:.{digits}f}"
+
+
+def _plain(value: Any) -> str:
+    """A config value as text: strings as they are, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _get(obj: Any, *keys: str) -> Any:
+    """``obj[k1][k2]...``, or None where a level is missing or not a dict."""
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _run_name(run_dir: Path) -> str:
+    return run_dir.resolve().name or str(run_dir)
+
+
+# -- page building ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Page:
+    """An HTML page assembled section by section; every argument is already HTML."""
+
+    title: str
+    header: list[str] = field(default_factory=list)
+    sections: list[tuple[str, str, list[str]]] = field(default_factory=list)
+
+    def section(self, anchor: str, heading: str) -> list[str]:
+        body: list[str] = []
+        self.sections.append((anchor, heading, body))
+        return body
+
+    def html(self) -> str:
+        nav = "".join(f'<li><a href="#{a}">{h}</a></li>' for a, h, _ in self.sections)
+        sections = "\n".join(f'<section id="{a}">\n<h2>{h}</h2>\n' + "\n".join(body) + "\n</section>"
+                             for a, h, body in self.sections)
+        return "\n".join([
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            '<meta name="generator" content="elbokit report">',
+            f"<title>elbokit report: {esc(self.title)}</title>",
+            f"<style>{STYLE}</style>",
+            "</head>",
+            "<body>",
+            "<header>",
+            f"<h1>{esc(self.title)}</h1>",
+            *self.header,
+            f'<nav aria-label="Sections"><ul>{nav}</ul></nav>',
+            "</header>",
+            "<main>",
+            sections,
+            "</main>",
+            "<footer><p>Written by <code>elbokit report</code> from the files in this run "
+            "directory. Self-contained: no scripts, no external resources; figures are "
+            "embedded.</p></footer>",
+            "</body>",
+            "</html>",
+            "",
+        ])
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool] = (),
+           row_classes: Sequence[str] | None = None, caption: str | None = None) -> str:
+    """A table from HTML cells; ``numeric[i]``: right-align column i."""
+    numeric = list(numeric) + [False] * (len(headers) - len(numeric))
+    out = ["<table>"]
+    if caption:
+        out.append(f"<caption>{caption}</caption>")
+    out.append("<thead><tr>" + "".join(f'<th scope="col">{h}</th>' for h in headers) + "</tr></thead>")
+    out.append("<tbody>")
+    for i, row in enumerate(rows):
+        cls = row_classes[i] if row_classes and row_classes[i] else ""
+        cells = "".join(f'<td class="num">{c}</td>' if num else f"<td>{c}</td>"
+                        for c, num in zip(row, numeric, strict=False))
+        out.append(f'<tr class="{cls}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _key_values(pairs: Iterable[tuple[str, Any]]) -> str:
+    """A two-column table of names and values (both escaped here)."""
+    rows = [f'<tr><th scope="row"><code>{esc(k)}</code></th><td>{esc(_plain(v))}</td></tr>'
+            for k, v in pairs]
+    if not rows:
+        return '<p class="note">(none recorded)</p>'
+    return "<table>\n<tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+
+
+def _missing(text: str) -> str:
+    return f'<p class="missing">{text}</p>'
+
+
+def _read_optional_json(path: Path) -> tuple[Any, str | None]:
+    """``(content, None)``, ``(None, None)`` when the file is absent, or ``(None, problem)``."""
+    if not path.exists():
+        return None, None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return None, f"{path.name}: not a readable JSON file ({e})"
+
+
+def _png(path: Path) -> tuple[bytes, int | None, int | None] | None:
+    """The bytes of a PNG file and its size in pixels, or None when it is not a readable PNG."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    width = height = None
+    if len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+    return data, width, height
+
+
+def _figure(path: Path, alt: str, caption: str) -> str | None:
+    """A ``<figure>`` with the PNG at ``path`` inlined (``alt``, ``caption``: HTML), or None."""
+    png = _png(path)
+    if png is None:
+        return None
+    data, width, height = png
+    size = f' width="{width}" height="{height}"' if width and height else ""
+    encoded = base64.b64encode(data).decode("ascii")
+    return (f'<figure>\n<img src="data:image/png;base64,{encoded}" alt="{alt}"{size}>\n'
+            f"<figcaption>{caption}</figcaption>\n</figure>")
+
+
+def _written_line(path: Path, what: str) -> str:
+    written = time.strftime("%Y-%m-%d %H:%M", time.localtime())
+    return f'<p class="meta">{what} &middot; report written {written} from <code>{esc(path)}</code></p>'
+
+
+# -- model runs ------------------------------------------------------------------------------
+
+
+def _describe_model(config: dict) -> str:
+    """One line: the kind of model (text, escaped later)."""
+    kind = config.get("kind", "vae")
+    params = config.get("params") if isinstance(config.get("params"), dict) else {}
+    if kind == "mixture":
+        parts = [f"{params.get('n_components', '?')} components"]
+        if params.get("fit"):
+            parts.append(f"fitted by {params['fit']}")
+    else:
+        latent = params.get("latent") or f"gaussian:{params.get('latent_dim', '?')}"
+        parts = [f"latent {latent}"]
+        if params.get("estimator"):
+            parts.append(f"estimator {params['estimator']}")
+    if params.get("likelihood"):
+        parts.append(f"{params['likelihood']} likelihood")
+    name = {"vae": "VAE", "mixture": "Mixture model"}.get(kind, kind)
+    return f"{name} ({', '.join(str(p) for p in parts)})"
+
+
+def _describe_data(data: Any) -> str:
+    if not isinstance(data, dict):
+        return "unknown data"
+    text = f"data {data.get('source', '?')}"
+    if data.get("n_examples") is not None:
+        text += f": {data['n_examples']} examples"
+        if data.get("dim") is not None:
+            text += f" of dimension {data['dim']}"
+    return text
+
+
+def _model_report(page: _Page, run_dir: Path, config: dict) -> None:
+    summary, summary_problem = _read_optional_json(run_dir / "summary.json")
+    evaluation, evaluation_problem = _read_optional_json(run_dir / "evaluation.json")
+    summary = summary if isinstance(summary, dict) else None
+    evaluation = evaluation if isinstance(evaluation, dict) else None
+    diagnostics, diagnostics_from = None, None
+    if isinstance(_get(summary, "diagnostics"), dict):
+        diagnostics, diagnostics_from = summary["diagnostics"], "summary.json"
+    elif isinstance(_get(evaluation, "diagnostics"), dict):
+        diagnostics, diagnostics_from = evaluation["diagnostics"], "evaluation.json"
+
+    page.header.append(f'<p class="meta"><strong>{esc(_describe_model(config))}</strong> on '
+                       f"{esc(_describe_data(config.get('data')))}</p>")
+    page.header.append(_written_line(run_dir, "model run"))
+    sweep = _parent_sweep(run_dir)
+    if sweep:
+        page.header.append(f'<p class="meta">One run of the sweep {sweep}.</p>')
+    if diagnostics is not None and _collapse_warnings(diagnostics):
+        page.header.append('<p class="warning"><strong>Warning:</strong> the diagnostics found a '
+                           'problem (posterior collapse): see <a href="#diagnostics">Diagnostics'
+                           "</a>.</p>")
+
+    _configuration_section(page, config)
+    _scores_section(page, run_dir, summary, summary_problem, evaluation, evaluation_problem)
+    _diagnostics_section(page, diagnostics, diagnostics_from, run_dir)
+    _figures_section(page, run_dir)
+    _training_section(page, run_dir)
+
+
+def _parent_sweep(run_dir: Path) -> str | None:
+    """A link to the report of the sweep that holds ``run_dir`` (HTML), or None. Linked even
+    before the sweep's report exists: ``elbokit sweep`` writes it after its members'."""
+    parent = run_dir.resolve().parent
+    try:
+        runs.read_config(parent, kinds=("sweep",))
+    except ElbokitError:
+        return None
+    return f'<a href="../{REPORT}">{esc(parent.name)}</a>'
+
+
+def _configuration_section(page: _Page, config: dict) -> None:
+    body = page.section("configuration", "Configuration")
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    split = data.get("split") if isinstance(data.get("split"), dict) else None
+    body.append("<h3>Data</h3>")
+    pairs = [(k, data[k]) for k in ("source", "n_examples", "dim", "image_shape", "binarize")
+             if k in data]
+    if split is not None:
+        pairs.append(("split", f"seed {_plain(split.get('seed'))}, test fraction "
+                               f"{_plain(split.get('test_fraction'))}, validation fraction "
+                               f"{_plain(split.get('val_fraction'))} of the rest"))
+    body.append(_key_values(pairs))
+    body.append("<h3>Model and training options</h3>")
+    params = config.get("params")
+    if isinstance(params, dict):
+        body.append(_key_values(sorted(params.items())))
+    else:
+        body.append(_missing("config.json records no options (<code>params</code>)."))
+
+
+def _score_row(label: str, scores: dict, with_exact: bool) -> list[str]:
+    ll = scores.get("log_likelihood") if isinstance(scores.get("log_likelihood"), dict) else {}
+    estimate, stderr = ll.get("estimate"), ll.get("stderr")
+    log_px = "n/a" if _number(estimate) is None else (
+        fmt(estimate) + ("" if _number(stderr) is None else f" &plusmn; {fmt(stderr)}"))
+    row = [esc(label), fmt(scores.get("n_examples")), fmt(scores.get("elbo")),
+           fmt(scores.get("reconstruction")), fmt(scores.get("kl")),
+           fmt(_get(scores, "iwae", "value")), log_px]
+    if with_exact:
+        row.append(fmt(scores.get("exact_log_likelihood")))
+    return row
+
+
+def _ks(rows: Sequence[dict], *keys: str) -> str:
+    values = sorted({str(v) for r in rows if (v := _get(r, *keys)) is not None})
+    return "/".join(values) if values else "?"
+
+
+def _scores_section(page: _Page, run_dir: Path, summary: dict | None, summary_problem: str | None,
+                    evaluation: dict | None, evaluation_problem: str | None) -> None:
+    body = page.section("summary", "Summary")
+    for problem in (summary_problem, evaluation_problem):
+        if problem:
+            body.append(_missing(esc(problem)))
+    labelled: list[tuple[str, dict]] = []
+    splits = _get(summary, "splits")
+    if isinstance(splits, dict):
+        labelled += [(str(name), s) for name, s in splits.items() if isinstance(s, dict)]
+    if evaluation is not None and "elbo" in evaluation:
+        labelled.append((f"{evaluation.get('split', '?')} (evaluation.json)", evaluation))
+    if not labelled:
+        body.append(_missing(f"No evaluation yet: no scores in summary.json or evaluation.json. "
+                             f"Finish training with <code>elbokit fit --out {esc(run_dir)} --resume"
+                             f"</code>, or run <code>elbokit evaluate {esc(run_dir)}</code>."))
+    else:
+        with_exact = any(_number(s.get("exact_log_likelihood")) is not None for _, s in labelled)
+        headers = ["split", "examples", "ELBO", "reconstruction", "KL", "IWAE<sub>k</sub>",
+                   "log p(x) &plusmn; SE"] + (["exact log p(x)"] if with_exact else [])
+        scores = [s for _, s in labelled]
+        body.append(_table(headers, [_score_row(label, s, with_exact) for label, s in labelled],
+                           numeric=[False] + [True] * (len(headers) - 1)))
+        body.append(
+            f'<p class="note">Nats per example; for the ELBO, IWAE and log p(x), higher is better. '
+            f"IWAE with k = {esc(_ks(scores, 'iwae', 'k'))}; log p(x) importance-sampled with "
+            f"k = {esc(_ks(scores, 'log_likelihood', 'k'))} samples, &plusmn; its standard error "
+            "(the Monte-Carlo error of the estimate)"
+            + ("; the exact log p(x) sums over every value of z." if with_exact else ".") + "</p>")
+        body.append(_elbo_explanation(labelled))
+    if summary is not None:
+        facts = []
+        if _number(summary.get("epochs_trained")) is not None:
+            facts.append(f"{esc(summary['epochs_trained'])} epochs trained")
+        if summary.get("stopped_early") is True:
+            facts.append("stopped early (the validation ELBO stopped improving)")
+        elif summary.get("stopped_early") is False:
+            facts.append("ran to its epoch limit")
+        if _number(summary.get("adjusted_rand_index")) is not None:
+            facts.append(f"components against labels on the test split: adjusted Rand index "
+                         f"{fmt(summary['adjusted_rand_index'])} (1 = the classes exactly, 0 = chance)")
+        if facts:
+            body.append(f"<p>{'; '.join(facts)}.</p>")
+
+
+def _elbo_explanation(labelled: Sequence[tuple[str, dict]]) -> str:
+    label, scores = next(((lbl, s) for lbl, s in labelled if lbl == "test"), labelled[-1])
+    example = ""
+    if all(_number(scores.get(k)) is not None for k in ("elbo", "reconstruction", "kl")):
+        example = (f" On the {esc(label)} split: {fmt(scores['reconstruction'])} &minus; "
+                   f"{fmt(scores['kl'])} = {fmt(scores['elbo'])} nats.")
+    return (
+        '<dl class="explain">'
+        "<dt>ELBO = reconstruction &minus; KL</dt>"
+        "<dd>The reconstruction term E<sub>q</sub>[log p(x | z)] rewards a code z from which the "
+        "decoder can rebuild x; the KL term KL(q(z | x) || p(z)) charges, in nats, for the "
+        "information the code holds about x beyond what the prior says. The two fight: a more "
+        "informative code reconstructs better but costs more KL." + example + "</dd>"
+        "<dt>IWAE<sub>k</sub> and log p(x)</dt>"
+        "<dd>ELBO &le; IWAE<sub>k</sub> &le; log p(x): averaging k importance weights tightens the "
+        "bound, and many samples estimate log p(x) itself. The distance from the ELBO to log p(x) is "
+        "the gap explained under Diagnostics.</dd>"
+        "</dl>")
+
+
+def _collapse_warnings(diagnostics: dict) -> list[str]:
+    """The warning sentences to show in the warning box (empty: no box)."""
+    warnings = diagnostics.get("warnings")
+    sentences = [str(w) for w in warnings] if isinstance(warnings, list) else []
+    if diagnostics.get("collapsed") is True and not sentences:
+        sentences = ["posterior collapse: no latent variable's posterior mean varies with x; "
+                     "the decoder models the data without z."]
+    return sentences
+
+
+def _diagnostics_section(page: _Page, diagnostics: dict | None, source: str | None,
+                         run_dir: Path) -> None:
+    body = page.section("diagnostics", "Diagnostics")
+    if diagnostics is None:
+        body.append(_missing(f"No diagnostics yet: run <code>elbokit evaluate {esc(run_dir)}</code> "
+                             "(or a current <code>elbokit fit</code>) to compute them."))
+        return
+    where = f"{esc(diagnostics.get('split', '?'))} split"
+    if _number(diagnostics.get("n_examples")) is not None:
+        where += f", {esc(diagnostics['n_examples'])} examples"
+    body.append(f'<p class="note">From {esc(source)} ({where}).</p>')
+    warnings = _collapse_warnings(diagnostics)
+    if warnings:
+        items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
+        body.append('<div class="warning" role="alert"><h3>Warning: posterior collapse</h3>'
+                    f"<ul>{items}</ul><p>When the posterior collapses, q(z | x) equals the prior "
+                    "for every x: the KL term is close to zero, z carries no information about x, and the "
+                    "decoder models the data on its own. The ELBO may still look reasonable, but "
+                    "the latent space is useless.</p></div>")
+
+    facts: list[str] = []
+    threshold = diagnostics.get("active_threshold", 0.01)
+    active, latent_dim = diagnostics.get("active_units"), diagnostics.get("latent_dim")
+    if _number(active) is not None:
+        of = f" of {esc(latent_dim)}" if _number(latent_dim) is not None else ""
+        facts.append(
+            f"<dt>Active units: {esc(active)}{of}</dt><dd>A latent dimension is <em>active</em> when "
+            f"its posterior mean moves with x: Cov<sub>x</sub>(E<sub>q</sub>[z<sub>i</sub> | x]) &gt; "
+            f"{fmt(threshold, 2)}. An inactive dimension gives every example the same code, so it "
+            "carries nothing about x; the model effectively has only its active dimensions.</dd>")
+    if _number(diagnostics.get("gap")) is not None:
+        facts.append(
+            f"<dt>Gap log p(x) &minus; ELBO: {fmt(diagnostics['gap'])} nats</dt><dd>How loose the "
+            "bound is. On average it equals KL(q(z | x) || p(z | x)): how far the encoder's "
+            "approximate posterior is from the true posterior of the decoder. A small gap means the "
+            "encoder is nearly exact; a large one means a better encoder (or IWAE training) would "
+            "gain nats.</dd>")
+    if _number(diagnostics.get("mutual_information")) is not None:
+        limit = diagnostics.get("mutual_information_limit")
+        bound = f" (at most log n = {fmt(limit, 2)})" if _number(limit) is not None else ""
+        facts.append(
+            f"<dt>Mutual information I(x; z): {fmt(diagnostics['mutual_information'], 2)} nats"
+            f"{bound}</dt><dd>How many nats the code z carries about which example x it came from, "
+            "under the encoder. It can be at most log n on n examples (knowing z exactly identifies "
+            "one example). It is part of the KL term, whose rest is KL(q(z) || p(z)): the price of "
+            "all the codes together not matching the prior. Near 0 means z says nothing about x.</dd>")
+    if isinstance(diagnostics.get("kl_per_dimension"), list):
+        facts.append(
+            "<dt>KL per dimension</dt><dd>The KL term split over latent dimensions: the rate, in "
+            "nats, each dimension pays to carry information about x. They add up to the KL in the "
+            "table above (for independent dimensions). A dimension paying about 0 nats is unused.</dd>")
+    if diagnostics.get("collapsed") is False and not warnings:
+        facts.append("<dt>No posterior collapse</dt><dd>At least one latent dimension is active.</dd>")
+    if facts:
+        body.append('<dl class="explain">' + "".join(facts) + "</dl>")
+    body.append(_per_dimension_table(diagnostics))
+
+
+def _per_dimension_table(diagnostics: dict) -> str:
+    columns = [(key, diagnostics.get(key)) for key in ("kl_per_dimension", "posterior_mean_variance",
+                                                        "active")]
+    columns = [(key, values) for key, values in columns if isinstance(values, list)]
+    if not columns:
+        return ""
+    n = max(len(values) for _, values in columns)
+    headers = {"kl_per_dimension": "KL (nats)",
+               "posterior_mean_variance": "Cov<sub>x</sub>(E<sub>q</sub>[z<sub>i</sub> | x])",
+               "active": "active"}
+    rows, classes = [], []
+    active = diagnostics.get("active") if isinstance(diagnostics.get("active"), list) else None
+    for i in range(n):
+        row = [str(i)]
+        for key, values in columns:
+            value = values[i] if i < len(values) else None
+            if key == "active":
+                row.append("yes" if value is True else "no" if value is False else "n/a")
+            else:
+                row.append(fmt(value))
+        rows.append(row)
+        classes.append("inactive" if active is not None and i < len(active) and active[i] is False
+                       else "")
+    return ("<h3>Per latent dimension</h3>\n"
+            + _table(["dimension", *(headers[k] for k, _ in columns)], rows,
+                     numeric=[True] * (1 + len(columns)), row_classes=classes))
+
+
+def _figures_section(page: _Page, run_dir: Path) -> None:
+    body = page.section("figures", "Figures")
+    directory = run_dir / FIGURES_DIR
+    present = sorted(p.name for p in directory.glob("*.png")) if directory.is_dir() else []
+    shown = 0
+    for name, (alt, caption) in FIGURES.items():
+        if name in present:
+            figure = _figure(directory / name, esc(alt), esc(caption))
+            if figure is None:
+                body.append(_missing(f"{FIGURES_DIR}/{esc(name)}: not a readable PNG file."))
+            else:
+                body.append(figure)
+                shown += 1
+    extras = [name for name in present if name not in FIGURES]
+    if extras:
+        body.append("<h3>Other figures</h3>")
+    for name in extras:
+        figure = _figure(directory / name, esc(name), f"<code>{esc(name)}</code>")
+        if figure is None:
+            body.append(_missing(f"{FIGURES_DIR}/{esc(name)}: not a readable PNG file."))
+        else:
+            body.append(figure)
+            shown += 1
+    if not shown:
+        body.append(_missing(f"No figures yet (nothing in <code>{esc(directory)}</code>): a current "
+                             "<code>elbokit fit</code> draws them at the end of training."))
+
+
+def _training_section(page: _Page, run_dir: Path) -> None:
+    body = page.section("training", "Training log")
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        body.append(_missing("No training log (metrics.jsonl) in this run directory."))
+        return
+    records, bad = [], 0
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        body.append(_missing(f"metrics.jsonl: cannot read ({esc(e.strerror or e)})."))
+        return
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    if bad:
+        body.append(_missing(f"metrics.jsonl: {bad} unreadable line{'s' if bad > 1 else ''} skipped."))
+    if not records:
+        body.append(_missing("metrics.jsonl holds no epochs yet."))
+        return
+    step = "iteration" if "iteration" in records[-1] and "epoch" not in records[-1] else "epoch"
+    metric = "elbo" if any(_get(r, part, "elbo") is not None
+                           for r in records for part in ("train", "val")) else "log_likelihood"
+    metric_name = "ELBO" if metric == "elbo" else "log-likelihood"
+    last_step = records[-1].get(step)
+    count = f"{esc(last_step)} {step}s" if _number(last_step) is not None else f"{len(records)} records"
+    if step == "iteration":  # EM counts from iteration 0, the initial state
+        count = f"{len(records) - 1} EM iterations"
+    facts = [f"{count} logged"]
+    for part, what in (("val", "validation"), ("train", "training")):
+        scored = [(r.get(step), v) for r in records if (v := _number(_get(r, part, metric))) is not None]
+        if scored:
+            best_step, best = max(scored, key=lambda sv: sv[1])
+            facts.append(f"best {what} {metric_name} {fmt(best)} nats at {step} {esc(best_step)}")
+            break
+    seconds = [s for r in records if (s := _number(r.get("seconds"))) is not None]
+    if seconds:
+        facts.append(f"{sum(seconds):.1f} s of training in all")
+    body.append(f"<p>{'; '.join(facts)}.</p>")
+
+    parts = [p for p in ("train", "val") if any(isinstance(r.get(p), dict) for r in records)]
+    terms = [t for t in ("elbo", "reconstruction", "kl", "log_likelihood")
+             if any(_get(r, p, t) is not None for r in records for p in parts)]
+    names = {"elbo": "ELBO", "reconstruction": "reconstruction", "kl": "KL",
+             "log_likelihood": "log-likelihood"}
+    part_names = {"train": "train", "val": "validation"}
+    headers = [step] + [f"{part_names[p]} {names[t]}" for p in parts for t in terms]
+    tail = records[-TRAINING_LOG_ROWS:]
+    rows = [[esc(_plain(r.get(step)))] + [fmt(_get(r, p, t)) for p in parts for t in terms]
+            for r in tail]
+    body.append(f'<p class="note">The last {len(tail)} lines of metrics.jsonl (nats per example):</p>')
+    body.append(_table(headers, rows, numeric=[True] * len(headers)))
+
+
+# -- sweeps ----------------------------------------------------------------------------------
+
+
+def _sweep_report(page: _Page, sweep_dir: Path, config: dict) -> None:
+    sweep, problem = _read_optional_json(sweep_dir / "sweep.json")
+    data = config.get("data")
+    betas = config.get("betas")
+    what = "β sweep" + (f" over β = {', '.join(_beta(b) for b in betas)}" if isinstance(betas, list) else "")
+    what += f" on {_describe_data(data)}" if isinstance(data, dict) else ""
+    page.header.append(f'<p class="meta"><strong>{esc(what)}</strong></p>')
+    page.header.append(_written_line(sweep_dir, "sweep"))
+
+    body = page.section("configuration", "Shared options")
+    body.append('<p class="note">Every run of the sweep was fitted with these options; only β, '
+                "the weight of the KL term in the training objective, differs.</p>")
+    params = config.get("params")
+    body.append(_key_values(sorted(params.items())) if isinstance(params, dict) else
+                _missing("config.json records no options (<code>params</code>)."))
+    if isinstance(data, dict):
+        body.append("<h3>Data</h3>")
+        body.append(_key_values([(k, data[k]) for k in ("source", "n_examples", "dim", "split")
+                                 if k in data]))
+
+    body = page.section("runs", "Runs")
+    members = _get(sweep, "runs")
+    if problem:
+        body.append(_missing(esc(problem)))
+    elif sweep is None:
+        body.append(_missing("No sweep.json yet: the sweep has not finished."))
+    if isinstance(members, list) and members:
+        body.append(_sweep_table(sweep_dir, [m for m in members if isinstance(m, dict)],
+                                 sweep.get("split")))
+    elif sweep is not None and not problem:
+        body.append(_missing("sweep.json lists no runs."))
+
+    body = page.section("rate-distortion", "Rate and distortion")
+    body.append(
+        '<dl class="explain"><dt>Rate R = KL, distortion D = &minus;reconstruction</dt><dd>'
+        "The ELBO is &minus;(D + R): the rate is what the code costs (nats of information z "
+        "holds about x), the distortion is how badly x is rebuilt from z. Training with weight β "
+        "on the KL term minimizes D + β R, so each β picks a different trade-off: β = 1 is the "
+        "ELBO itself, a low β buys low distortion with a high rate, and a high β pushes the rate "
+        "to 0, where the posterior collapses and z is ignored.</dd></dl>")
+    figure = _figure(sweep_dir / SWEEP_FIGURE,
+                     "Rate-distortion plane: one point per β, with lines of equal ELBO",
+                     esc(SWEEP_CAPTION))
+    if figure is None:
+        body.append(_missing(f"No figure {SWEEP_FIGURE} in this sweep directory."))
+    else:
+        body.append(figure)
+
+
+def _beta(value: Any) -> str:
+    """β as the sweep names its runs: 0.1, 1, 10 (text, not yet escaped)."""
+    number = _number(value)
+    return f"{number:g}" if number is not None else _plain(value)
+
+
+def _is_member_name(name: Any) -> bool:
+    """Whether ``name`` is a plain directory name inside the sweep (no path, no ``..``)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
+def _sweep_table(sweep_dir: Path, members: list[dict], split: Any) -> str:
+    elbos = [_number(m.get("elbo")) for m in members]
+    best = max((e for e in elbos if e is not None), default=None)
+    rows, classes = [], []
+    for member, elbo in zip(members, elbos, strict=True):
+        name = member.get("dir")
+        if _is_member_name(name) and (sweep_dir / name / REPORT).is_file():
+            href = esc(quote(f"{name}/{REPORT}"))
+            run = f'<a href="{href}">{esc(name)}</a>'
+        else:
+            run = esc(name) if name is not None else "n/a"
+        if elbo is None:
+            run += " (not finished)"
+        active = member.get("active_units")
+        is_best = best is not None and elbo == best
+        rows.append([esc(_beta(member.get("beta"))), run, fmt(member.get("rate")),
+                     fmt(member.get("distortion")),
+                     f"<strong>{fmt(elbo)}</strong> (best)" if is_best else fmt(elbo),
+                     fmt(member.get("reconstruction")),
+                     fmt(member.get("kl")), esc(active) if _number(active) is not None else "n/a"])
+        classes.append("best" if is_best else "")
+    headers = ["β", "run", "rate (KL)", "distortion", "ELBO", "reconstruction", "KL", "active units"]
+    note = (f'<p class="note">Scores on the {esc(split or "?")} split, nats per example; the row with '
+            "the best ELBO is marked (best). A run's name links to its own report when it has "
+            "one.</p>")
+    return _table(headers, rows, numeric=[True, False, True, True, True, True, True, True],
+                  row_classes=classes) + "\n" + note
