@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import diagnostics, plots
+from . import diagnostics, plots, runs
 from .api import VAE, LatentModel
+from .checkpoint import read_json, write_json
 
 FIGURES = "figures"
 N_SHOWN = 16  # examples in the reconstruction figure
@@ -93,3 +94,28 @@ def write_figures(model: LatentModel, run_dir: Path, x: np.ndarray, labels: np.n
         save("kl_per_dimension.png", lambda p: plots.kl_per_dimension(
             np.asarray(kl), np.asarray(found["active"]), path=p))
     return written
+
+
+def held_out_split(run_data: runs.RunData) -> str:
+    """The split figures and diagnostics use: test, or train when there is no test split."""
+    return "test" if len(run_data.splits["test"]) else "train"
+
+
+def draw_run(model: LatentModel, run_dir: Path, run_data: runs.RunData,
+             found: dict | None = None) -> list[str]:
+    """Diagnostics (into ``summary.json`` when it lacks them) and every figure of a run, on
+    its held-out split. ``found``: diagnostics already computed. Returns the figure files."""
+    run_dir = Path(run_dir)
+    split = held_out_split(run_data)
+    index = run_data.splits[split]
+    x = run_data.dataset.x[index]
+    if found is None:
+        summary_path = run_dir / "summary.json"
+        summary = read_json(summary_path) if summary_path.exists() else None
+        scores = summary["splits"].get(split) if summary else None
+        found = {"split": split, **diagnose(model, x, scores)}
+        if summary is not None:
+            write_json(summary_path, {**summary, "diagnostics": found})
+    labels = run_data.dataset.y
+    return write_figures(model, run_dir, x, labels[index] if labels is not None else None,
+                         run_data.dataset.image_shape, found)

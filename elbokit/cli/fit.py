@@ -161,20 +161,16 @@ def _new_run(args: argparse.Namespace) -> tuple[LatentModel, dict, runs.RunData]
     return vae, {"data": record, "kind": vae.kind}, runs.prepare_data(record, data)
 
 
-def write_figures_and_report(vae: LatentModel, out: Path, run_data: runs.RunData, split: str,
-                             found: dict) -> None:
+def write_figures_and_report(vae: LatentModel, out: Path, run_data: runs.RunData, found: dict) -> None:
     """The run's figures and report.html. Training is already saved: a failure here is a
     one-line warning, never the loss of the run."""
-    labels = run_data.dataset.y
-    index = run_data.splits[split]
     try:
-        figures.write_figures(vae, out, run_data.dataset.x[index],
-                              labels[index] if labels is not None else None,
-                              run_data.dataset.image_shape, found)
+        figures.draw_run(vae, out, run_data, found)
         print(f"report: {report.write_report(out)}")
     except (ElbokitError, OSError, ValueError) as e:
         print(f"elbokit: warning: the figures or report could not be written ({e}); "
-              f"the trained model is saved; retry with: elbokit report {out}", file=sys.stderr)
+              f"the trained model is saved; retry with: elbokit report {out} --redraw",
+              file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         test = run_data.splits["test"]
         summary["adjusted_rand_index"] = float(adjusted_rand_score(
             labels[test], vae.predict(run_data.dataset.x[test])))
-    split = "test" if "test" in summary["splits"] else "train"
+    split = figures.held_out_split(run_data)
     held_out = run_data.split(split)
     summary["diagnostics"] = {"split": split, **figures.diagnose(vae, held_out, summary["splits"][split])}
     write_json(out / "summary.json", summary)
@@ -230,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     for line in diagnostics_lines(summary["diagnostics"], split):
         print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
     if not args.no_report:
-        write_figures_and_report(vae, out, run_data, split, summary["diagnostics"])
+        write_figures_and_report(vae, out, run_data, summary["diagnostics"])
     if "adjusted_rand_index" in summary:
         print(f"components vs labels on the test split: adjusted Rand index "
               f"{summary['adjusted_rand_index']:.3f} (1 = the classes exactly, 0 = chance)")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import report
+from .. import figures, report, runs
+from ..api import MODEL_KINDS, LatentModel
 
 
 def add_parser(sub, name: str) -> None:
@@ -13,13 +14,23 @@ def add_parser(sub, name: str) -> None:
                        description="Write RUN/report.html: one self-contained page (no scripts, "
                        "no external resources, figures embedded) with the run's configuration, "
                        "scores, diagnostics explained, figures and training log, or for a sweep "
-                       "its rate-distortion table and figure. Renders the files in RUN only: "
-                       "nothing is trained or evaluated.")
+                       "its rate-distortion table and figure. Nothing is trained: a model run "
+                       "without figures (or with --redraw) gets its diagnostics and figures "
+                       "from the saved model first.")
     p.add_argument("run", type=Path, metavar="RUN",
                    help="run directory written by `elbokit fit` or `elbokit sweep`")
+    p.add_argument("--redraw", action="store_true",
+                   help="model runs: recompute the diagnostics and redraw every figure (done "
+                   "anyway when the run has no figures yet, e.g. after fit --no-report)")
 
 
 def run(args: argparse.Namespace) -> int:
+    config = runs.read_config(args.run, kinds=report.REPORT_KINDS)
+    undrawn = not (args.run / figures.FIGURES).is_dir()
+    if config.get("kind", "vae") in MODEL_KINDS and (args.redraw or undrawn):
+        run_data = runs.prepare_data(config["data"])
+        runs.check_fingerprint(run_data, config)
+        figures.draw_run(LatentModel.load(args.run), args.run, run_data)
     path = report.write_report(args.run)
     print(f"report: {path}")
     return 0
