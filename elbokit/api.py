@@ -26,7 +26,7 @@ import torch
 from . import bounds
 from .checkpoint import atomic_write, has_checkpoint, load_model, save_model
 from .data import check_matrix, split_indices
-from .errors import CheckpointError, ConfigError, ConvergenceWarning
+from .errors import CheckpointError, ConfigError, ConvergenceWarning, DataError, describe_rows
 from .likelihoods import likelihood_for_data
 from .models.latents import LatentSpec
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
@@ -36,11 +36,19 @@ from .training import TrainConfig, Trainer, evaluate_terms, seeded
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def fixed_binarization(X: np.ndarray, seed: int) -> np.ndarray:
+    """One draw x ~ Bernoulli(X) of probabilities ``X: [n, dim]`` (seeded): the 0/1 data a
+    dynamically binarized model is validated and scored on."""
+    return (np.random.default_rng(seed).random(X.shape) < X).astype(np.float64)
+
+
 def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: TrainConfig,
                      X: np.ndarray, X_val: np.ndarray | None, run_dir: str | Path | None,
-                     resume: bool, where: str) -> None:
+                     resume: bool, where: str, dynamic: bool = False) -> None:
     """Train ``module`` with the generic :class:`Trainer`: hold out ``val_fraction`` for early
-    stopping unless ``X_val`` is given, checkpoint into ``run_dir`` and keep the best model."""
+    stopping unless ``X_val`` is given, checkpoint into ``run_dir`` and keep the best model.
+    ``dynamic``: ``X`` holds probabilities (checked by the caller) and every training batch
+    is a fresh Bernoulli draw of them (dynamic binarization)."""
     X = np.asarray(X, dtype=np.float64)
     if run_dir is not None and not resume and has_checkpoint(run_dir):
         raise ConfigError(f"{run_dir}: already holds a training checkpoint; pass "
@@ -48,12 +56,17 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
     if X_val is None and estimator.val_fraction > 0:
         parts = split_indices(len(X), estimator.seed, 0.0, estimator.val_fraction)
         X, X_val = X[parts["train"]], X[parts["val"]]
+        if dynamic:
+            X_val = fixed_binarization(X_val, estimator.seed)
     x_val = None if X_val is None else estimator.as_tensor(X_val, module, "validation data")
     estimator.module_ = module
     run_dir = Path(run_dir) if run_dir is not None else None
     trainer = Trainer(module, config, run_dir=run_dir, progress=estimator.progress,
-                      on_improve=(lambda _: estimator.save(run_dir)) if run_dir else None)
-    estimator.history_ = trainer.fit(estimator.as_tensor(X, module, where), x_val, resume=resume)
+                      on_improve=(lambda _: estimator.save(run_dir)) if run_dir else None,
+                      batch_transform=torch.bernoulli if dynamic else None)
+    x = (torch.as_tensor(X, dtype=next(module.parameters()).dtype) if dynamic
+         else estimator.as_tensor(X, module, where))
+    estimator.history_ = trainer.fit(x, x_val, resume=resume)
     estimator.epochs_trained_ = trainer.state["epoch"]
     estimator.stopped_early_ = trainer.state["stopped_early"]
     if run_dir is not None and (run_dir / "model.json").exists():
@@ -249,7 +262,8 @@ class VAE(LatentModel):
                  min_temperature: float = 0.5, anneal_rate: float = 1e-4,
                  baseline: str = "both", kl_warmup: int = 0, free_bits: float = 0.0,
                  val_fraction: float = 0.1, patience: int | None = 10, seed: int = 0,
-                 dtype: str = "float32", progress: bool = False) -> None:
+                 dtype: str = "float32", progress: bool = False,
+                 dynamic_binarization: bool = False) -> None:
         self.latent_dim = latent_dim
         self.latent = latent
         self.hidden = tuple(hidden)
@@ -278,6 +292,7 @@ class VAE(LatentModel):
         self.seed = seed
         self.dtype = dtype
         self.progress = progress
+        self.dynamic_binarization = dynamic_binarization
 
     # -- configuration -------------------------------------------------------------------
     def train_config(self) -> TrainConfig:
@@ -321,8 +336,22 @@ class VAE(LatentModel):
         ``run_dir``: write metrics.jsonl, a checkpoint per epoch and the best model there;
         ``resume=True`` continues from its checkpoint.
         """
-        module = self.build(X, where)
-        fit_with_trainer(self, module, self.train_config(), X, X_val, run_dir, resume, where)
+        if self.dynamic_binarization:
+            # X holds probabilities: the model is built (and checked) on one draw, and
+            # trained on a fresh draw per batch (Burda et al. 2016's dynamic binarization).
+            X = np.asarray(X, dtype=np.float64)
+            check_matrix(X, where)
+            outside = ((X < 0) | (X > 1)).any(axis=1)
+            if outside.any():
+                raise DataError(f"{where}: dynamic binarization needs values in [0, 1], but "
+                                f"{describe_rows(outside)} are outside")
+            if self.likelihood not in ("auto", "bernoulli"):
+                raise ConfigError("dynamic binarization makes 0/1 data: use the bernoulli likelihood")
+            module = self.build(fixed_binarization(X, self.seed), where)
+        else:
+            module = self.build(X, where)
+        fit_with_trainer(self, module, self.train_config(), X, X_val, run_dir, resume, where,
+                         dynamic=self.dynamic_binarization)
         self.module_.eval()
         return self
 

@@ -13,6 +13,8 @@ same optimizer and their state (moving averages, temperature step) is checkpoint
     reinforce       score function with a moving-average and a learned baseline (NVIL)
     vimco           multi-sample score function with leave-one-out baselines (Mnih &
                     Rezende 2016), on the IWAE_k bound
+    dreg            doubly-reparameterized IWAE_k gradients (Tucker et al. 2018): no
+                    score-function term in the encoder's gradient (Gaussian latents)
     auto            reparameterize if possible, else enumerate if the support is small
                     (<= 2^10 values), else gumbel-st
 """
@@ -31,7 +33,9 @@ from .errors import ConfigError
 from .models.base import LatentVariableModel
 from .nets import mlp
 
-NAMES = ("auto", "reparameterize", "enumerate", "gumbel", "gumbel-st", "reinforce", "vimco")
+NAMES = ("auto", "reparameterize", "enumerate", "gumbel", "gumbel-st", "reinforce", "vimco",
+         "dreg")
+REPARAMETERIZED = ("reparameterize", "dreg")  # pathwise estimators: Gaussian latents only
 
 
 def _analytic_kl(q: D.Distribution, p: D.Distribution, kl: str) -> torch.Tensor | None:
@@ -257,6 +261,92 @@ class VIMCO(Estimator):
                      kl=divergence, surrogate=surrogate)
 
 
+def _detached(q: D.Distribution) -> D.Distribution:
+    """q with its parameters cut from the graph: the same density, no gradient to phi.
+
+    Handles (``Independent``-wrapped) ``Normal`` and ``MultivariateNormal``; the nested
+    ``Independent`` dimensions are kept.
+    """
+    base, dims = q, 0
+    while isinstance(base, D.Independent):
+        dims += base.reinterpreted_batch_ndims
+        base = base.base_dist
+    if isinstance(base, D.Normal):
+        copy = D.Normal(base.loc.detach(), base.scale.detach(), validate_args=False)
+    elif isinstance(base, D.MultivariateNormal):
+        copy = D.MultivariateNormal(base.loc.detach(), scale_tril=base.scale_tril.detach(),
+                                    validate_args=False)
+    else:
+        raise ConfigError(f"dreg needs a reparameterizable (Gaussian) posterior, not {type(base).__name__}")
+    return D.Independent(copy, dims) if dims else copy
+
+
+class DReG(Estimator):
+    """Doubly-reparameterized gradients of IWAE_k (Tucker, Lawson, Gu & Maddison 2018).
+
+    Why: the plain (reparameterized) IWAE_k gradient of the encoder parameters phi has a
+    signal-to-noise ratio that *falls* like O(1/sqrt(k)) as k grows (Rainforth et al. 2018),
+    so a tighter bound trains a worse encoder. Its per-sample gradient contains a score
+    function term, -grad_phi log q_phi(z_i|x) at fixed z_i, which has expectation zero but
+    large variance. DReG rewrites that term by a second reparameterization and removes it:
+
+        z_i = g(eps_i, phi) ~ q(z|x),  log w_i = log p(x, z_i) - log q_{stop(phi)}(z_i|x),
+        w~_i = softmax_i(log w)  (held constant),
+        theta:  sum_i w~_i   grad_theta log w_i                       (the IWAE gradient)
+        phi:    sum_i w~_i^2 (d log w_i / d z_i) (d z_i / d phi)      (pathwise only)
+
+    Both expectations are the gradients of E[IWAE_k]: the estimator is unbiased, with a
+    much lower encoder variance (and zero variance when q is the exact posterior, where
+    log w is constant in z). One surrogate per example delivers both through one backward:
+
+        surrogate = sum_i w~_i^2 log w_i(z_i) + sum_i (w~_i - w~_i^2) log w_i(stop(z_i))
+
+    (theta gets w~^2 + w~ - w~^2 = w~ per sample; phi only the first term's path, since
+    q's parameters are detached in log w and the second term's z is). Computed that way the
+    decoder runs twice; instead it runs once, on stop(z), and the same gradient comes from
+
+        surrogate = sum_i w~_i log w_i(stop(z_i)) + sum_i stop(w~_i^2 d log w_i / d z_i) . z_i
+
+    with the path derivative taken by ``autograd.grad`` in the forward pass (a backward
+    through the decoder to z only): a training step costs about 1.2x IWAE's, not 2x.
+    The *value* of those sums is not IWAE_k; a constant (no gradient) is added so that
+    ``surrogate`` reads IWAE_k, as with ``reparameterize --iwae-k``. ``elbo``,
+    ``reconstruction`` and ``kl`` are the ELBO terms from the same k samples, as
+    :func:`elbokit.bounds.iwae` reports them.
+    """
+
+    name = "dreg"
+
+    def __init__(self, k: int, kl: str = "auto") -> None:
+        super().__init__(k, 1.0, kl)
+        if k is None or k < 2:
+            raise ConfigError(f"dreg needs --iwae-k K with K >= 2, not {k}")
+
+    def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
+        q, p = model.posterior(x), model.prior()
+        if not q.has_rsample:
+            raise ConfigError(f"dreg needs a reparameterizable (Gaussian) posterior, not {type(q).__name__}")
+        k = self.n_samples
+        z = q.rsample((k,))  # [k, B, *event], carries the path to phi
+        z_stopped = z.detach().requires_grad_(torch.is_grad_enabled())
+        log_likelihood = model.likelihood(z_stopped).log_prob(x)  # [k, B]
+        log_prior, log_posterior = p.log_prob(z_stopped), _detached(q).log_prob(z_stopped)
+        log_w = log_likelihood + log_prior - log_posterior  # gradient to theta only
+        weights = torch.softmax(log_w.detach(), 0)  # w~: [k, B], constants
+        surrogate = (weights * log_w).sum(0)
+        if log_w.requires_grad:  # the encoder's path term: sum_i w~_i^2 (d log w_i / d z_i) . z_i
+            (path,) = torch.autograd.grad(log_w, z_stopped, weights * weights, retain_graph=True)
+            surrogate = surrogate + (path * z).reshape(k, z.shape[1], -1).sum(-1).sum(0)
+        bound = torch.logsumexp(log_w.detach(), 0) - math.log(k)  # IWAE_k
+        surrogate = surrogate + (bound - surrogate).detach()  # reads IWAE_k, same gradient
+        reconstruction = log_likelihood.mean(0)
+        divergence = _analytic_kl(q, p, self.kl)
+        if divergence is None:  # Monte Carlo from the same k samples
+            divergence = (log_posterior - log_prior).mean(0)
+        return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction,
+                     kl=divergence, surrogate=surrogate)
+
+
 def resolve(name: str, model: LatentVariableModel, limit: int = bounds.AUTO_ENUMERATE) -> str:
     """``auto`` -> reparameterize (continuous z), enumerate (support <= limit) or gumbel-st."""
     if name not in NAMES:
@@ -268,12 +358,16 @@ def resolve(name: str, model: LatentVariableModel, limit: int = bounds.AUTO_ENUM
         if spec.kind == "gaussian":
             return "reparameterize"
         return "enumerate" if spec.support_size <= limit else "gumbel-st"
-    if spec is not None and spec.kind == "gaussian" and name not in ("reparameterize",):
+    if spec is not None and spec.kind == "gaussian" and name not in REPARAMETERIZED:
         raise ConfigError(f"estimator {name!r} is for discrete latents; a Gaussian z uses "
-                          "reparameterize")
-    if spec is not None and spec.kind != "gaussian" and name == "reparameterize":
-        raise ConfigError(f"a {spec} latent cannot be reparameterized; use enumerate, gumbel, "
+                          "reparameterize or dreg")
+    if spec is not None and spec.kind != "gaussian" and name in REPARAMETERIZED:
+        needs = " (dreg needs a Gaussian z)" if name == "dreg" else ""
+        raise ConfigError(f"a {spec} latent cannot be reparameterized{needs}; use enumerate, gumbel, "
                           "gumbel-st, reinforce or vimco")
+    if spec is None and name == "dreg" and bounds.enumerable(model, limit):
+        raise ConfigError("dreg needs a reparameterizable (Gaussian) latent; this model's z is "
+                          "discrete: use enumerate or vimco")
     if name == "enumerate" and spec is not None and spec.support_size > limit:
         model.support(limit)  # raises the message that says how large and what fits
     return name
@@ -289,8 +383,17 @@ def build(name: str, model: LatentVariableModel, dim: int, n_samples: int = 1, b
                           f"{' with --iwae-k' if iwae_k is not None else ''}")
     if name == "reparameterize":
         return Reparameterize(n_samples, beta, kl, iwae_k, free_bits)
+    if name == "dreg":
+        if iwae_k is None or iwae_k < 2:
+            given = "" if iwae_k is None else f", not {iwae_k}"
+            raise ConfigError(f"dreg needs --iwae-k K with K >= 2{given}")
+        if beta != 1.0:
+            raise ConfigError("dreg trains the IWAE bound, which has no beta")
+        if n_samples != 1:
+            raise ConfigError("dreg draws --iwae-k samples per example; leave --n-samples at 1")
+        return DReG(iwae_k, kl)
     if iwae_k is not None and name != "vimco":
-        raise ConfigError(f"--iwae-k trains the IWAE bound: use reparameterize or vimco, not {name}")
+        raise ConfigError(f"--iwae-k trains the IWAE bound: use reparameterize, dreg or vimco, not {name}")
     if name == "enumerate":
         return Enumerate(beta)
     if name in ("gumbel", "gumbel-st"):

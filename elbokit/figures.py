@@ -108,7 +108,7 @@ def draw_run(model: LatentModel, run_dir: Path, run_data: runs.RunData,
     run_dir = Path(run_dir)
     split = held_out_split(run_data)
     index = run_data.splits[split]
-    x = run_data.dataset.x[index]
+    x = run_data.split(split)  # as the model scores it (one fixed draw if binarized dynamically)
     if found is None:
         summary_path = run_dir / "summary.json"
         summary = read_json(summary_path) if summary_path.exists() else None

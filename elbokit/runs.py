@@ -29,31 +29,58 @@ class RunData:
 
     dataset: datasets.Dataset
     splits: dict[str, np.ndarray]
+    dynamic: bool = False  # --binarize dynamic: x holds probabilities, resampled in training
 
     def split(self, name: str) -> np.ndarray:
+        """The examples of a split, as the model scores them (with dynamic binarization: one
+        fixed binarization, drawn with seed 0, so every evaluation sees the same 0/1 data)."""
+        x = self._fixed() if self.dynamic else self.dataset.x
         if name == "all":
-            return self.dataset.x
+            return x
         if name not in self.splits:
             raise ConfigError(f"unknown split {name!r}; use train, val, test or all")
-        return self.dataset.x[self.splits[name]]
+        return x[self.splits[name]]
+
+    def training(self) -> np.ndarray:
+        """The training examples as training sees them (probabilities when dynamic)."""
+        return self.dataset.x[self.splits["train"]]
+
+    def _fixed(self) -> np.ndarray:
+        if "fixed" not in self.dataset.meta:
+            draw = np.random.default_rng(0).random(self.dataset.x.shape)
+            self.dataset.meta["fixed"] = (draw < self.dataset.x).astype(np.float64)
+        return self.dataset.meta["fixed"]
 
 
-def load_data(spec: str, binarize: float | None = None) -> datasets.Dataset:
-    """Read a data set and apply the run's preprocessing (binarization)."""
+def load_data(spec: str, binarize: float | str | None = None) -> datasets.Dataset:
+    """Read a data set and apply the run's preprocessing: binarization at a threshold, or
+    ``"dynamic"`` (values must be probabilities in [0, 1]; they are sampled in training)."""
     data = datasets.load(spec)
-    if binarize is not None:
+    if binarize == "dynamic":
+        outside = ((data.x < 0) | (data.x > 1)).any(axis=1)
+        if outside.any():
+            raise DataError(f"{data.source}: --binarize dynamic needs values in [0, 1] (read as "
+                            f"probabilities), but {datasets.describe_rows(outside)} are outside")
+    elif binarize is not None:
         data.x = datasets.binarize(data.x, binarize)
     return data
 
 
 def prepare_data(data_config: dict, data: datasets.Dataset | None = None) -> RunData:
-    """The data and split described by a run's ``config["data"]`` (``data``: already loaded)."""
+    """The data and split described by a run's ``config["data"]`` (``data``: already loaded).
+    Data sets with an official split (MNIST) keep it: their test examples, and validation
+    examples where the set names them; otherwise seeded fractions."""
     if data is None:
         data = load_data(data_config["source"], data_config.get("binarize"))
     split = data_config["split"]
-    splits = datasets.split_indices(len(data.x), split["seed"], split["test_fraction"],
-                                    split["val_fraction"])
-    return RunData(data, splits)
+    if "test_index" in data.meta:
+        splits = datasets.official_split(len(data.x), data.meta["test_index"],
+                                         data.meta.get("val_index"), split["seed"],
+                                         split["val_fraction"])
+    else:
+        splits = datasets.split_indices(len(data.x), split["seed"], split["test_fraction"],
+                                        split["val_fraction"])
+    return RunData(data, splits, dynamic=data_config.get("binarize") == "dynamic")
 
 
 def data_record(spec: str, data: datasets.Dataset, binarize: float | None, seed: int,
@@ -61,7 +88,8 @@ def data_record(spec: str, data: datasets.Dataset, binarize: float | None, seed:
     source = spec if spec in datasets.NAMED else str(Path(spec).resolve())
     return {
         "source": source, "binarize": binarize,
-        "split": {"seed": seed, "test_fraction": test_fraction, "val_fraction": val_fraction},
+        "split": {"seed": seed, "test_fraction": test_fraction, "val_fraction": val_fraction,
+                  **({"official": True} if "test_index" in data.meta else {})},
         "n_examples": int(data.x.shape[0]), "dim": int(data.x.shape[1]),
         "image_shape": list(data.image_shape) if data.image_shape else None,
         "fingerprint": data.fingerprint,

@@ -155,17 +155,21 @@ class Trainer:
     (the run saves its model there). ``resume=True`` continues from the run's checkpoint.
     ``objective``: an ``nn.Module`` called as ``objective(model, batch) -> Terms`` to use
     instead of ``config.objective(model)`` (e.g. the semi-supervised M2 objective).
+    ``batch_transform``: applied to every training batch (dynamic binarization draws
+    ``torch.bernoulli`` of it; torch's RNG is checkpointed, so resumes stay exact).
     """
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, run_dir: Path | None = None,
                  progress: bool = False,
                  on_improve: Callable[[torch.nn.Module], None] | None = None,
-                 objective: torch.nn.Module | None = None) -> None:
+                 objective: torch.nn.Module | None = None,
+                 batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.model = model
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.on_improve = on_improve
+        self.batch_transform = batch_transform
         if objective is None:
             with seeded(config.seed):  # a learned baseline starts from the same weights every run
                 objective = config.objective(model)
@@ -244,6 +248,8 @@ class Trainer:
         sums = torch.zeros(2, dtype=torch.float64, device=x_train.device)
         for step in range(steps):
             batch = x_train[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
+            if self.batch_transform is not None:  # e.g. a fresh binarization (torch's RNG)
+                batch = self.batch_transform(batch)
             if cfg.kl_warmup:  # a function of (epoch, step) only: resumed runs see the same
                 self.objective.beta = cfg.beta_at(epoch, step / steps)
             terms = self.objective(model, batch)

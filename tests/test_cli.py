@@ -185,8 +185,8 @@ def test_the_installed_command_exits_2_without_traceback(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == ("elbokit: error: unknown data set 'nope': use one of digits, "
-                                     "digits-gray or a path to a .npy, .npz, .csv, .tsv, .tab, "
-                                     ".txt file")
+                                     "digits-gray, mnist, binarized-mnist or a path to a .npy, "
+                                     ".npz, .csv, .tsv, .tab, .txt file")
 
 
 def test_an_unwritable_output_path_is_a_one_line_error(capsys, tmp_path, tiny):

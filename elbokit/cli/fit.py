@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 from .. import estimators, figures, report, runs
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
 from ..checkpoint import write_json
-from ..errors import ElbokitError
+from ..errors import ConfigError, ElbokitError
 from ..likelihoods import LIKELIHOODS, Gaussian
 from ..nets import ACTIVATIONS
 from .common import (
@@ -53,8 +53,10 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     d.add_argument("--data", default="digits", metavar="NAME|PATH",
                    help="a named data set (see `elbokit datasets`) or a .npy/.npz/.csv/.tsv "
                    "file of shape [examples, features] (default: digits)")
-    d.add_argument("--binarize", nargs="?", const=0.5, type=float, metavar="THRESHOLD",
-                   help="map values > THRESHOLD to 1, others to 0 (default threshold 0.5)")
+    d.add_argument("--binarize", nargs="?", const=0.5, type=binarization, metavar="THRESHOLD|dynamic",
+                   help="map values > THRESHOLD to 1, others to 0 (default threshold 0.5); "
+                   "dynamic: values in [0, 1] are probabilities, a fresh 0/1 draw per training "
+                   "batch and one fixed draw (seed 0) for evaluation (MNIST as in Burda et al.)")
     d.add_argument("--test-fraction", type=fraction, default=0.2,
                    help="share of examples held out for testing (default 0.2)")
     d.add_argument("--val-fraction", type=fraction, default=0.1,
@@ -126,9 +128,22 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="skip the figures and report.html written at the end")
 
 
+def binarization(text: str) -> float | str:
+    """``--binarize``: a threshold, or ``dynamic``."""
+    if text == "dynamic":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a threshold or 'dynamic', got {text!r}") from None
+
+
 def _estimator(args: argparse.Namespace) -> LatentModel:
     """The model the options describe, its options checked before any data is read."""
     if args.model == "mixture":
+        if args.binarize == "dynamic":
+            raise ConfigError("--binarize dynamic trains VAEs; a mixture needs fixed data "
+                              "(e.g. --binarize 0.5)")
         if args.gaussian_scale == "dim" and args.likelihood in ("auto", "gaussian"):
             args.gaussian_scale = "decoder"  # a diagonal covariance per component
         return Mixture(n_components=args.components, likelihood=args.likelihood,
@@ -144,7 +159,8 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
               temperature=args.temperature, min_temperature=args.min_temperature,
               anneal_rate=args.anneal_rate, baseline=args.baseline, kl_warmup=args.kl_warmup,
               free_bits=args.free_bits, val_fraction=args.val_fraction,
-              patience=args.patience or None, seed=args.seed, dtype=args.dtype)
+              patience=args.patience or None, seed=args.seed, dtype=args.dtype,
+              dynamic_binarization=args.binarize == "dynamic")
     vae.train_config()  # refuse impossible training options before reading any data
     vae.latent_spec()
     return vae
@@ -197,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     vae.progress = not args.quiet and sys.stderr.isatty()
     source = config["data"]["source"]
     try:
-        vae.fit(run_data.split("train"), run_data.split("val") if vae.val_fraction > 0 else None,
+        vae.fit(run_data.training(), run_data.split("val") if vae.val_fraction > 0 else None,
                 run_dir=out, resume=args.resume, where=source)
     except KeyboardInterrupt:
         print(f"elbokit: interrupted; the last finished epoch is checkpointed in {out}; "

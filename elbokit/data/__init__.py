@@ -52,11 +52,27 @@ def _digits(binary: bool) -> Dataset:
                    description=f"scikit-learn handwritten digits, 1797 x 8x8, {kind}")
 
 
+def _mnist() -> Dataset:
+    from .mnist import load_mnist
+
+    return load_mnist()
+
+
+def _binarized_mnist() -> Dataset:
+    from .mnist import load_binarized_mnist
+
+    return load_binarized_mnist()
+
+
 NAMED: dict[str, tuple[Callable[[], Dataset], str]] = {
     "digits": (lambda: _digits(True),
                "1797 handwritten digits, 8x8 pixels binarized (0/1), labels 0-9; bundled"),
     "digits-gray": (lambda: _digits(False),
                     "the same digits as grey levels in [0, 1] (Gaussian likelihood); bundled"),
+    "mnist": (_mnist, "MNIST, 70000 x 28x28 grey levels in [0, 1], labels; official 60k/10k "
+              "split; from $ELBOKIT_DATA (--binarize dynamic for a Bernoulli likelihood)"),
+    "binarized-mnist": (_binarized_mnist, "the fixed binarized MNIST (Larochelle & Murray), "
+                        "50k/10k/10k official split, no labels; from $ELBOKIT_DATA"),
 }
 
 
@@ -238,3 +254,15 @@ def labelled_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.sort(np.concatenate([rng.choice(np.flatnonzero(codes == c), k, replace=False)
                                    for c, k in enumerate(take)]))
+
+
+def official_split(n: int, test_index: np.ndarray, val_index: np.ndarray | None, seed: int,
+                   val_fraction: float) -> dict[str, np.ndarray]:
+    """A data set's own split: its ``test_index`` (and ``val_index`` when it has one; else a
+    seeded ``val_fraction`` of the remaining examples) and the rest for training."""
+    rest = np.setdiff1d(np.arange(n), test_index)
+    if val_index is None:
+        perm = np.random.default_rng(seed).permutation(rest)
+        val_index = np.sort(perm[:int(round(len(rest) * val_fraction))])
+    train = np.setdiff1d(rest, val_index)
+    return {"test": np.sort(test_index), "val": np.sort(val_index), "train": train}
