@@ -262,7 +262,6 @@ def test_semi_supervised_with_fifty_labels_and_one_class(capsys, tmp_path):
     (["--labels", "1"], "between 2"),
     (["--labels", "100000"], "between 2"),
     (["--data", "digits", "--method", "one-class"], "two classes"),
-    (["--method", "one-class", "--out", "OUT"], "nothing to save"),
     (["--model", "gmm"], "invalid choice"),
 ])
 def test_classify_bad_method_options(capsys, tmp_path, argv, message):
@@ -295,3 +294,17 @@ def test_digits_semi_supervised_with_a_hundred_labels(capsys, tmp_path):
     code, out, err = run(capsys, "predict", tmp_path / "run", "--file", tmp_path / "rows.npy")
     assert code == 0, err
     assert "m2" in out and len(out.strip().splitlines()) >= 5  # header, rule, 3 rows
+
+
+def test_the_one_class_detector_is_saved_and_predicts(capsys, tmp_path):
+    code, _, err = run(capsys, "classify", "--method", "one-class", "--out", tmp_path / "run")
+    assert code == 0, err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["methods"] == [{"name": "one-class", "path": "methods/one-class", "kind": "one-class"}]
+    long_spam = " ".join(["WINNER claim your free prize cash award call now txt STOP"] * 4)
+    code, out, err = run(capsys, "predict", tmp_path / "run", long_spam, HAM, "zzqx", "--json", "-")
+    assert code == 0, err
+    rows = [r["methods"]["one-class"] for r in json.loads(out)["predictions"]]
+    assert rows[0]["decision"] == "spam" and rows[1]["decision"] == "ham"
+    assert rows[2]["novelty_score"] == 0.0 and rows[2]["decision"] == "ham"  # the empty document
+    assert rows[0]["threshold"] == config["metrics"]["one-class"]["threshold"]

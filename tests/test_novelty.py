@@ -89,3 +89,20 @@ def test_novelty_bad_input(sms):
         model.predict(X[:2, :10])
     with pytest.raises(DataError, match="validation labels"):
         detector().fit(X[:50], X[:10], [True, False])
+
+
+def test_save_and_load_round_trip(sms, tmp_path):
+    from elbokit.errors import CheckpointError
+
+    splits, _ = sms
+    X, spam = splits["train"]
+    model = detector().fit(X[~spam][:400], splits["val"][0], splits["val"][1])
+    model.save(tmp_path / "d")
+    loaded = NoveltyDetector.load(tmp_path / "d")
+    X_test = splits["test"][0][:100]
+    np.testing.assert_array_equal(loaded.novelty_score(X_test), model.novelty_score(X_test))
+    assert (loaded.threshold_, loaded.rule_) == (model.threshold_, model.rule_)
+    weights = tmp_path / "d" / "density" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    with pytest.raises(CheckpointError):
+        NoveltyDetector.load(tmp_path / "d")

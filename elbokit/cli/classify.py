@@ -11,7 +11,8 @@ moved into place only when complete (a failure leaves nothing, or the old run, b
     DIR/config.json            kind "classifier": data, split, features, methods, threshold,
                                positive class, the metrics per method
        featurizer.json         text runs: the vocabulary and tokenizer (BagOfWords.load)
-       methods/<method>/       one saved classifier each (Classifier.load)
+       methods/<method>/       one saved classifier each (Classifier.load; the one-class
+                               detector: NoveltyDetector.load)
        metrics.json            the scores per method (and per threshold, for two classes)
        pr_curve.png, calibration.png    two classes: precision-recall and reliability diagrams
 """
@@ -47,7 +48,7 @@ METHODS = {
     "semi-supervised": ("m2",),
     "one-class": ("one-class",),
 }
-ONE_CLASS = "one-class"  # scores -log p(x), not probabilities: its own row, no figures, not saved
+ONE_CLASS = "one-class"  # scores -log p(x), not probabilities: its own row, not in the figures
 
 
 def add_parser(sub, name: str) -> None:
@@ -214,8 +215,6 @@ def run(args: argparse.Namespace) -> int:
                if m != ONE_CLASS or binary]
     if not methods:
         raise ConfigError("--method one-class needs two classes (normal and novel)")
-    if args.out is not None and methods == [ONE_CLASS]:
-        raise ConfigError("--out: nothing to save (the one-class model is scored, not saved)")
     labelled = (np.arange(len(y_train)) if args.labels is None
                 else datasets.labelled_subset(y_train, args.labels, args.seed))
     thresholds = sorted({0.5, 0.9, args.threshold})
@@ -232,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
             results[method] = report | {"positive": str(np.unique(y_train)[-1]),
                                         "score": "-log p(x)", "threshold_rule": model.rule_}
             details[method] = {"at_threshold": results[method]}
+            models[method] = model
             continue
         models[method] = model
         proba = model.predict_proba(x_test)
@@ -260,8 +260,7 @@ def run(args: argparse.Namespace) -> int:
               f"{_training_note(y_train, labelled)})")
         if ONE_CLASS in methods:
             print(f"(one-class: flags -log p(x) > {results[ONE_CLASS]['threshold']:.2f} nats, the "
-                  f"threshold chosen on validation ({results[ONE_CLASS]['threshold_rule']}); it "
-                  "is scored here, not saved)")
+                  f"threshold chosen on validation ({results[ONE_CLASS]['threshold_rule']}))")
     else:
         print(format_table(("method", "accuracy", "macro F1"), rows))
         classes = np.unique(y_train)
@@ -273,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         write_json_output(args.json, summary)
     saved = [m for m in methods if m in models]
     if args.out is not None:
-        classes = [plain_label(c) for c in models[saved[0]].classes_]
+        classes = [plain_label(c) for c in np.unique(y_train)]
         config = {
             "kind": "classifier",
             "data": {"source": _source(args.data), "test": _source(args.test) if args.test else None,
@@ -326,10 +325,10 @@ def _save_run(out: Path, config: dict, featurizer: BagOfWords | None, models: di
             models[method["name"]].save(tmp / method["path"])
         write_json(tmp / "metrics.json", metrics)
         figures = []
-        if curves is not None and len(set(curves[0].tolist())) == 2:
+        if curves is not None and curves[1] and len(set(curves[0].tolist())) == 2:
             plots.precision_recall_curve(*curves, path=tmp / "pr_curve.png")
             plots.calibration_plot(*curves, path=tmp / "calibration.png")
             figures = ["pr_curve.png", "calibration.png"]
-        elif curves is not None:
+        elif curves is not None and curves[1]:
             print("(no figures: the test examples hold only one class)")
         runs.write_config(tmp, config | {"figures": figures})

@@ -18,6 +18,7 @@ from .. import runs
 from ..data.text import BagOfWords
 from ..errors import CheckpointError, ConfigError, DataError
 from ..models.classifiers import Classifier, GenerativeClassifier, MultinomialNaiveBayes
+from ..models.novelty import NoveltyDetector
 from .classify import plain_label
 from .common import format_table, fraction, write_json_output
 
@@ -85,7 +86,7 @@ def _classifier_run(run_dir: Path) -> tuple[dict, dict[str, str]]:
     """The run's config and its saved methods ``{name: path}``, refusing other runs."""
     config = runs.read_config(run_dir, kinds=("classifier",))
     try:
-        saved = {method["name"]: method["path"] for method in config["methods"]}
+        saved = {method["name"]: (method["path"], method.get("kind")) for method in config["methods"]}
         if "type" not in config["features"] or "threshold" not in config:
             raise KeyError("features.type or threshold")
     except (KeyError, TypeError) as e:
@@ -99,11 +100,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--method {args.method}: not in this run (saved: {', '.join(saved)})")
     names = [args.method] if args.method else list(saved)
     labels, x, known = _inputs(args, config)
-    models = {m: Classifier.load(args.run / saved[m]) for m in names}
-    probas = {m: model.predict_proba(x) for m, model in models.items()}  # {method: [n, C]}
+    models = {m: (NoveltyDetector if saved[m][1] == NoveltyDetector.kind else Classifier).load(
+        args.run / saved[m][0]) for m in names}
+    # {method: p(y|x) [n, C]}; the one-class detector gives a novelty score [n] instead.
+    probas = {m: model.novelty_score(x) if isinstance(model, NoveltyDetector) else model.predict_proba(x)
+              for m, model in models.items()}
     positive, threshold = config.get("positive"), args.threshold
     threshold = config["threshold"] if threshold is None else threshold
-    classes = models[names[0]].classes_
+    classes = np.array(config["classes"])
     binary = positive is not None
     column = int(np.flatnonzero(classes == positive)[0]) if binary else None
     negative = classes[1 - column] if binary else None
@@ -114,6 +118,12 @@ def run(args: argparse.Namespace) -> int:
         per_method = {}
         for j, m in enumerate(names):
             p, first = probas[m][i], [str(i), shown] if j == 0 else ["", ""]  # input once per group
+            if isinstance(models[m], NoveltyDetector):  # binary runs only (classify ensures it)
+                decision = positive if p > models[m].threshold_ else negative
+                rows.append([*first, m, f"-log p(x) = {p + 0.0:.1f}", str(decision)])
+                per_method[m] = {"novelty_score": float(p), "threshold": models[m].threshold_,
+                                 "decision": plain_label(decision)}
+                continue
             if binary:
                 decision = positive if p[column] > threshold else negative
                 rows.append([*first, m, float(p[column]), str(decision)])
@@ -135,11 +145,16 @@ def run(args: argparse.Namespace) -> int:
                             f"decision (p > {threshold:g})"), rows))
     else:
         print(format_table(("#", "input", "method", "predicted", "p(predicted|x)"), rows))
+    novelty = [m for m in names if isinstance(models[m], NoveltyDetector)]
+    for m in novelty:
+        print(f"note: {m} gives no probability: it decides {positive} when -log p(x) under the "
+              f"{negative} model exceeds {models[m].threshold_:.2f} nats (chosen on validation data)")
     if known is not None and (known == 0).any():
         prior = [m for m in names if _gives_prior(models[m])]
-        other = [m for m in names if m not in prior]
+        other = [m for m in names if m not in prior and m not in novelty]
         what = "; ".join([f"{', '.join(prior)}: the class prior p(y), by design"] * bool(prior) +
-                         [f"{', '.join(other)}: what the biases alone say"] * bool(other))
+                         [f"{', '.join(other)}: what the biases alone say"] * bool(other) +
+                         [f"{', '.join(novelty)}: never novel (log p(x) = 0)"] * bool(novelty))
         for i in np.flatnonzero(known == 0):
             print(f"note: input {i} has no word from the run's vocabulary ({what})")
     if args.json is not None:

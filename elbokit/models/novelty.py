@@ -17,14 +17,18 @@ the SMS split (README): the total is the better ranking of spam (ROC AUC 0.92 vs
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..checkpoint import atomic_directory, read_json, write_json
 from ..data import as_matrix
-from ..errors import ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 
 __all__ = ["NoveltyDetector"]
+
+NOVELTY_FORMAT, RECORD = "elbokit.novelty", "novelty.json"
 
 
 class NoveltyDetector:
@@ -108,6 +112,48 @@ class NoveltyDetector:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """True where the example is novel (its novelty score exceeds ``threshold_``): [n]."""
         return self.novelty_score(X) > self.threshold_
+
+    # -- persistence -------------------------------------------------------------------
+    kind = "one-class"
+
+    def save(self, path: str | Path) -> None:
+        """Write ``path/novelty.json`` (options, threshold, how it was chosen) and the
+        density in ``path/density/`` (safetensors + JSON), replacing ``path`` as a whole."""
+        from ..models.classifiers import _to_json
+
+        self._fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        params = {k: v for k, v in vars(self).items() if k in
+                  ("normalize", "false_alarm", "val_fraction", "seed")}
+        with atomic_directory(path) as tmp:
+            self.density_.save(tmp / "density")
+            write_json(tmp / RECORD, {
+                "format": NOVELTY_FORMAT, "version": 1, "params": params,
+                "density": _to_json(self.density, "density"), "threshold": self.threshold_,
+                "rule": self.rule_, "validation": self.validation_,
+                "n_features_in": int(self.n_features_in_), "multinomial": self._multinomial})
+
+    @classmethod
+    def load(cls, path: str | Path) -> NoveltyDetector:
+        """A fitted detector from :meth:`save`'s directory (the density's checksum verified)."""
+        from ..api import LatentModel
+        from ..models.classifiers import _from_json
+
+        path = Path(path)
+        record = read_json(path / RECORD)
+        if not isinstance(record, dict) or record.get("format") != NOVELTY_FORMAT:
+            raise CheckpointError(f"{path / RECORD}: not an elbokit novelty detector")
+        try:
+            model = cls(_from_json(record["density"]), **record["params"])
+            model.threshold_, model.rule_ = float(record["threshold"]), str(record["rule"])
+            model.validation_ = dict(record["validation"])
+            model.n_features_in_ = int(record["n_features_in"])
+            model._multinomial = bool(record["multinomial"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path / RECORD}: malformed record ({e})") from None
+        model.density_ = LatentModel.load(path / "density")
+        return model
 
     # -- helpers -----------------------------------------------------------------------
     def _fitted(self) -> NoveltyDetector:
