@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/discrete.py
 	$(BIN)/python benchmarks/spam.py
+	$(BIN)/python benchmarks/mnist_quality.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
