@@ -1,4 +1,4 @@
-"""What the benchmarks share: the binarized-MNIST training images they train on."""
+"""What the benchmarks share: the data they train on, and how they finish."""
 
 from __future__ import annotations
 
@@ -27,6 +27,16 @@ def load_binarized_mnist(path: Path, n: int, seed: int = 0) -> tuple[torch.Tenso
     note = f"WARNING: RANDOM Bernoulli(0.2) data, {n} x {DIM} ({path} not found)"
     print("!" * len(note), note, "!" * len(note), sep="\n", file=sys.stderr)
     return x, note
+
+
+def load_binarized_digits(n: int | None = None) -> tuple[torch.Tensor, str]:
+    """scikit-learn's 8x8 digits binarized at 8/16 (``elbokit.data.load("digits")``, bundled
+    with scikit-learn, no download): the first ``n`` (default all 1797) as float32 ``[n, 64]``
+    and a line saying what they are."""
+    from elbokit import data
+
+    x = torch.from_numpy(data.load("digits").x[:n].astype(np.float32))
+    return x, f"scikit-learn digits binarized at 8/16, first {len(x)} of 1797 x 64"
 
 
 def finish(result: dict, json_path: Path | None) -> dict:

@@ -1,65 +1,117 @@
-"""Training throughput of elbokit's :class:`~elbokit.training.Trainer` vs a hand-written loop.
+"""Training throughput: elbokit's Trainer vs hand-written PyTorch loops vs Pyro SVI.
 
-What is measured
-----------------
-Examples per second while training the same VAE, in the same process, two ways:
+Models
+------
+Two VAEs (Gaussian latent, N(0, I) prior, softplus scale, Bernoulli pixels, one sample,
+Adam lr 1e-3), each in its own table:
 
-- ``elbokit``: ``VAEModule(VAEConfig(dim=784, latent_dim=20, hidden=(400,),
-  likelihood={"name": "bernoulli"}))`` trained by ``Trainer(module, TrainConfig(batch_size=128,
-  lr=1e-3, patience=None, seed=0)).fit(x_train)`` with no validation data and ``run_dir=None``
-  (no disk I/O, no progress bar). One Trainer lives through the whole benchmark; each window
-  raises ``trainer.config.epochs`` by the window size and calls ``fit`` again, which resumes
-  at the next epoch (so the model and Adam state carry on, as in the hand loop).
-- ``hand loop``: the minimal PyTorch loop of the same model: ``nn.Sequential`` encoder
-  784 -> 400 -> 40 (loc, raw scale) and decoder 20 -> 400 -> 784 (logits), ReLU, the
-  reparameterization ``z = loc + (softplus(raw) + 1e-5) * eps`` by hand, reconstruction
-  ``-binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)``, the analytic
-  KL(N(loc, scale) || N(0, I)) by hand, ``torch.optim.Adam(lr=1e-3)``. Per epoch: a seeded
-  permutation, index-slice batches of 128, ``zero_grad(set_to_none=True)``,
-  ``loss = -elbo.mean()``, ``backward``, ``step``; the loss is summed on the device (a mul and an add
-  per step) and read back once per window, so neither contestant syncs per step.
+- ``mnist`` (a), compute-bound: the classic 784-400-20 MLP VAE, batch 128, on the first
+  ``--n-train`` binarized-MNIST training images (``../shared/data/binarized_mnist/
+  binarized_mnist.npz`` relative to the repo root, key ``x_train``; random Bernoulli(0.2)
+  data with a loud warning if the file is missing).
+- ``digits`` (b), where per-step overhead dominates: 64-64-8, batch 32, on scikit-learn's
+  8x8 digits binarized at 8/16 (``elbokit.data.load("digits")``).
 
-Both models start from the same weights (the hand loop copies elbokit's initial parameters),
-and a one-batch check with the same seed confirms they compute the same ELBO.
+The number of examples is rounded down to a multiple of the batch size (MNIST 10240 = 80
+batches, digits 1792 of 1797 = 56 batches), so every step has the same shape: Pyro's JIT
+traces one shape, and no contestant gets a cheap short last batch.
 
-How
----
-The machine is noisy, so the contestants run in alternating windows (ABBA order: A B, B A,
-A B, ...) after one untimed warm-up window each; every window is ``--window-epochs`` epochs
-over ``--n-train`` examples, timed by wall clock around the whole call. Reported: the median
-examples/s of each contestant, the ratio of the medians (elbokit / hand loop) and the median
-of the per-window-pair ratios (pair i = elbokit window i with hand window i, which ran next
-to each other, so slow drifts of the machine cancel).
+Contestants
+-----------
+Every contestant trains its own copy of the same initial weights (those of the seeded
+``VAEModule``), and the batches of epoch e are the rows ``elbokit.training.epoch_order(n,
+seed, e)`` in order, for all of them: the same batch sequence.
 
-FLOPs per training step are counted analytically from the matmuls only: a Linear layer
-``in -> out`` on a batch of B costs 2*B*in*out forward and 2x that backward (the gradient of
-its input and of its weight), except the first encoder layer, whose input is the data, so
-autograd skips its input gradient (1x). Element-wise work (activations, softplus, BCE, KL,
-Adam's ~12 flops per parameter) is left out; it adds roughly 2-3% to the matmul flops here.
-Achieved GFLOP/s = flops per step * steps per second. The compute limit for comparison is
-the measured float32 matmul rate of this machine, for one layer's shape
-(128x784 @ 784x400) and for a large 1024^3 product.
+- ``elbokit``: the real Trainer: ``Trainer(VAEModule(VAEConfig(dim, latent_dim, hidden=(h,),
+  likelihood={"name": "bernoulli"})), TrainConfig(batch_size=B, lr=1e-3, patience=None,
+  seed=0), run_dir=None, progress=False)``. One Trainer lives through the benchmark; each
+  window raises ``trainer.config.epochs`` by the window's epochs and calls ``fit(x)`` again,
+  which resumes at the next epoch (model and Adam state carry on). So every step is the
+  Trainer's inner loop: the estimator's ``objective(model, batch)`` (torch.distributions
+  Normal / Bernoulli, analytic KL), ``loss = -surrogate.mean()``, ``zero_grad``,
+  ``backward``, ``Adam.step``, and its float64 metric sums on the device; plus, per epoch,
+  its bookkeeping (record, early-stopping state; no files, no progress bar).
+- ``hand``: the minimal PyTorch loop: ``nn.Sequential`` encoder dim -> h -> 2L (loc, raw
+  scale) and decoder L -> h -> dim (logits), ReLU, ``z = loc + (softplus(raw) + 1e-5) * eps``
+  by hand, ``-binary_cross_entropy_with_logits(..., reduction="none").sum(-1)``, the analytic
+  KL(N(loc, scale) || N(0, I)) by hand, ``torch.optim.Adam(lr=1e-3)`` (torch's default
+  implementation: on the CPU the per-tensor loop), ``loss = -elbo.mean()``, ``zero_grad(
+  set_to_none=True)``, ``backward``, ``step``; the loss is summed on the device and read back
+  once per window.
+- ``hand fused``: the same with ``Adam(fused=True)`` (one fused kernel for all parameters).
+- ``pyro ...``: Pyro SVI, the idiomatic way: a model (``pyro.module`` of the decoder,
+  ``pyro.plate`` over the batch, ``z ~ Normal(0, 1).to_event(1)``, ``x ~ Bernoulli(logits=
+  decoder(z)).to_event(1)`` observed) and a guide (``pyro.module`` of the encoder, ``z ~
+  Normal(loc, softplus(raw) + 1e-5).to_event(1)``), ``SVI(model, guide, pyro.optim.Adam(
+  {"lr": 1e-3}), loss).step(batch)`` per batch, the returned float summed. Losses:
+  ``Trace_ELBO`` (Monte-Carlo KL: log q - log p at the sample), ``TraceMeanField_ELBO``
+  (analytic KL, as elbokit and the hand loop), and their JIT-compiled forms
+  ``JitTrace_ELBO`` / ``JitTraceMeanField_ELBO`` (``torch.jit.trace``; compiled during the
+  check, before any timing). Pyro 1.9.2's ``JitTraceMeanField_ELBO`` re-traces on every step
+  (a bug, see ``CachedJitTraceMeanField``: 10-20x slower); the row ``pyro
+  JitTraceMeanField`` uses it with that fixed, ``pyro-jit-mf-asis`` (not run by default,
+  row marked *) as shipped. Pyro's argument validation is off (``pyro.enable_validation(
+  False)``, as elbokit's ``validate_args=False``). Pyro's loss is the batch *sum* (its
+  convention), the others' the batch mean; Adam's steps do not depend on the loss scale
+  (up to its eps = 1e-8), so all follow the same trajectory.
 
-Data: binarized MNIST (``../shared/data/binarized_mnist/binarized_mnist.npz`` relative to
-the repo root, key ``x_train``, uint8 0/1 of shape (50000, 28, 28)); the first ``--n-train``
-images as float32 [n, 784]. If the file is missing, random Bernoulli(0.2) data of the same
-shape is used, and the output says so.
+Check
+-----
+First, on the first batch at the initial weights, every contestant's loss (per example)
+and gradient, each with ``torch.manual_seed(123)`` right before, so all draw the same eps.
+Analytic-KL contestants (hand, elbokit, Pyro TraceMeanField) are compared to the hand loop;
+Pyro's Trace_ELBO (Monte-Carlo KL) to elbokit's ``bounds.elbo(..., kl="mc")`` at the same
+eps: same noise, same estimator, so the numbers must agree to float32 rounding. JIT-traced
+code draws its noise through another op, so the JIT rows may differ by the noise (reported,
+not required to agree).
+
+Timing
+------
+The machine is noisy, so contestants run in interleaved windows, the order rotated every
+round (A B C ..., B C ... A, ...), after ``--warmup-epochs`` untimed epochs each. A window
+is the same whole number of epochs for every contestant (so all stay on the same batches),
+chosen from the warm-up so that the median contestant's window lasts about
+``--window-seconds`` (or ``--window-epochs``). Reported per contestant: the median
+examples/s over the windows, min..max, the median step time, the ratio of medians to the
+plain ``hand`` loop, the median of the per-round ratios elbokit / contestant (windows of a
+round ran next to each other, so slow drifts cancel), GFLOP/s and its share of the measured
+matmul rate, and the mean training ELBO of the last window (nats per example; all
+contestants trained on the same batches, so these agree to the noise of the samples).
+
+FLOPs per step are counted from the matmuls only: a Linear layer ``in -> out`` on a batch of
+B costs 2*B*in*out forward and twice that backward (input and weight gradients), except the
+first encoder layer, whose input is the data (no input gradient). Element-wise work (ReLU,
+softplus, BCE, KL, Adam) is left out. The compute limit is the float32 matmul rate of this
+machine at the thread count used, measured for a large 1024^3 product (``% peak``) and for
+the model's largest layer at its batch (``% layer``).
 
 Usage::
 
-    .venv/bin/python benchmarks/throughput.py [--windows 15] [--window-epochs 5]
-        [--n-train 10000] [--threads N] [--data PATH] [--json FILE]
+    .venv/bin/python benchmarks/throughput.py [--models mnist digits] [--contestants ...]
+        [--windows 25] [--window-seconds 0.6] [--window-epochs N] [--warmup-epochs 1]
+        [--n-train 10240] [--threads 1] [--data PATH] [--experiments [NAME ...]] [--quick]
+        [--json FILE]
+
+Defaults: both models, contestants ``hand hand-fused elbokit pyro pyro-mf pyro-jit
+pyro-jit-mf``, 25 windows, one thread; about 3 minutes. ``--quick``: 3 short windows and
+2560 MNIST images, about 12 s (a smoke run, not a measurement).
+
+``--experiments`` adds elbokit variants (the same Trainer with one change each, applied to
+that trainer only, in this process; elbokit's source is untouched), to measure what would
+remove the Trainer's per-step overhead; see ``EXPERIMENTS`` (no names: all of them).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -69,29 +121,72 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from _common import DEFAULT_DATA, finish, load_binarized_mnist  # noqa: E402
+from _common import DEFAULT_DATA, finish, load_binarized_digits, load_binarized_mnist  # noqa: E402
 
-from elbokit import bounds  # noqa: E402
+from elbokit import bounds, training  # noqa: E402
 from elbokit.models.vae import VAEConfig, VAEModule  # noqa: E402
-from elbokit.training import TrainConfig, Trainer  # noqa: E402
+from elbokit.training import TrainConfig, Trainer, epoch_order  # noqa: E402
 
-DIM, HIDDEN, LATENT, BATCH, LR, SEED = 784, 400, 20, 128, 1e-3, 0
+try:
+    import pyro
+    import pyro.distributions as pdist
+    import pyro.optim
+    from pyro.infer import SVI, JitTrace_ELBO, JitTraceMeanField_ELBO, Trace_ELBO, TraceMeanField_ELBO
+except ImportError:  # pragma: no cover - reported in the output
+    pyro = None
+
+LR, SEED, CHECK_SEED = 1e-3, 0, 123
 
 
-# -- data ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spec:
+    """One benchmark model: data width, hidden width, latent size, batch size."""
+
+    key: str
+    title: str
+    dim: int
+    hidden: int
+    latent: int
+    batch: int
+
+    def layers(self) -> list[tuple[int, int]]:
+        return [(self.dim, self.hidden), (self.hidden, 2 * self.latent),
+                (self.latent, self.hidden), (self.hidden, self.dim)]
+
+    def step_flops(self) -> int:
+        """Matmul flops of one training step (forward + backward), see the module docstring."""
+        forward = sum(2 * self.batch * a * b for a, b in self.layers())
+        return 3 * forward - 2 * self.batch * self.dim * self.hidden
+
+    def vae_config(self) -> VAEConfig:
+        return VAEConfig(dim=self.dim, latent_dim=self.latent, hidden=(self.hidden,),
+                         likelihood={"name": "bernoulli"})
+
+
+SPECS = {
+    "mnist": Spec("mnist", "(a) MNIST VAE 784-400-20, batch 128", 784, 400, 20, 128),
+    "digits": Spec("digits", "(b) digits VAE 64-64-8, batch 32", 64, 64, 8, 32),
+}
+
+
 # -- the hand-written contestant -------------------------------------------------------------
 class HandVAE(nn.Module):
-    """784-400-20 VAE in plain PyTorch: encoder -> (loc, raw scale), decoder -> logits."""
+    """The VAE in plain PyTorch: encoder -> (loc, raw scale), decoder -> logits."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec: Spec) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(DIM, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 2 * LATENT))
-        self.decoder = nn.Sequential(nn.Linear(LATENT, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, DIM))
+        self.encoder = nn.Sequential(nn.Linear(spec.dim, spec.hidden), nn.ReLU(),
+                                     nn.Linear(spec.hidden, 2 * spec.latent))
+        self.decoder = nn.Sequential(nn.Linear(spec.latent, spec.hidden), nn.ReLU(),
+                                     nn.Linear(spec.hidden, spec.dim))
+
+    def loc_scale(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, raw = self.encoder(x).chunk(2, dim=-1)
+        return loc, F.softplus(raw) + 1e-5
 
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """Single-sample ELBO per example, ``x: [B, 784] -> [B]``."""
-        loc, raw = self.encoder(x).chunk(2, dim=-1)
-        scale = F.softplus(raw) + 1e-5
+        """Single-sample ELBO per example, ``x: [B, dim] -> [B]``."""
+        loc, scale = self.loc_scale(x)
         z = loc + scale * torch.randn_like(loc)
         logits = self.decoder(z)
         reconstruction = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
@@ -99,62 +194,307 @@ class HandVAE(nn.Module):
         return reconstruction - kl
 
 
-class HandLoop:
-    """The minimal training loop: seeded permutation, index-slice batches, Adam."""
+def copy_of(module: VAEModule, spec: Spec) -> HandVAE:
+    """A HandVAE holding a copy of ``module``'s weights (the same layer layout)."""
+    net = HandVAE(spec)
+    net.encoder.load_state_dict(module.encoder.state_dict())
+    net.decoder.load_state_dict(module.decoder.state_dict())
+    return net
 
-    def __init__(self, model: HandVAE, x: torch.Tensor) -> None:
-        self.model, self.x = model, x
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+
+# -- contestants -----------------------------------------------------------------------------
+class Contestant:
+    """Trains its own copy of the model on ``x``; ``train(epochs)`` continues where it left."""
+
+    name = ""
+    kind = ""  # check group: "analytic" KL or Monte-Carlo ("mc") KL
+
+    def __init__(self, spec: Spec, x: torch.Tensor) -> None:
+        self.spec, self.x = spec, x
         self.epoch = 0
-        self.generator = torch.Generator()
+        self.seconds: list[float] = []
+        self.elbos: list[float] = []
 
-    def run(self, epochs: int) -> float:
-        """Train ``epochs`` epochs; returns the mean training ELBO (nats/example)."""
-        model, x, optimizer = self.model, self.x, self.optimizer
-        n = len(x)
+    def batches(self) -> Iterator[torch.Tensor]:
+        """The next epoch's batches: ``epoch_order`` rows, in slices of the batch size."""
+        self.epoch += 1
+        order = epoch_order(len(self.x), SEED, self.epoch)
+        b = self.spec.batch
+        for start in range(0, len(self.x), b):
+            yield self.x[order[start:start + b]]
+
+    def train(self, epochs: int) -> float:
+        """Train ``epochs`` epochs; the mean training ELBO (nats per example)."""
+        raise NotImplementedError
+
+    def check(self, x: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+        """(loss per example, gradients) on ``x`` with the check seed, without a step."""
+        raise NotImplementedError
+
+    def parameters(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def window(self, epochs: int) -> None:
+        began = time.perf_counter()
+        elbo = self.train(epochs)
+        self.seconds.append(time.perf_counter() - began)
+        self.elbos.append(elbo)
+
+    def _grads(self) -> list[torch.Tensor]:
+        grads = [p.grad.detach().clone() for p in self.parameters()]
+        for p in self.parameters():
+            p.grad = None
+        return grads
+
+
+class Hand(Contestant):
+    kind = "analytic"
+
+    def __init__(self, spec: Spec, x: torch.Tensor, module: VAEModule, fused: bool = False) -> None:
+        super().__init__(spec, x)
+        self.name = "hand fused" if fused else "hand"
+        self.net = copy_of(module, spec)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=LR, fused=fused or None)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [*self.net.encoder.parameters(), *self.net.decoder.parameters()]
+
+    def train(self, epochs: int) -> float:
+        net, optimizer = self.net, self.optimizer
         total = torch.zeros(())
-        model.train()
+        net.train()
         for _ in range(epochs):
-            self.epoch += 1
-            order = torch.randperm(n, generator=self.generator.manual_seed(SEED * 100_003 + self.epoch))
-            for start in range(0, n, BATCH):
-                batch = x[order[start:start + BATCH]]
-                loss = -model.elbo(batch).mean()
+            for batch in self.batches():
+                loss = -net.elbo(batch).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += loss.detach() * len(batch)
-        return -total.item() / (n * epochs)
+        return -total.item() / (len(self.x) * epochs)
+
+    def check(self, x: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+        torch.manual_seed(CHECK_SEED)
+        loss = -self.net.elbo(x).mean()
+        loss.backward()
+        return float(loss), self._grads()
 
 
-# -- the elbokit contestant ------------------------------------------------------------------
-class ElbokitLoop:
+class Elbokit(Contestant):
     """One Trainer for the whole benchmark; each call trains the next ``epochs`` epochs."""
 
-    def __init__(self, module: VAEModule, x: torch.Tensor) -> None:
-        self.x = x
-        config = TrainConfig(epochs=1, batch_size=BATCH, lr=LR, patience=None, seed=SEED)
-        self.trainer = Trainer(module, config, run_dir=None, progress=False)
-        self.fit_seconds: list[float] = []  # the trainer's own per-epoch "seconds", summed per call
+    kind = "analytic"
 
-    def run(self, epochs: int) -> float:
+    def __init__(self, spec: Spec, x: torch.Tensor, module: VAEModule, name: str = "elbokit",
+                 patch: Callable[[Elbokit], None] | None = None, **trainer_options: object) -> None:
+        super().__init__(spec, x)
+        self.name = name
+        self.module = module
+        config = TrainConfig(epochs=1, batch_size=spec.batch, lr=LR, patience=None, seed=SEED)
+        self.trainer = Trainer(module, config, run_dir=None, progress=False, **trainer_options)
+        self.fit_seconds: list[float] = []  # the trainer's own per-epoch "seconds", summed per call
+        # Experiments: a change applied to this trainer only (see EXPERIMENTS); ``during``
+        # is a context entered around each of its windows (module-level patches).
+        self.during: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+        if patch is not None:
+            patch(self)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.module.parameters())
+
+    def train(self, epochs: int) -> float:
         trainer = self.trainer
         trainer.config.epochs = trainer.state["epoch"] + epochs
-        history = trainer.fit(self.x)
+        with self.during():
+            history = trainer.fit(self.x)
         assert len(history) == epochs, history
+        self.epoch = trainer.state["epoch"]
         self.fit_seconds.append(sum(record["seconds"] for record in history))
         return statistics.fmean(record["train"]["elbo"] for record in history)
 
+    def check(self, x: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+        torch.manual_seed(CHECK_SEED)
+        loss = -self.trainer.forward(self.module, x).surrogate.mean()
+        loss.backward()
+        return float(loss), self._grads()
 
-# -- accounting ------------------------------------------------------------------------------
-def step_flops(batch: int) -> int:
-    """Matmul flops of one training step (forward + backward), see the module docstring."""
-    layers = [(DIM, HIDDEN), (HIDDEN, 2 * LATENT), (LATENT, HIDDEN), (HIDDEN, DIM)]
-    forward = sum(2 * batch * a * b for a, b in layers)
-    first = 2 * batch * DIM * HIDDEN
-    return forward + 2 * forward - first
+    def check_mc(self, x: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+        """The same with a Monte-Carlo KL (``bounds.elbo(kl="mc")``): Trace_ELBO's estimator."""
+        torch.manual_seed(CHECK_SEED)
+        loss = -bounds.elbo(self.module, x, kl="mc").elbo.mean()
+        loss.backward()
+        return float(loss), self._grads()
 
 
+PYRO_LOSSES = {  # key: (row name, loss class, check group)
+    "pyro": ("pyro Trace_ELBO", "Trace_ELBO", "mc"),
+    "pyro-mf": ("pyro TraceMeanField", "TraceMeanField_ELBO", "analytic"),
+    "pyro-jit": ("pyro JitTrace_ELBO", "JitTrace_ELBO", "mc"),
+    "pyro-jit-mf": ("pyro JitTraceMeanField", "JitTraceMeanField_ELBO", "analytic"),
+    "pyro-jit-mf-asis": ("pyro JitTraceMeanField*", "JitTraceMeanField_ELBO as is", "analytic"),
+}
+DEFAULT_CONTESTANTS = ("hand", "hand-fused", "elbokit", "pyro", "pyro-mf", "pyro-jit", "pyro-jit-mf")
+
+if pyro is not None:
+    class CachedJitTraceMeanField(JitTraceMeanField_ELBO):
+        """``JitTraceMeanField_ELBO`` that traces once. Pyro 1.9.2's ``differentiable_loss``
+        tests ``self._loss_and_surrogate_loss`` (never set in this class) but stores the traced
+        function as ``self._differentiable_loss``, so it builds and traces a new function on
+        every step (13-24 ms per step here, 1 thread); setting the attribute it tests makes it
+        reuse the first trace.
+        The unpatched class is the contestant ``pyro-jit-mf-asis`` (row marked *)."""
+
+        def differentiable_loss(self, model, guide, *args, **kwargs):
+            loss = super().differentiable_loss(model, guide, *args, **kwargs)
+            self._loss_and_surrogate_loss = self._differentiable_loss
+            return loss
+
+
+class Pyro(Contestant):
+    """Pyro SVI on its own copy of the networks (parameters named by the contestant, so the
+    contestants' parameters do not meet in Pyro's global parameter store)."""
+
+    def __init__(self, spec: Spec, x: torch.Tensor, module: VAEModule, key: str) -> None:
+        super().__init__(spec, x)
+        self.name, loss_name, self.kind = PYRO_LOSSES[key]
+        self.net = net = copy_of(module, spec)
+        prefix = f"{spec.key}.{key}."
+        zeros, ones = torch.zeros(spec.latent), torch.ones(spec.latent)
+
+        def model(batch: torch.Tensor) -> None:
+            pyro.module(prefix + "decoder", net.decoder)
+            with pyro.plate("data", batch.shape[0]):
+                z = pyro.sample("z", pdist.Normal(zeros, ones).to_event(1))
+                pyro.sample("x", pdist.Bernoulli(logits=net.decoder(z)).to_event(1), obs=batch)
+
+        def guide(batch: torch.Tensor) -> None:
+            pyro.module(prefix + "encoder", net.encoder)
+            loc, scale = net.loc_scale(batch)
+            with pyro.plate("data", batch.shape[0]):
+                pyro.sample("z", pdist.Normal(loc, scale).to_event(1))
+
+        losses = {"Trace_ELBO": Trace_ELBO, "TraceMeanField_ELBO": TraceMeanField_ELBO,
+                  "JitTrace_ELBO": JitTrace_ELBO, "JitTraceMeanField_ELBO": CachedJitTraceMeanField,
+                  "JitTraceMeanField_ELBO as is": JitTraceMeanField_ELBO}
+        options = {"ignore_jit_warnings": True} if loss_name.startswith("Jit") else {}
+        self.loss = losses[loss_name](**options)
+        self.model, self.guide = model, guide
+        self.svi = SVI(model, guide, pyro.optim.Adam({"lr": LR}), self.loss)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [*self.net.encoder.parameters(), *self.net.decoder.parameters()]
+
+    def train(self, epochs: int) -> float:
+        svi, total = self.svi, 0.0
+        self.net.train()
+        for _ in range(epochs):
+            for batch in self.batches():
+                total += svi.step(batch)
+        return -total / (len(self.x) * epochs)
+
+    def check(self, x: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
+        torch.manual_seed(CHECK_SEED)
+        loss = self.loss.loss_and_grads(self.model, self.guide, x)  # also compiles the JIT forms
+        # Pyro's loss is the batch sum: per example, and the gradient of the mean
+        grads = [g / len(x) for g in self._grads()]
+        return loss / len(x), grads
+
+
+# -- experiments: elbokit's Trainer with one change each --------------------------------------
+class DirectElbo(nn.Module):
+    """The Reparameterize estimator's ELBO terms with fewer torch.distributions objects (what a
+    fast path in ``bounds.elbo`` for a Gaussian q, N(0, I) prior and Bernoulli likelihood
+    would do): the same numbers from the same noise. ``kl``: KL(q || N(0, I)) by formula
+    instead of ``kl_divergence(q, prior.expand(...))``; ``likelihood``: ``-BCE(logits, x)``
+    instead of ``Independent(Bernoulli(logits)).log_prob(x)``; ``posterior``: loc and scale
+    straight from the encoder (no ``Normal``/``Independent`` objects, no ``rsample``);
+    ``flat``: z of shape [B, L] instead of [1, B, L] (one sample), so no ``mean(0)``."""
+
+    def __init__(self, kl: bool = True, likelihood: bool = True, posterior: bool = True,
+                 flat: bool = False) -> None:
+        super().__init__()
+        self.direct_kl, self.direct_likelihood, self.direct_posterior = kl, likelihood, posterior
+        self.flat = flat
+
+    def forward(self, model: VAEModule, x: torch.Tensor) -> bounds.Terms:
+        q = None
+        if self.direct_posterior:  # the same formula as LatentSpace.posterior
+            loc, raw = model.encoder(model.observation.network_input(x)).chunk(2, dim=-1)
+            scale = F.softplus(raw) + 1e-5
+        else:
+            q = model.posterior(x)
+            loc, scale = q.base_dist.loc, q.base_dist.scale
+        eps = torch.randn(loc.shape if self.flat else (1, *loc.shape), dtype=loc.dtype, device=loc.device)
+        z = loc + eps * scale
+        if self.direct_likelihood:
+            logits = model.decoder(z)
+            reconstruction = -F.binary_cross_entropy_with_logits(
+                logits, x.expand_as(logits), reduction="none").sum(-1)
+        else:
+            reconstruction = model.likelihood(z).log_prob(x)
+        if not self.flat:
+            reconstruction = reconstruction.mean(0)
+        if self.direct_kl:
+            kl = (0.5 * (loc.square() + scale.square() - 1.0) - scale.log()).sum(-1)
+        else:
+            kl = bounds.closed_form_kl(q if q is not None else model.latent.posterior(
+                torch.cat([loc, raw], -1)), model.prior())
+        elbo = reconstruction - kl
+        return bounds.Terms(elbo=elbo, reconstruction=reconstruction, kl=kl, surrogate=elbo)
+
+
+def _adam(**options: object) -> Callable[[Elbokit], None]:
+    def patch(c: Elbokit) -> None:
+        c.trainer.optimizer = torch.optim.Adam(c.trainer.params, lr=LR, **options)
+    return patch
+
+
+def _objective(**options: bool) -> dict:
+    """Trainer keyword arguments that train on a :class:`DirectElbo` (the Trainer's public
+    ``objective=`` argument, so ``compile=True`` compiles it)."""
+    return {"objective": DirectElbo(**options)}
+
+
+def _float32_sums(terms: bounds.Terms) -> torch.Tensor:
+    """term_sums with one reduction in float32, widened once (instead of two float64 casts,
+    two sums and a stack): per batch the float32 sum of <= a few hundred values is exact to
+    ~1e-7 relative; the epoch total still accumulates in float64."""
+    return torch.stack([terms.reconstruction, terms.kl]).sum(-1).double()
+
+
+def _sums(c: Elbokit) -> None:
+    @contextlib.contextmanager
+    def during() -> Iterator[None]:
+        original = training.term_sums
+        training.term_sums = _float32_sums
+        try:
+            yield
+        finally:
+            training.term_sums = original
+    c.during = during
+
+
+def _fused_and_sums(c: Elbokit) -> None:
+    _adam(fused=True)(c)
+    _sums(c)
+
+
+EXPERIMENTS: dict[str, tuple[str, Callable[[Elbokit], None] | None, dict]] = {
+    # key: (row name, change applied to the constructed Trainer, Trainer keyword arguments)
+    "adam-foreach": ("elbokit +foreach Adam", _adam(foreach=True), {}),
+    "adam-fused": ("elbokit +fused Adam", _adam(fused=True), {}),
+    "f32-sums": ("elbokit +f32 sums", _sums, {}),
+    "direct-kl": ("elbokit +formula KL", None, _objective(kl=True, likelihood=False, posterior=False)),
+    "direct-lik": ("elbokit +BCE likelihood", None, _objective(kl=False, likelihood=True, posterior=False)),
+    "direct": ("elbokit +no distributions", None, _objective()),
+    "direct-flat": ("elbokit +no dist., 2-D z", None, _objective(flat=True)),
+    "all": ("elbokit +fused+flat+f32", _fused_and_sums, _objective(flat=True)),
+    "compile": ("elbokit compile=True", None, {"compile": True}),
+    "compile-fused": ("elbokit compile +fused", _adam(fused=True), {"compile": True}),
+    "all-compile": ("elbokit all +compile", _fused_and_sums, {**_objective(flat=True), "compile": True}),
+}
+
+
+# -- measurement -----------------------------------------------------------------------------
 def matmul_gflops(m: int, k: int, n: int, min_seconds: float = 0.5, repeats: int = 5) -> float:
     """Best-of-``repeats`` float32 GFLOP/s of ``[m, k] @ [k, n]`` on this machine."""
     a, b = torch.randn(m, k), torch.randn(k, n)
@@ -179,149 +519,240 @@ def matmul_gflops(m: int, k: int, n: int, min_seconds: float = 0.5, repeats: int
     return 2 * m * k * n * reps / best / 1e9
 
 
-def check_same_model(module: VAEModule, hand: HandVAE, x: torch.Tensor) -> float:
-    """Max |ELBO difference| per example between the two models on one batch, same seed."""
-    with torch.no_grad():
-        torch.manual_seed(123)
-        ours = bounds.elbo(module, x, n_samples=1).elbo
-        torch.manual_seed(123)
-        theirs = hand.elbo(x)
-    return float((ours - theirs).abs().max())
+def run_check(contestants: list[Contestant], elbokit: Elbokit | None, x: torch.Tensor) -> dict:
+    """Loss and gradient of every contestant on ``x`` at the initial weights, same seed.
+    Analytic-KL rows are compared with the hand loop (or elbokit), Monte-Carlo-KL rows with
+    elbokit's ``kl="mc"`` ELBO."""
+    rows: dict[str, dict] = {}
+    results = {c.name: (c.kind, *c.check(x)) for c in contestants}
+    if elbokit is not None:
+        results["elbokit kl=mc"] = ("mc", *elbokit.check_mc(x))
+    references = {"analytic": next((n for n in ("hand", "elbokit") if n in results), None),
+                  "mc": "elbokit kl=mc" if "elbokit kl=mc" in results else None}
+    for name, (kind, loss, grads) in results.items():
+        reference = references[kind]
+        row = {"kind": kind, "loss": loss, "reference": reference}
+        if reference is not None and reference != name:
+            _, ref_loss, ref_grads = results[reference]
+            row["abs_loss_diff"] = abs(loss - ref_loss)
+            row["max_abs_grad_diff"] = max(float((a - b).abs().max())
+                                           for a, b in zip(grads, ref_grads, strict=True))
+            row["grad_norm"] = float(torch.cat([g.flatten() for g in ref_grads]).norm())
+        rows[name] = row
+    return rows
 
 
-@dataclass
-class Contestant:
-    name: str
-    run: Callable[[int], float]
-    seconds: list[float] = field(default_factory=list)
-    elbos: list[float] = field(default_factory=list)
+def run_model(spec: Spec, x: torch.Tensor, data_note: str, args: argparse.Namespace) -> dict:
+    torch.manual_seed(SEED)
+    module = VAEModule(spec.vae_config())
+    initial = {k: v.clone() for k, v in module.state_dict().items()}
+    contestants: list[Contestant] = []
+    elbokit: Elbokit | None = None
+    for key in args.contestants:
+        if key in ("hand", "hand-fused"):
+            contestants.append(Hand(spec, x, module, fused=key == "hand-fused"))
+        elif key == "elbokit":
+            elbokit = Elbokit(spec, x, module)
+            contestants.append(elbokit)
+        elif key in PYRO_LOSSES and pyro is not None:
+            contestants.append(Pyro(spec, x, module, key))
+    for key in args.experiments:
+        twin = VAEModule(spec.vae_config())
+        twin.load_state_dict(initial)
+        name, patch, options = EXPERIMENTS[key]
+        contestants.append(Elbokit(spec, x, twin, name=name, patch=patch, **options))
 
-    def window(self, epochs: int) -> None:
-        began = time.perf_counter()
-        elbo = self.run(epochs)
-        self.seconds.append(time.perf_counter() - began)
-        self.elbos.append(elbo)
+    first_batch = x[epoch_order(len(x), SEED, 1)[:spec.batch]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the JIT's tracer warnings
+        check = run_check(contestants, elbokit, first_batch)
+        epoch_seconds = []
+        for c in contestants:  # warm up; the last warm-up epoch sizes the windows
+            if args.warmup_epochs > 1:
+                c.train(args.warmup_epochs - 1)
+            began = time.perf_counter()
+            c.train(1)
+            epoch_seconds.append(time.perf_counter() - began)
+        window_epochs = args.window_epochs or max(
+            1, round(args.window_seconds / statistics.median(epoch_seconds)))
+        for c in contestants:
+            if isinstance(c, Elbokit):
+                c.fit_seconds.clear()
+        for i in range(args.windows):
+            shift = i % len(contestants)
+            for c in contestants[shift:] + contestants[:shift]:
+                c.window(window_epochs)
+    assert len({c.epoch for c in contestants}) == 1, [(c.name, c.epoch) for c in contestants]
+
+    n, steps = len(x), len(x) // spec.batch
+    examples = n * window_epochs
+    rates = {c.name: [examples / s for s in c.seconds] for c in contestants}
+    medians = {name: statistics.median(r) for name, r in rates.items()}
+    hand = "hand" if "hand" in rates else contestants[0].name
+    ours = elbokit.name if elbokit is not None else None
+    largest = max(spec.layers(), key=lambda ab: ab[0] * ab[1])
+    peaks = {"layer": matmul_gflops(spec.batch, *largest, min_seconds=args.peak_seconds),
+             "1024^3": matmul_gflops(1024, 1024, 1024, min_seconds=args.peak_seconds)}
+    out: dict = {
+        "model": spec.key, "title": spec.title, "data": data_note, "n_train": n,
+        "batch_size": spec.batch, "steps_per_epoch": steps, "window_epochs": window_epochs,
+        "windows": args.windows, "warmup_epochs": args.warmup_epochs,
+        "flops_per_step": spec.step_flops(),
+        "matmul_gflops": {f"{spec.batch}x{largest[0]}@{largest[0]}x{largest[1]}": peaks["layer"],
+                          "1024^3": peaks["1024^3"]},
+        "check": check, "contestants": {},
+    }
+    for c in contestants:
+        gflops = medians[c.name] / spec.batch * spec.step_flops() / 1e9
+        row = {
+            "median_examples_per_s": medians[c.name],
+            "min_examples_per_s": min(rates[c.name]),
+            "max_examples_per_s": max(rates[c.name]),
+            "median_step_ms": 1e3 * spec.batch / medians[c.name],
+            "ratio_to_hand": medians[c.name] / medians[hand],
+            "gflops": gflops,
+            "percent_of_peak": 100 * gflops / peaks["1024^3"],
+            "percent_of_layer_matmul": 100 * gflops / peaks["layer"],
+            "last_window_train_elbo": c.elbos[-1],
+            "window_seconds": c.seconds,
+        }
+        if ours is not None:
+            pair = [a / b for a, b in zip(rates[ours], rates[c.name], strict=True)]
+            row["elbokit_over_this_median_round_ratio"] = statistics.median(pair)
+            row["elbokit_over_this_ratio_of_medians"] = medians[ours] / medians[c.name]
+        if isinstance(c, Elbokit):
+            row["fit_seconds_sum"] = sum(c.fit_seconds)
+        out["contestants"][c.name] = row
+    return out
+
+
+def print_model(r: dict) -> None:
+    print(f"== {r['title']}: {r['data']}")
+    print(f"{r['steps_per_epoch']} steps/epoch; {r['windows']} windows x {r['window_epochs']} epoch(s) per "
+          f"contestant, rotated order, after {r['warmup_epochs']} warm-up epoch(s); matmul flops per "
+          f"step (fwd + bwd) {r['flops_per_step'] / 1e6:.2f} MFLOP")
+    print("check (first batch, initial weights, torch.manual_seed before each; loss = -ELBO per example):")
+    for name, row in r["check"].items():
+        line = f"  {name:<26}{row['kind']:>9} KL  loss {row['loss']:12.6f}"
+        if "abs_loss_diff" in row:
+            line += (f"   vs {row['reference']}: |loss diff| {row['abs_loss_diff']:.1e}, max |grad diff| "
+                     f"{row['max_abs_grad_diff']:.1e} (grad norm {row['grad_norm']:.2f})")
+        print(line)
+    header = (f"{'contestant':<26}{'median ex/s':>12}{'min..max ex/s':>19}{'step ms':>9}{'/ hand':>8}"
+              f"{'elbokit/this':>13}{'GFLOP/s':>9}{'% peak':>8}{'% layer':>8}{'train ELBO':>11}")
+    print(header)
+    print("-" * len(header))
+    for name, c in r["contestants"].items():
+        spread = f"{c['min_examples_per_s']:.0f}..{c['max_examples_per_s']:.0f}"
+        versus = c.get("elbokit_over_this_median_round_ratio")
+        versus_text = f"{versus:.3f}" if versus is not None else "-"
+        print(f"{name:<26}{c['median_examples_per_s']:>12.0f}{spread:>19}{c['median_step_ms']:>9.3f}"
+              f"{c['ratio_to_hand']:>8.3f}{versus_text:>13}{c['gflops']:>9.2f}{c['percent_of_peak']:>8.1f}"
+              f"{c['percent_of_layer_matmul']:>8.1f}{c['last_window_train_elbo']:>11.2f}")
+    for shape, rate in r["matmul_gflops"].items():
+        print(f"{'matmul limit ' + shape:<26}{'':>12}{'':>19}{'':>9}{'':>8}{'':>13}{rate:>9.1f}")
+    print("(/ hand: ratio of medians to the plain hand loop; elbokit/this: median over rounds of "
+          "elbokit's window rate / this one's, same round)")
+    print()
 
 
 # -- main ------------------------------------------------------------------------------------
+ALL_CONTESTANTS = ("hand", "hand-fused", "elbokit", *PYRO_LOSSES)  # default: DEFAULT_CONTESTANTS
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=tuple(SPECS), default=list(SPECS))
+    parser.add_argument("--contestants", nargs="+", choices=ALL_CONTESTANTS,
+                        default=list(DEFAULT_CONTESTANTS), help=f"default: {' '.join(DEFAULT_CONTESTANTS)}")
+    parser.add_argument("--experiments", nargs="*", choices=tuple(EXPERIMENTS), default=None,
+                        help="add elbokit variants (no names: all of them)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="binarized MNIST .npz")
-    parser.add_argument("--n-train", type=int, default=10_000, help="training examples (default 10000)")
-    parser.add_argument("--windows", type=int, default=15, help="timed windows per contestant (default 15)")
-    parser.add_argument("--window-epochs", type=int, default=5, help="epochs per window (default 5)")
+    parser.add_argument("--n-train", type=int, default=10_240,
+                        help="MNIST training images, rounded down to a multiple of 128 (default 10240)")
+    parser.add_argument("--windows", type=int, default=25, help="timed windows per contestant (default 25)")
+    parser.add_argument("--window-seconds", type=float, default=0.6,
+                        help="target length of the median contestant's window (default 0.6)")
+    parser.add_argument("--window-epochs", type=int, default=None, help="epochs per window (default: from "
+                        "--window-seconds)")
     parser.add_argument("--warmup-epochs", type=int, default=1, help="untimed epochs each first (default 1)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (< 1 minute): 3 short windows, "
+                        "2560 MNIST images")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here as JSON")
     args = parser.parse_args(argv)
-    for name in ("n_train", "windows", "window_epochs"):
+    args.experiments = (list(EXPERIMENTS) if args.experiments == [] else args.experiments) or []
+    if args.quick:
+        args.windows, args.window_seconds, args.n_train = 3, 0.15, min(args.n_train, 2560)
+    args.peak_seconds = 0.1 if args.quick else 0.5
+    for name in ("n_train", "windows", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.warmup_epochs < 0:
-        parser.error("--warmup-epochs must be >= 0")
+    if args.window_epochs is not None and args.window_epochs < 1:
+        parser.error("--window-epochs must be >= 1")
+    if args.warmup_epochs < 1:
+        parser.error("--warmup-epochs must be >= 1 (it sizes the windows)")
+    if args.n_train < SPECS["mnist"].batch:
+        parser.error(f"--n-train must be >= {SPECS['mnist'].batch}")
     return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(SEED)
-
-    x, data_note = load_binarized_mnist(args.data, args.n_train)
-    n = len(x)
-    steps = -(-n // BATCH)
-
-    module = VAEModule(VAEConfig(dim=DIM, latent_dim=LATENT, hidden=(HIDDEN,),
-                                 likelihood={"name": "bernoulli"}))
-    hand = HandVAE()
-    hand.encoder.load_state_dict(module.encoder.state_dict())
-    hand.decoder.load_state_dict(module.decoder.state_dict())
-    same = check_same_model(module, hand, x[:BATCH])
-
-    elbokit_loop = ElbokitLoop(module, x)
-    contestants = [Contestant("elbokit Trainer", elbokit_loop.run),
-                   Contestant("hand loop", HandLoop(hand, x).run)]
-    if args.warmup_epochs:
-        for c in contestants:
-            c.run(args.warmup_epochs)
-    elbokit_loop.fit_seconds.clear()
-    for i in range(args.windows):
-        for c in contestants if i % 2 == 0 else contestants[::-1]:  # ABBA
-            c.window(args.window_epochs)
-
-    examples = n * args.window_epochs
-    flops = step_flops(n) * args.window_epochs  # per window: flops are linear in the batch size
-    rates = {c.name: [examples / s for s in c.seconds] for c in contestants}
-    medians = {name: statistics.median(r) for name, r in rates.items()}
-    ours, theirs = (c.name for c in contestants)
-    pair_ratios = [a / b for a, b in zip(rates[ours], rates[theirs], strict=True)]
-    gflops = {name: med * flops / examples / 1e9 for name, med in medians.items()}
-    peak_layer = matmul_gflops(BATCH, DIM, HIDDEN)
-    peak_large = matmul_gflops(1024, 1024, 1024)
-
-    result = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "interop_threads": torch.get_num_interop_threads(),
-        "data": data_note,
-        "n_train": n,
-        "batch_size": BATCH,
-        "steps_per_epoch": steps,
-        "windows": args.windows,
-        "window_epochs": args.window_epochs,
-        "same_model_max_abs_elbo_diff": same,
-        "flops_per_step": step_flops(BATCH),
-        "matmul_gflops": {f"{BATCH}x{DIM}@{DIM}x{HIDDEN}": peak_layer, "1024^3": peak_large},
-        "contestants": {
-            c.name: {
-                "median_examples_per_s": medians[c.name],
-                "min_examples_per_s": min(rates[c.name]),
-                "max_examples_per_s": max(rates[c.name]),
-                "median_step_ms": 1e3 * examples / medians[c.name] / (steps * args.window_epochs),
-                "gflops": gflops[c.name],
-                "window_seconds": c.seconds,
-                "final_train_elbo": c.elbos[-1],
-            } for c in contestants
-        },
-        "ratio_of_medians": medians[ours] / medians[theirs],
-        "median_pair_ratio": statistics.median(pair_ratios),
-        "pair_ratios": pair_ratios,
-        "elbokit_fit_seconds_sum": sum(elbokit_loop.fit_seconds),
-        "elbokit_window_seconds_sum": sum(contestants[0].seconds),
+    torch.set_num_threads(args.threads)
+    if pyro is not None:
+        pyro.enable_validation(False)
+        pyro.clear_param_store()
+    result: dict = {
+        "torch": torch.__version__, "pyro": pyro.__version__ if pyro is not None else None,
+        "python": platform.python_version(), "threads": torch.get_num_threads(),
+        "contestants": args.contestants, "experiments": args.experiments, "quick": args.quick,
+        "models": {},
     }
+    print(f"elbokit throughput benchmark: torch {result['torch']}, pyro {result['pyro']}, "
+          f"{result['threads']} thread(s), python {result['python']}")
+    if pyro is None:
+        print("NOTE: pyro is not installed; pip install 'pyro-ppl>=1.9' for the Pyro contestants")
+    print()
+    for key in args.models:
+        spec = SPECS[key]
+        if key == "mnist":
+            x, note = load_binarized_mnist(args.data, args.n_train)
+        else:
+            x, note = load_binarized_digits()
+        x = x[:len(x) // spec.batch * spec.batch]
+        note += f"; using {len(x)} (a multiple of the batch)"
+        r = run_model(spec, x, note, args)
+        result["models"][key] = r
+        print_model(r)
+    print_aims(result)
     result["total_seconds"] = time.perf_counter() - started
-
-    print(f"elbokit throughput benchmark: torch {result['torch']}, {result['threads']} threads "
-          f"({result['interop_threads']} inter-op), python {result['python']}")
-    print(f"data: {data_note}")
-    print(f"VAE 784-400-20, Bernoulli, batch {BATCH}, 1 sample, Adam {LR}; {steps} steps/epoch; "
-          f"{args.windows} windows x {args.window_epochs} epoch(s) each, ABBA-interleaved, "
-          f"after {args.warmup_epochs} warm-up epoch(s)")
-    print(f"same-model check: max |ELBO(elbokit) - ELBO(hand)| on one batch = {same:.2e} nats")
-    print(f"matmul flops per step (fwd + bwd): {step_flops(BATCH) / 1e6:.1f} MFLOP")
-    print()
-    header = f"{'contestant':<18}{'median ex/s':>13}{'min..max ex/s':>19}{'step ms':>9}{'GFLOP/s':>9}" \
-             f"{'ratio':>8}{'train ELBO':>12}"
-    print(header)
-    print("-" * len(header))
-    for c in contestants:
-        r = result["contestants"][c.name]
-        spread = f"{r['min_examples_per_s']:.0f}..{r['max_examples_per_s']:.0f}"
-        print(f"{c.name:<18}{r['median_examples_per_s']:>13.0f}{spread:>19}{r['median_step_ms']:>9.2f}"
-              f"{r['gflops']:>9.1f}{medians[c.name] / medians[theirs]:>8.3f}{r['final_train_elbo']:>12.2f}")
-    print(f"{'matmul limit':<18}{'':>13}{'':>19}{'':>9}{peak_layer:>9.1f}   ({BATCH}x{DIM} @ {DIM}x{HIDDEN})")
-    print(f"{'':<18}{'':>13}{'':>19}{'':>9}{peak_large:>9.1f}   (1024^3)")
-    print()
-    print(f"elbokit / hand loop: ratio of medians {result['ratio_of_medians']:.3f}, "
-          f"median of per-pair ratios {result['median_pair_ratio']:.3f} "
-          f"(pairs: {', '.join(f'{r:.2f}' for r in pair_ratios)})")
-    print(f"elbokit: Trainer's own epoch 'seconds' sum {result['elbokit_fit_seconds_sum']:.2f} s "
-          f"vs wall clock around fit() {result['elbokit_window_seconds_sum']:.2f} s")
     return finish(result, args.json)
+
+
+def print_aims(result: dict) -> None:
+    """elbokit >= 1.0x the plain hand loop on both models; >= 1.3x (a) / 3x (b) Pyro."""
+    aims = {"mnist": 1.3, "digits": 3.0}
+    for key, r in result["models"].items():
+        rows = r["contestants"]
+        if "elbokit" not in rows:
+            continue
+        parts = []
+        if "hand" in rows:
+            ratio = rows["elbokit"]["median_examples_per_s"] / rows["hand"]["median_examples_per_s"]
+            parts.append(f"elbokit / hand {ratio:.3f} (round median "
+                         f"{rows['hand']['elbokit_over_this_median_round_ratio']:.3f}; aim >= 1.0)")
+        pyros = {n: c for n, c in rows.items() if n.startswith("pyro") and not n.endswith("*")}
+        if "pyro Trace_ELBO" in pyros:
+            ratio = pyros["pyro Trace_ELBO"]["elbokit_over_this_median_round_ratio"]
+            parts.append(f"elbokit / pyro Trace_ELBO {ratio:.2f} (aim >= {aims[key]})")
+        if pyros:
+            fastest = max(pyros, key=lambda n: pyros[n]["median_examples_per_s"])
+            ratio = pyros[fastest]["elbokit_over_this_median_round_ratio"]
+            parts.append(f"elbokit / fastest Pyro ({fastest}) {ratio:.2f}")
+        print(f"aims {key}: " + "; ".join(parts))
 
 
 if __name__ == "__main__":

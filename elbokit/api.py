@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import bounds
+from . import bounds, distributed
 from .checkpoint import atomic_write, has_checkpoint, load_model, save_model
 from .data import check_matrix, split_indices
 from .errors import CheckpointError, ConfigError, ConvergenceWarning, DataError, describe_rows
@@ -48,7 +48,11 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
     """Train ``module`` with the generic :class:`Trainer`: hold out ``val_fraction`` for early
     stopping unless ``X_val`` is given, checkpoint into ``run_dir`` and keep the best model.
     ``dynamic``: ``X`` holds probabilities (checked by the caller) and every training batch
-    is a fresh Bernoulli draw of them (dynamic binarization)."""
+    is a fresh Bernoulli draw of them (dynamic binarization).
+
+    The module and the data go to ``estimator.device`` and stay there (the scores then run
+    there too). Under a process group of several ranks (torchrun) every rank calls this with
+    the same arguments; rank 0 writes ``run_dir`` (see :class:`~elbokit.training.Trainer`)."""
     X = np.asarray(X, dtype=np.float64)
     if run_dir is not None and not resume and has_checkpoint(run_dir):
         raise ConfigError(f"{run_dir}: already holds a training checkpoint; pass "
@@ -58,13 +62,16 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
         X, X_val = X[parts["train"]], X[parts["val"]]
         if dynamic:
             X_val = fixed_binarization(X_val, estimator.seed)
+    module.to(estimator.torch_device())
     x_val = None if X_val is None else estimator.as_tensor(X_val, module, "validation data")
     estimator.module_ = module
     run_dir = Path(run_dir) if run_dir is not None else None
     trainer = Trainer(module, config, run_dir=run_dir, progress=estimator.progress,
                       on_improve=(lambda _: estimator.save(run_dir)) if run_dir else None,
-                      batch_transform=torch.bernoulli if dynamic else None)
-    x = (torch.as_tensor(X, dtype=next(module.parameters()).dtype) if dynamic
+                      batch_transform=torch.bernoulli if dynamic else None,
+                      compile=estimator.compile)
+    parameter = next(module.parameters())
+    x = (torch.as_tensor(X, dtype=parameter.dtype, device=parameter.device) if dynamic
          else estimator.as_tensor(X, module, where))
     estimator.history_ = trainer.fit(x, x_val, resume=resume)
     estimator.epochs_trained_ = trainer.state["epoch"]
@@ -90,6 +97,8 @@ class LatentModel:
     config_class: type
     kl = "auto"
     dtype = "float32"
+    device = "cpu"  # class defaults: models saved before these options load unchanged
+    compile = False
 
     # -- inputs --------------------------------------------------------------------------
     def torch_dtype(self) -> torch.dtype:
@@ -97,6 +106,11 @@ class LatentModel:
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         return DTYPES[self.dtype]
+
+    def torch_device(self) -> torch.device:
+        """The ``device`` option (``cpu`` or ``cuda``; ``cuda:LOCAL_RANK`` under torchrun) as a
+        torch device, refusing ``cuda`` where CUDA is not available."""
+        return distributed.resolve_device(self.device)
 
     def _fitted(self) -> torch.nn.Module:
         module = getattr(self, "module_", None)
@@ -107,16 +121,16 @@ class LatentModel:
 
     def as_tensor(self, X: np.ndarray, module: torch.nn.Module | None = None,
                 where: str = "data") -> torch.Tensor:
-        """``X: [n, dim]`` as a tensor for the model, after checking that it fits (width,
-        finite values, the likelihood's support); errors name ``where``."""
+        """``X: [n, dim]`` as a tensor for the model (its dtype, on its device), after checking
+        that it fits (width, finite values, the likelihood's support); errors name ``where``."""
         module = module or self._fitted()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim == 1:
             X = X[None, :]
         check_matrix(X, where, module.config.dim)
         module.observation.check_data(X, where)
-        dtype = next(module.parameters()).dtype
-        return torch.as_tensor(X, dtype=dtype)
+        parameter = next(module.parameters())
+        return torch.as_tensor(X, dtype=parameter.dtype, device=parameter.device)
 
     # -- scores --------------------------------------------------------------------------
     @torch.no_grad()
@@ -128,7 +142,7 @@ class LatentModel:
         if bounds.enumerable(module):
             x = self.as_tensor(X)
             return torch.cat([bounds.exact_log_likelihood(module, x[s:s + 256])
-                              for s in range(0, len(x), 256)]).double().numpy()
+                              for s in range(0, len(x), 256)]).double().cpu().numpy()
         return self.log_likelihood(X, k=k, chunk=chunk, seed=seed)[0]
 
     def score(self, X: np.ndarray, k: int = 1000) -> float:
@@ -147,7 +161,7 @@ class LatentModel:
                 est, err = bounds.log_likelihood(module, x[start:start + batch_size], k, chunk)
                 estimates.append(est)
                 errors.append(err)
-        return torch.cat(estimates).double().numpy(), torch.cat(errors).double().numpy()
+        return torch.cat(estimates).double().cpu().numpy(), torch.cat(errors).double().cpu().numpy()
 
     @torch.no_grad()
     def evaluate(self, X: np.ndarray, k: int = 5000, iwae_k: int = 50, chunk: int = 100,
@@ -196,7 +210,7 @@ class LatentModel:
         with seeded(seed):
             z = module.prior().sample((n,))
             x = module.decode_mean(z) if mean else module.likelihood(z).sample()
-        return x.double().numpy()
+        return x.double().cpu().numpy()
 
     # -- persistence ---------------------------------------------------------------------
     def get_params(self) -> dict:
@@ -244,7 +258,9 @@ class VAE(LatentModel):
     epochs over which that weight rises linearly from 0; ``free_bits``: nats per latent
     variable that cost no KL gradient; the reported ELBO is always the true one, beta = 1).
     ``val_fraction`` of the data passed to
-    :meth:`fit` is held out for early stopping unless ``X_val`` is given.
+    :meth:`fit` is held out for early stopping unless ``X_val`` is given. ``device``: "cpu"
+    or "cuda" (the module trains and scores there; :meth:`load` puts it on the CPU);
+    ``compile``: run the training step through ``torch.compile``.
     """
 
     kind = "vae"
@@ -263,7 +279,8 @@ class VAE(LatentModel):
                  baseline: str = "both", kl_warmup: int = 0, free_bits: float = 0.0,
                  val_fraction: float = 0.1, patience: int | None = 10, seed: int = 0,
                  dtype: str = "float32", progress: bool = False,
-                 dynamic_binarization: bool = False) -> None:
+                 dynamic_binarization: bool = False, device: str = "cpu",
+                 compile: bool = False) -> None:
         self.latent_dim = latent_dim
         self.latent = latent
         self.hidden = tuple(hidden)
@@ -293,6 +310,8 @@ class VAE(LatentModel):
         self.dtype = dtype
         self.progress = progress
         self.dynamic_binarization = dynamic_binarization
+        self.device = device
+        self.compile = compile
 
     # -- configuration -------------------------------------------------------------------
     def train_config(self) -> TrainConfig:
@@ -360,13 +379,13 @@ class VAE(LatentModel):
         """Posterior means E_q[z | x]: ``[n, dim] -> [n, latent_dim]`` (categorical codes:
         the state probabilities, flattened to ``[n, latent_dim * K]``)."""
         module, x = self._fitted(), self.as_tensor(X)
-        return module.latent.flatten(module.posterior(x).mean).double().numpy()
+        return module.latent.flatten(module.posterior(x).mean).double().cpu().numpy()
 
     @torch.no_grad()
     def reconstruct(self, X: np.ndarray) -> np.ndarray:
         """E[x | z = E_q[z | x]]: ``[n, dim] -> [n, dim]``."""
         module, x = self._fitted(), self.as_tensor(X)
-        return module.decode_mean(module.posterior(x).mean).double().numpy()
+        return module.decode_mean(module.posterior(x).mean).double().cpu().numpy()
 
 
 
@@ -381,7 +400,8 @@ class Mixture(LatentModel):
     stopping on held-out data). The posterior q(z|x) is exact, so the ELBO equals log p(x)
     and :meth:`score_samples` is exact. ``smoothing``: EM's pseudo-count for multinomial,
     categorical and Bernoulli components (MAP under a Dirichlet/Beta prior; 1 is Laplace
-    smoothing, as naive Bayes uses).
+    smoothing, as naive Bayes uses). ``device``: "cpu" or "cuda"; ``compile``: run the
+    gradient fit's training step through ``torch.compile``.
     """
 
     kind = "mixture"
@@ -394,7 +414,8 @@ class Mixture(LatentModel):
                  n_init: int = 1, max_iter: int = 200, tol: float = 1e-6, epochs: int = 100,
                  batch_size: int = 256, lr: float = 1e-2, val_fraction: float = 0.1,
                  patience: int | None = 10, seed: int = 0, dtype: str = "float32",
-                 progress: bool = False, smoothing: float = 1e-2) -> None:
+                 progress: bool = False, smoothing: float = 1e-2, device: str = "cpu",
+                 compile: bool = False) -> None:
         self.n_components = n_components
         self.likelihood = likelihood
         self.gaussian_scale = gaussian_scale
@@ -412,6 +433,8 @@ class Mixture(LatentModel):
         self.dtype = dtype
         self.progress = progress
         self.smoothing = smoothing
+        self.device = device
+        self.compile = compile
 
     def get_params(self) -> dict:
         return super().get_params() | {"fit": self.fit_method}
@@ -440,7 +463,7 @@ class Mixture(LatentModel):
         """Fit on ``X: [n, dim]``; with ``run_dir``, write metrics.jsonl and the model there."""
         if self.n_init < 1:
             raise ConfigError(f"n_init must be >= 1, not {self.n_init}")
-        module = self.build(X, where)
+        module = self.build(X, where).to(self.torch_device())
         self.module_ = module
         run_dir = Path(run_dir) if run_dir is not None else None
         if self.fit_method == "em":
@@ -472,7 +495,7 @@ class Mixture(LatentModel):
         for restart in range(1, self.n_init):
             seed, self.seed = self.seed, self.seed + restart
             try:
-                module = self.build(X, where)
+                module = self.build(X, where).to(self.torch_device())
             finally:
                 self.seed = seed
             history = fit_em(module, self.as_tensor(X, module, where), self.max_iter, self.tol,
@@ -485,7 +508,7 @@ class Mixture(LatentModel):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Exact posterior p(z = k | x): ``[n, dim] -> [n, K]``."""
         module, x = self._fitted(), self.as_tensor(X)
-        return module.responsibilities(x).double().numpy()
+        return module.responsibilities(x).double().cpu().numpy()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The most probable component per example: ``[n]``."""

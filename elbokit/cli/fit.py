@@ -1,4 +1,10 @@
-"""``elbokit fit``: train a VAE, checkpoint every epoch, print a summary table."""
+"""``elbokit fit``: train a VAE, checkpoint every epoch, print a summary table.
+
+Under ``torchrun --nproc-per-node N -m elbokit fit ...`` (N > 1) the N processes train one
+model data-parallel (see :mod:`elbokit.distributed`): every rank reads the data and checks the
+options, rank 0 alone creates the run directory, writes every file and prints; a failure on
+rank 0 before training ends the others too (one line, from rank 0).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from .. import estimators, figures, report, runs
+from .. import distributed, estimators, figures, report, runs
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
 from ..checkpoint import write_json
 from ..errors import ConfigError, ElbokitError
@@ -120,6 +126,13 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="stop after N epochs without a better validation ELBO (0: never)")
     t.add_argument("--seed", type=nonnegative_int, default=0)
     t.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    if not sweep:
+        t.add_argument("--device", default=None, choices=distributed.DEVICES,
+                       help="where to train: cpu (default) or cuda (under torchrun: "
+                       "cuda:LOCAL_RANK); with --resume: the run's own unless given")
+        t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="run the training step through torch.compile (default off; with "
+                       "--resume: as the run was started)")
     o = p.add_argument_group("evaluation and report")
     o.add_argument("--eval-k", type=positive_int, default=1000,
                    help="importance samples for the final log p(x) estimate (1000)")
@@ -146,11 +159,15 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
                               "(e.g. --binarize 0.5)")
         if args.gaussian_scale == "dim" and args.likelihood in ("auto", "gaussian"):
             args.gaussian_scale = "decoder"  # a diagonal covariance per component
-        return Mixture(n_components=args.components, likelihood=args.likelihood,
-                       gaussian_scale=args.gaussian_scale, fit=args.fit,
-                       n_init=args.n_init, max_iter=args.max_iter, epochs=args.epochs or DEFAULT_EPOCHS,
-                       batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
-                       patience=args.patience or None, seed=args.seed, dtype=args.dtype)
+        mixture = Mixture(n_components=args.components, likelihood=args.likelihood,
+                          gaussian_scale=args.gaussian_scale, fit=args.fit,
+                          n_init=args.n_init, max_iter=args.max_iter, epochs=args.epochs or DEFAULT_EPOCHS,
+                          batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
+                          patience=args.patience or None, seed=args.seed, dtype=args.dtype,
+                          device=getattr(args, "device", None) or "cpu",
+                          compile=bool(getattr(args, "compile", None)))
+        mixture.torch_device()  # --device cuda without CUDA: one line, exit 2
+        return mixture
     vae = VAE(latent_dim=args.latent_dim, latent=args.latent, hidden=args.hidden, likelihood=args.likelihood,
               gaussian_scale=args.gaussian_scale, encoder=args.encoder, decoder=args.decoder,
               activation=args.activation, epochs=args.epochs or DEFAULT_EPOCHS,
@@ -160,21 +177,23 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
               anneal_rate=args.anneal_rate, baseline=args.baseline, kl_warmup=args.kl_warmup,
               free_bits=args.free_bits, val_fraction=args.val_fraction,
               patience=args.patience or None, seed=args.seed, dtype=args.dtype,
-              dynamic_binarization=args.binarize == "dynamic")
+              dynamic_binarization=args.binarize == "dynamic",
+              device=getattr(args, "device", None) or "cpu",
+              compile=bool(getattr(args, "compile", None)))
     vae.train_config()  # refuse impossible training options before reading any data
     vae.latent_spec()
+    vae.torch_device()  # --device cuda without CUDA: one line, exit 2
     return vae
 
 
-def _new_run(args: argparse.Namespace) -> tuple[LatentModel, dict, runs.RunData]:
-    vae = _estimator(args)
+def _new_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, runs.RunData]:
     data = runs.load_data(args.data, args.binarize)
     if args.likelihood == "categorical" and np.all(data.x >= 0):
         # Count categories over all the data, so held-out codes unseen in training still fit.
         vae.n_categories = int(data.x.max()) + 1
     record = runs.data_record(args.data, data, args.binarize, args.seed, args.test_fraction,
                               args.val_fraction)
-    return vae, {"data": record, "kind": vae.kind}, runs.prepare_data(record, data)
+    return {"data": record, "kind": vae.kind}, runs.prepare_data(record, data)
 
 
 def write_figures_and_report(vae: LatentModel, out: Path, run_data: runs.RunData, found: dict) -> None:
@@ -190,7 +209,39 @@ def write_figures_and_report(vae: LatentModel, out: Path, run_data: runs.RunData
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train, evaluate, write the run. Under torchrun (several processes) every rank runs
+    this; errors are raised on every rank, and printed by rank 0 only."""
+    try:
+        return _run(args)
+    except ElbokitError:
+        if distributed.launched_rank() > 0:
+            return 2  # bad input: every rank sees the same; rank 0 says it, once
+        raise
+    except OSError as e:
+        rank = distributed.launched_rank()
+        if rank > 0:  # a file problem may be this rank's alone: say which rank
+            print(f"elbokit: error (rank {rank}): {e}", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        distributed.shutdown()
+
+
+def _refuse_unsupported(args: argparse.Namespace, vae: LatentModel) -> None:
+    """What does not run under torchrun, refused on every rank before anything starts."""
+    if not distributed.launched():
+        return
+    if getattr(args, "command", "fit") == "sweep":
+        raise ConfigError("elbokit sweep trains its members one after another in one process; "
+                          "under torchrun, train each member with elbokit fit --beta B --out DIR")
+    if isinstance(vae, Mixture) and vae.fit_method == "em":
+        raise ConfigError("--fit em takes no gradient steps to spread over processes; run it "
+                          "without torchrun, or use --fit gradient")
+
+
+def _run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
+    device, compile_step = getattr(args, "device", None), getattr(args, "compile", None)
     if args.resume:
         if args.overwrite:
             raise runs.ConfigError("--resume and --overwrite contradict each other")
@@ -198,17 +249,35 @@ def run(args: argparse.Namespace) -> int:
         params = dict(config["params"])
         if args.epochs is not None:
             params["epochs"] = args.epochs
+        if device is not None:  # e.g. continue a GPU run on a CPU
+            params["device"] = device
+        if compile_step is not None:
+            params["compile"] = compile_step
         vae = MODEL_KINDS[config.get("kind", "vae")](**params)
+        vae.torch_device()
+        _refuse_unsupported(args, vae)
+        context = distributed.init(vae.device)
         run_data = runs.prepare_data(config["data"])
         runs.check_fingerprint(run_data, config)
         config["params"] = vae.get_params()
+        distributed.on_rank_zero(context, lambda: runs.write_config(out, config))
     else:
-        vae, config, run_data = _new_run(args)
-        # Check data, model and estimator before anything is written.
+        vae = _estimator(args)
+        _refuse_unsupported(args, vae)
+        context = distributed.init(vae.device)
+        if context is not None and args.out is None:  # one name, rank 0's clock
+            out = distributed.broadcast_object(out)
+        config, run_data = _new_run(args, vae)
+        # Check data, model and estimator before anything is written (on every rank).
         vae.check(run_data.split("train"), where=config["data"]["source"])
-        runs.create_run_dir(out, args.overwrite)
         config["params"] = vae.get_params()
-    runs.write_config(out, config)
+
+        def create() -> None:
+            runs.create_run_dir(out, args.overwrite)
+            runs.write_config(out, config)
+
+        distributed.on_rank_zero(context, create)
+    main = context is None or context.is_main
 
     vae.progress = not args.quiet and sys.stderr.isatty()
     source = config["data"]["source"]
@@ -216,9 +285,12 @@ def run(args: argparse.Namespace) -> int:
         vae.fit(run_data.training(), run_data.split("val") if vae.val_fraction > 0 else None,
                 run_dir=out, resume=args.resume, where=source)
     except KeyboardInterrupt:
-        print(f"elbokit: interrupted; the last finished epoch is checkpointed in {out}; "
-              f"continue with: elbokit fit --out {out} --resume", file=sys.stderr)
+        if main:
+            print(f"elbokit: interrupted; the last finished epoch is checkpointed in {out}; "
+                  f"continue with: elbokit fit --out {out} --resume", file=sys.stderr)
         return 130
+    if not main:  # rank 0 evaluates, writes the summary and the report, prints
+        return 0
 
     summary = {"epochs_trained": vae.epochs_trained_, "stopped_early": vae.stopped_early_,
                "splits": {}}
@@ -232,6 +304,9 @@ def run(args: argparse.Namespace) -> int:
         test = run_data.splits["test"]
         summary["adjusted_rand_index"] = float(adjusted_rand_score(
             labels[test], vae.predict(run_data.dataset.x[test])))
+    # The diagnostics and figures work on the CPU (they read tensors back as numpy arrays);
+    # the scores above ran on the training device.
+    vae.module_.cpu()
     split = figures.held_out_split(run_data)
     held_out = run_data.split(split)
     summary["diagnostics"] = {"split": split, **figures.diagnose(vae, held_out, summary["splits"][split])}
