@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/discrete.py
 	$(BIN)/python benchmarks/spam.py
 	$(BIN)/python benchmarks/mnist_quality.py
+	$(BIN)/python benchmarks/ddp_scaling.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

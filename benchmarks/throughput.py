@@ -27,9 +27,10 @@ seed, e)`` in order, for all of them: the same batch sequence.
   seed=0), run_dir=None, progress=False)``. One Trainer lives through the benchmark; each
   window raises ``trainer.config.epochs`` by the window's epochs and calls ``fit(x)`` again,
   which resumes at the next epoch (model and Adam state carry on). So every step is the
-  Trainer's inner loop: the estimator's ``objective(model, batch)`` (torch.distributions
-  Normal / Bernoulli, analytic KL), ``loss = -surrogate.mean()``, ``zero_grad``,
-  ``backward``, ``Adam.step``, and its float64 metric sums on the device; plus, per epoch,
+  Trainer's inner loop: the estimator's ``objective(model, batch)`` (q(z|x) a
+  torch.distributions Normal, the Bernoulli log-likelihood and the KL by their direct
+  formulas), ``loss = -surrogate.mean()``, ``zero_grad``, ``backward``, fused ``Adam.step``,
+  and its metric sums on the device; plus, per epoch,
   its bookkeeping (record, early-stopping state; no files, no progress bar).
 - ``hand``: the minimal PyTorch loop: ``nn.Sequential`` encoder dim -> h -> 2L (loc, raw
   scale) and decoder L -> h -> dim (logits), ReLU, ``z = loc + (softplus(raw) + 1e-5) * eps``
@@ -97,14 +98,15 @@ pyro-jit-mf``, 25 windows, one thread; about 3 minutes. ``--quick``: 3 short win
 2560 MNIST images, about 12 s (a smoke run, not a measurement).
 
 ``--experiments`` adds elbokit variants (the same Trainer with one change each, applied to
-that trainer only, in this process; elbokit's source is untouched), to measure what would
-remove the Trainer's per-step overhead; see ``EXPERIMENTS`` (no names: all of them).
+that trainer only, in this process; elbokit's source is untouched): ``adam-plain`` (torch's
+default per-tensor Adam instead of the fused one: what fusing buys), ``direct`` (an objective
+built without any torch.distributions object: what the distribution objects still cost),
+``compile`` (``Trainer(compile=True)``); no names: all of them.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import platform
 import statistics
 import sys
@@ -123,7 +125,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from _common import DEFAULT_DATA, finish, load_binarized_digits, load_binarized_mnist  # noqa: E402
 
-from elbokit import bounds, training  # noqa: E402
+from elbokit import bounds  # noqa: E402
 from elbokit.models.vae import VAEConfig, VAEModule  # noqa: E402
 from elbokit.training import TrainConfig, Trainer, epoch_order  # noqa: E402
 
@@ -292,9 +294,6 @@ class Elbokit(Contestant):
         config = TrainConfig(epochs=1, batch_size=spec.batch, lr=LR, patience=None, seed=SEED)
         self.trainer = Trainer(module, config, run_dir=None, progress=False, **trainer_options)
         self.fit_seconds: list[float] = []  # the trainer's own per-epoch "seconds", summed per call
-        # Experiments: a change applied to this trainer only (see EXPERIMENTS); ``during``
-        # is a context entered around each of its windows (module-level patches).
-        self.during: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
         if patch is not None:
             patch(self)
 
@@ -304,8 +303,7 @@ class Elbokit(Contestant):
     def train(self, epochs: int) -> float:
         trainer = self.trainer
         trainer.config.epochs = trainer.state["epoch"] + epochs
-        with self.during():
-            history = trainer.fit(self.x)
+        history = trainer.fit(self.x)
         assert len(history) == epochs, history
         self.epoch = trainer.state["epoch"]
         self.fit_seconds.append(sum(record["seconds"] for record in history))
@@ -454,43 +452,11 @@ def _objective(**options: bool) -> dict:
     return {"objective": DirectElbo(**options)}
 
 
-def _float32_sums(terms: bounds.Terms) -> torch.Tensor:
-    """term_sums with one reduction in float32, widened once (instead of two float64 casts,
-    two sums and a stack): per batch the float32 sum of <= a few hundred values is exact to
-    ~1e-7 relative; the epoch total still accumulates in float64."""
-    return torch.stack([terms.reconstruction, terms.kl]).sum(-1).double()
-
-
-def _sums(c: Elbokit) -> None:
-    @contextlib.contextmanager
-    def during() -> Iterator[None]:
-        original = training.term_sums
-        training.term_sums = _float32_sums
-        try:
-            yield
-        finally:
-            training.term_sums = original
-    c.during = during
-
-
-def _fused_and_sums(c: Elbokit) -> None:
-    _adam(fused=True)(c)
-    _sums(c)
-
-
 EXPERIMENTS: dict[str, tuple[str, Callable[[Elbokit], None] | None, dict]] = {
     # key: (row name, change applied to the constructed Trainer, Trainer keyword arguments)
-    "adam-foreach": ("elbokit +foreach Adam", _adam(foreach=True), {}),
-    "adam-fused": ("elbokit +fused Adam", _adam(fused=True), {}),
-    "f32-sums": ("elbokit +f32 sums", _sums, {}),
-    "direct-kl": ("elbokit +formula KL", None, _objective(kl=True, likelihood=False, posterior=False)),
-    "direct-lik": ("elbokit +BCE likelihood", None, _objective(kl=False, likelihood=True, posterior=False)),
-    "direct": ("elbokit +no distributions", None, _objective()),
-    "direct-flat": ("elbokit +no dist., 2-D z", None, _objective(flat=True)),
-    "all": ("elbokit +fused+flat+f32", _fused_and_sums, _objective(flat=True)),
+    "adam-plain": ("elbokit, torch's default Adam", _adam(), {}),
+    "direct": ("elbokit, no distributions", None, _objective(flat=True)),
     "compile": ("elbokit compile=True", None, {"compile": True}),
-    "compile-fused": ("elbokit compile +fused", _adam(fused=True), {"compile": True}),
-    "all-compile": ("elbokit all +compile", _fused_and_sums, {**_objective(flat=True), "compile": True}),
 }
 
 

@@ -25,9 +25,9 @@ import torch
 
 from . import bounds, distributed
 from .checkpoint import atomic_write, has_checkpoint, load_model, save_model
-from .data import check_matrix, split_indices
-from .errors import CheckpointError, ConfigError, ConvergenceWarning, DataError, describe_rows
-from .likelihoods import likelihood_for_data
+from .data import NpyStream, check_matrix, check_probabilities, split_indices
+from .errors import CheckpointError, ConfigError, ConvergenceWarning
+from .likelihoods import LIKELIHOODS, Categorical, likelihood_for_data
 from .models.latents import LatentSpec
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
 from .models.vae import VAEConfig, VAEModule
@@ -43,21 +43,25 @@ def fixed_binarization(X: np.ndarray, seed: int) -> np.ndarray:
 
 
 def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: TrainConfig,
-                     X: np.ndarray, X_val: np.ndarray | None, run_dir: str | Path | None,
-                     resume: bool, where: str, dynamic: bool = False) -> None:
+                     X: np.ndarray | NpyStream, X_val: np.ndarray | None,
+                     run_dir: str | Path | None, resume: bool, where: str,
+                     dynamic: bool = False) -> None:
     """Train ``module`` with the generic :class:`Trainer`: hold out ``val_fraction`` for early
     stopping unless ``X_val`` is given, checkpoint into ``run_dir`` and keep the best model.
     ``dynamic``: ``X`` holds probabilities (checked by the caller) and every training batch
-    is a fresh Bernoulli draw of them (dynamic binarization).
+    is a fresh Bernoulli draw of them (dynamic binarization). ``X`` may be a stream (data
+    larger than memory), checked by the caller, whose held-out rows the caller has taken.
 
     The module and the data go to ``estimator.device`` and stay there (the scores then run
     there too). Under a process group of several ranks (torchrun) every rank calls this with
     the same arguments; rank 0 writes ``run_dir`` (see :class:`~elbokit.training.Trainer`)."""
-    X = np.asarray(X, dtype=np.float64)
+    streamed = isinstance(X, NpyStream)
+    if not streamed:
+        X = np.asarray(X, dtype=np.float64)
     if run_dir is not None and not resume and has_checkpoint(run_dir):
         raise ConfigError(f"{run_dir}: already holds a training checkpoint; pass "
                           "resume=True to continue it, or use another directory")
-    if X_val is None and estimator.val_fraction > 0:
+    if X_val is None and estimator.val_fraction > 0 and not streamed:
         parts = split_indices(len(X), estimator.seed, 0.0, estimator.val_fraction)
         X, X_val = X[parts["train"]], X[parts["val"]]
         if dynamic:
@@ -71,8 +75,12 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
                       batch_transform=torch.bernoulli if dynamic else None,
                       compile=estimator.compile)
     parameter = next(module.parameters())
-    x = (torch.as_tensor(X, dtype=parameter.dtype, device=parameter.device) if dynamic
-         else estimator.as_tensor(X, module, where))
+    if streamed:
+        x = X  # read chunk by chunk by the trainer
+    elif dynamic:
+        x = torch.as_tensor(X, dtype=parameter.dtype, device=parameter.device)
+    else:
+        x = estimator.as_tensor(X, module, where)
     estimator.history_ = trainer.fit(x, x_val, resume=resume)
     estimator.epochs_trained_ = trainer.state["epoch"]
     estimator.stopped_early_ = trainer.state["stopped_early"]
@@ -244,7 +252,7 @@ class LatentModel:
 
 
 class VAE(LatentModel):
-    """A Gaussian-latent VAE with an MLP (or linear) encoder and decoder.
+    """A Gaussian-latent VAE with an MLP (or linear, or convolutional) encoder and decoder.
 
     Parameters mirror the CLI's ``elbokit fit`` options: ``latent_dim`` (Gaussian z) or
     ``latent`` ("gaussian:16", "categorical:10", "categorical:20x10", "bernoulli:32"; see
@@ -252,15 +260,20 @@ class VAE(LatentModel):
     the encoder's hidden layers; the decoder mirrors them), ``likelihood`` ("auto",
     "bernoulli", "gaussian", "categorical", "multinomial"), ``gaussian_scale`` ("dim",
     "shared", "decoder"), ``n_categories`` (categorical likelihood; default: the largest code in
-    the training data + 1), ``encoder``/``decoder`` ("mlp" or "linear"; a linear decoder with
-    a shared-scale Gaussian is probabilistic PCA), and the training options of
+    the training data + 1), ``encoder``/``decoder`` ("mlp", "linear" or "conv"; a linear
+    decoder with a shared-scale Gaussian is probabilistic PCA; "conv": stride-2 convolutions
+    of 32 and 64 channels plus dense layers of ``hidden`` widths, see
+    :class:`~elbokit.models.vae.VAEConfig`), ``image_shape`` (``(C, H, W)`` or ``(H, W)`` of
+    the images flattened into X's rows, for "conv"; default: ``(1, s, s)`` when the width is
+    ``s * s``), and the training options of
     :class:`~elbokit.training.TrainConfig` (``beta``: weight of the KL term; ``kl_warmup``:
     epochs over which that weight rises linearly from 0; ``free_bits``: nats per latent
     variable that cost no KL gradient; the reported ELBO is always the true one, beta = 1).
     ``val_fraction`` of the data passed to
     :meth:`fit` is held out for early stopping unless ``X_val`` is given. ``device``: "cpu"
     or "cuda" (the module trains and scores there; :meth:`load` puts it on the CPU);
-    ``compile``: run the training step through ``torch.compile``.
+    ``compile``: run the training step through ``torch.compile``. Data larger than memory:
+    pass :meth:`fit` an :class:`~elbokit.data.NpyStream` (one process, not under torchrun).
     """
 
     kind = "vae"
@@ -280,7 +293,7 @@ class VAE(LatentModel):
                  val_fraction: float = 0.1, patience: int | None = 10, seed: int = 0,
                  dtype: str = "float32", progress: bool = False,
                  dynamic_binarization: bool = False, device: str = "cpu",
-                 compile: bool = False) -> None:
+                 compile: bool = False, image_shape: Sequence[int] | None = None) -> None:
         self.latent_dim = latent_dim
         self.latent = latent
         self.hidden = tuple(hidden)
@@ -312,6 +325,8 @@ class VAE(LatentModel):
         self.dynamic_binarization = dynamic_binarization
         self.device = device
         self.compile = compile
+        # Checked in build(); kept as given otherwise (scikit-learn: __init__ only stores).
+        self.image_shape = tuple(image_shape) if isinstance(image_shape, list) else image_shape
 
     # -- configuration -------------------------------------------------------------------
     def train_config(self) -> TrainConfig:
@@ -325,47 +340,62 @@ class VAE(LatentModel):
     def latent_spec(self) -> LatentSpec:
         return LatentSpec.parse(self.latent) if self.latent else LatentSpec("gaussian", self.latent_dim)
 
-    def check(self, X: np.ndarray, where: str = "data") -> None:
-        """Refuse impossible options, data or estimator before anything is trained or written."""
-        self.train_config().objective(self.build(X, where))
+    def check(self, X: np.ndarray | NpyStream, where: str = "data") -> None:
+        """Refuse impossible options, data or estimator before anything is trained or written
+        (a stream: every row of its file is read and checked, once)."""
+        module = self._stream_module(X) if isinstance(X, NpyStream) else self.build(X, where)
+        self.train_config().objective(module)
 
-    def build(self, X: np.ndarray, where: str = "data") -> VAEModule:
+    def build(self, X: np.ndarray, where: str = "data", likelihood: str | None = None,
+              n_categories: int | None = None) -> VAEModule:
         """An untrained module for data like ``X: [n, dim]`` (checks X against the
-        likelihood and fits what the data fix: standardization, categories)."""
+        likelihood and fits what the data fix: standardization, categories).
+        ``likelihood``/``n_categories``: instead of the options, what a scan of a whole
+        file decided, for a module built on a sample of a stream's rows."""
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
         X = np.asarray(X, dtype=np.float64)
         check_matrix(X, where)
-        observation = likelihood_for_data(self.likelihood, X, where, self.gaussian_scale,
-                                          self.n_categories)
+        observation = likelihood_for_data(likelihood or self.likelihood, X, where,
+                                          self.gaussian_scale, n_categories or self.n_categories)
         spec = self.latent_spec()
         config = VAEConfig(dim=X.shape[1], latent_dim=spec.n, latent=spec.kind,
                            categories=spec.categories, hidden=self.hidden,
                            encoder=self.encoder, decoder=self.decoder,
-                           activation=self.activation, likelihood=observation.config())
+                           activation=self.activation, likelihood=observation.config(),
+                           image_shape=self.image_shape)
         with seeded(self.seed):
             module = VAEModule(config, observation)
         return module.to(self.torch_dtype())
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, X_val: np.ndarray | None = None, run_dir: str | Path | None = None,
-            resume: bool = False, where: str = "data") -> VAE:
-        """Maximize the ELBO (or IWAE_k) on ``X: [n, dim]``.
+    def fit(self, X: np.ndarray | NpyStream, X_val: np.ndarray | None = None,
+            run_dir: str | Path | None = None, resume: bool = False, where: str = "data") -> VAE:
+        """Maximize the ELBO (or IWAE_k) on ``X: [n, dim]``, an array or a
+        :class:`~elbokit.data.NpyStream` (data larger than memory, see :meth:`_stream_module`;
+        without ``X_val``, ``val_fraction`` of its rows, at most a sixteenth of its budget, are
+        held out).
 
         ``run_dir``: write metrics.jsonl, a checkpoint per epoch and the best model there;
         ``resume=True`` continues from its checkpoint.
         """
-        if self.dynamic_binarization:
+        if isinstance(X, NpyStream):
+            n_val = min(round(len(X) * self.val_fraction), X.holdout_rows)
+            if X_val is None and n_val > 0:
+                (held,) = X.pick([n_val], self.seed)
+                X_val = X.read_rows(held)
+                if self.dynamic_binarization:
+                    X_val = fixed_binarization(X_val, self.seed)
+                X = X.excluding(held)
+            module = self._stream_module(X)
+            where = X.where
+        elif self.dynamic_binarization:
             # X holds probabilities: the model is built (and checked) on one draw, and
             # trained on a fresh draw per batch (Burda et al. 2016's dynamic binarization).
             X = np.asarray(X, dtype=np.float64)
             check_matrix(X, where)
-            outside = ((X < 0) | (X > 1)).any(axis=1)
-            if outside.any():
-                raise DataError(f"{where}: dynamic binarization needs values in [0, 1], but "
-                                f"{describe_rows(outside)} are outside")
-            if self.likelihood not in ("auto", "bernoulli"):
-                raise ConfigError("dynamic binarization makes 0/1 data: use the bernoulli likelihood")
+            check_probabilities(X, where)
+            self._dynamic_likelihood()
             module = self.build(fixed_binarization(X, self.seed), where)
         else:
             module = self.build(X, where)
@@ -373,6 +403,49 @@ class VAE(LatentModel):
                          dynamic=self.dynamic_binarization)
         self.module_.eval()
         return self
+
+    def _dynamic_likelihood(self) -> str:
+        if self.likelihood not in ("auto", "bernoulli"):
+            raise ConfigError("dynamic binarization makes 0/1 data: use the bernoulli likelihood")
+        return "bernoulli"
+
+    def _stream_module(self, stream: NpyStream) -> VAEModule:
+        """An untrained module for the rows of ``stream``, after every row of its file is
+        checked (once: the scan is cached on the stream) against the options: finite, and
+        0/1 for a Bernoulli likelihood, probabilities with dynamic binarization, and so on.
+        What depends on the whole file comes from that scan (``likelihood="auto"``:
+        Bernoulli when every value is 0 or 1; the category count); what a sample shows as
+        well (the Gaussian standardization, the multinomial's document length) comes from a
+        seeded sample of at most ``stream.holdout_rows`` rows (all of them when they fit, so
+        a small file gives the module the array would)."""
+        if self.dynamic_binarization:
+            likelihood = self._dynamic_likelihood()
+        elif self.likelihood in ("auto", *LIKELIHOODS):
+            likelihood = self.likelihood
+        else:
+            raise ConfigError(f"unknown likelihood {self.likelihood!r}; choose from auto, "
+                              f"{', '.join(LIKELIHOODS)}")
+
+        def check(x: np.ndarray, where: str) -> None:  # one piece of the file, [rows, dim]
+            if self.dynamic_binarization:
+                check_probabilities(x, where)
+            elif likelihood == "categorical":
+                Categorical.check(x, where, self.n_categories)
+            elif likelihood != "auto":
+                LIKELIHOODS[likelihood].check(x, where)
+
+        found = stream.scan(check, key=("vae", likelihood, self.n_categories,
+                                        self.dynamic_binarization))
+        if likelihood == "auto":
+            likelihood = "bernoulli" if found.binary else "gaussian"
+        n_categories = self.n_categories
+        if likelihood == "categorical" and n_categories is None:
+            n_categories = int(found.max) + 1  # codes seen anywhere in the file, not only the sample
+        (rows,) = stream.pick([stream.holdout_rows], self.seed)
+        sample = stream.read_rows(rows)
+        if self.dynamic_binarization:
+            sample = fixed_binarization(sample, self.seed)
+        return self.build(sample, stream.where, likelihood=likelihood, n_categories=n_categories)
 
     @torch.no_grad()
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -445,6 +518,9 @@ class Mixture(LatentModel):
 
     def build(self, X: np.ndarray, where: str = "data", initialize: bool = True) -> MixtureModule:
         """An initialized (k-means or random) module for data like ``X: [n, dim]``."""
+        if isinstance(X, NpyStream):
+            raise ConfigError("mixtures are fitted on data in memory (EM and the k-means start "
+                              "revisit every example); stream the file to a VAE instead")
         if self.fit_method not in self.fits:
             raise ConfigError(f"fit must be one of {', '.join(self.fits)}, not {self.fit_method!r}")
         X = np.asarray(X, dtype=np.float64)

@@ -28,6 +28,10 @@ class ObservationModel(nn.Module):
     """Base class: ``n_params(dim)`` decoder outputs per example -> a distribution over x."""
 
     name: str = ""
+    # How several decoder outputs per data value are laid out in ``params``: all values' first
+    # parameter, then all their second ("parameter-major", e.g. Gaussian loc then scale), or
+    # each value's parameters together ("parameter-minor", e.g. a feature's K logits).
+    parameter_layout: str = "parameter-major"
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -44,6 +48,13 @@ class ObservationModel(nn.Module):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """E[x | z] for decoder output ``params``: [..., n_params] -> [..., dim]."""
         return self(params).mean
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | params) summed over the data dimensions: ``params: [..., n_params]``,
+        ``x: [batch, dim]`` (broadcast against the leading dims) -> ``[...]``. The default
+        builds the distribution; models override it where a direct formula skips the
+        distribution objects' argument broadcasting on every training step."""
+        return self(params).log_prob(x)
 
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the encoder sees of ``x: [..., dim]`` (Gaussian data: standardized)."""
@@ -84,6 +95,11 @@ class Bernoulli(ObservationModel):
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # What torch's Bernoulli.log_prob computes (the same op, the same numbers).
+        return -F.binary_cross_entropy_with_logits(params, x.expand_as(params),
+                                                   reduction="none").sum(-1)
 
     def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # log p(x | logit) = x . logit - sum softplus(logit)
@@ -170,6 +186,7 @@ class Categorical(ObservationModel):
     """Each of ``dim`` features takes one of ``n_categories`` values {0, ..., C-1}."""
 
     name = "categorical"
+    parameter_layout = "parameter-minor"
 
     def __init__(self, dim: int, n_categories: int) -> None:
         super().__init__(dim)

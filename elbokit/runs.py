@@ -25,24 +25,37 @@ RUN_FORMAT = "elbokit.run"
 
 @dataclass
 class RunData:
-    """The data of a run after preprocessing, and its split into train/val/test indices."""
+    """The data of a run after preprocessing, and its split into train/val/test indices.
+
+    A streamed run (``fit --stream``: data larger than memory) holds in ``dataset`` only its
+    held-out rows and a sample of its training rows, its splits index those, and ``stream``
+    reads the training rows from the file chunk by chunk."""
 
     dataset: datasets.Dataset
     splits: dict[str, np.ndarray]
     dynamic: bool = False  # --binarize dynamic: x holds probabilities, resampled in training
+    stream: datasets.NpyStream | None = None
 
     def split(self, name: str) -> np.ndarray:
         """The examples of a split, as the model scores them (with dynamic binarization: one
-        fixed binarization, drawn with seed 0, so every evaluation sees the same 0/1 data)."""
+        fixed binarization, drawn with seed 0, so every evaluation sees the same 0/1 data).
+        A streamed run's ``train`` split is a bounded sample of its training rows."""
         x = self._fixed() if self.dynamic else self.dataset.x
         if name == "all":
+            if self.stream is not None:
+                raise ConfigError(f"{self.stream.where}: a streamed run scores its test and "
+                                  "validation rows and a sample of its training rows, not the "
+                                  "whole file (score it with evaluate --data on a smaller file)")
             return x
         if name not in self.splits:
             raise ConfigError(f"unknown split {name!r}; use train, val, test or all")
         return x[self.splits[name]]
 
-    def training(self) -> np.ndarray:
-        """The training examples as training sees them (probabilities when dynamic)."""
+    def training(self) -> np.ndarray | datasets.NpyStream:
+        """The training examples as training sees them (probabilities when dynamic); a
+        streamed run's stream."""
+        if self.stream is not None:
+            return self.stream
         return self.dataset.x[self.splits["train"]]
 
     def _fixed(self) -> np.ndarray:
@@ -70,6 +83,8 @@ def prepare_data(data_config: dict, data: datasets.Dataset | None = None) -> Run
     """The data and split described by a run's ``config["data"]`` (``data``: already loaded).
     Data sets with an official split (MNIST) keep it: their test examples, and validation
     examples where the set names them; otherwise seeded fractions."""
+    if data_config.get("stream"):
+        return prepare_stream(data_config)
     if data is None:
         data = load_data(data_config["source"], data_config.get("binarize"))
     split = data_config["split"]
@@ -94,6 +109,56 @@ def data_record(spec: str, data: datasets.Dataset, binarize: float | None, seed:
         "image_shape": list(data.image_shape) if data.image_shape else None,
         "fingerprint": data.fingerprint,
     }
+
+
+def prepare_stream(data_config: dict) -> RunData:
+    """A streamed run's data (``config["data"]`` with ``stream: {"ram_budget": bytes}``):
+    seeded test and validation rows (the configured fractions, each at most a sixteenth of
+    the budget as float64 rows) held out of the training stream, and a sample of as many
+    training rows to score as the train split. Reads only those rows, not the file."""
+    binarize = data_config.get("binarize")
+    stream = datasets.NpyStream(data_config["source"], data_config["stream"]["ram_budget"],
+                                binarize=None if binarize in (None, "dynamic") else binarize)
+    if "n_examples" in data_config and (stream.n_rows, stream.dim) != (
+            data_config["n_examples"], data_config["dim"]):
+        raise DataError(f"{stream.where}: the file changed since the run was made (now "
+                        f"{stream.n_rows} x {stream.dim}, then {data_config['n_examples']} x "
+                        f"{data_config['dim']})")
+    split, n, cap = data_config["split"], stream.n_rows, stream.holdout_rows
+    n_test = min(round(n * split["test_fraction"]), cap)
+    n_val = min(round((n - n_test) * split["val_fraction"]), cap)
+    if n - n_test - n_val < 1:
+        raise DataError(f"{n} examples leave none for training after the test and "
+                        "validation splits")
+    test, val = stream.pick([n_test, n_val], split["seed"])
+    training = stream.excluding(np.concatenate([test, val]))
+    (sample,) = training.pick([cap], split["seed"] + 1)
+    parts = [stream.read_rows(rows) for rows in (test, val, sample)]
+    ends = np.cumsum([0, *map(len, parts)])
+    dataset = datasets.Dataset(
+        x=np.concatenate(parts), source=stream.where, image_shape=stream.image_shape,
+        description=f"{stream.where}: {n} x {stream.dim} {stream.dtype}, streamed")
+    splits = {name: np.arange(ends[i], ends[i + 1]) for i, name in enumerate(("test", "val", "train"))}
+    return RunData(dataset, splits, dynamic=binarize == "dynamic", stream=training)
+
+
+def stream_run(path: str, ram_budget: int, binarize: float | str | None, seed: int,
+               test_fraction: float, val_fraction: float) -> tuple[dict, RunData]:
+    """``config["data"]`` of a new streamed run, and its data (see :func:`prepare_stream`).
+    The fingerprint covers the rows the run holds in memory (held out and sampled), not
+    every row: hashing a file larger than memory on every later command would read all of
+    it; the file's shape is checked too."""
+    record: dict = {
+        "source": str(Path(path).resolve()), "binarize": binarize,
+        "stream": {"ram_budget": ram_budget},
+        "split": {"seed": seed, "test_fraction": test_fraction, "val_fraction": val_fraction},
+    }
+    run = prepare_stream(record)
+    assert run.stream is not None
+    record.update(n_examples=run.stream.n_rows, dim=run.stream.dim,
+                  image_shape=list(run.stream.image_shape) if run.stream.image_shape else None,
+                  dtype=str(run.stream.dtype), fingerprint=run.dataset.fingerprint)
+    return record, run
 
 
 def create_run_dir(out: Path, overwrite: bool) -> None:

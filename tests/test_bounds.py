@@ -9,6 +9,7 @@ import torch
 from torch import distributions as D
 
 from elbokit import bounds
+from elbokit.models.latents import StandardNormal
 from elbokit.models.vae import VAEConfig, VAEModule
 
 
@@ -162,3 +163,56 @@ def test_iwae_with_one_sample_is_the_elbo_with_monte_carlo_kl():
     torch.manual_seed(9)
     terms = bounds.iwae(model, x, 5)
     assert terms.surrogate.shape == terms.elbo.shape == (7,)
+
+
+# -- the training step's direct formulas equal torch.distributions' values -------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("standard", [True, False])
+def test_diagonal_gaussian_kl_formula_equals_the_registry(dtype, standard):
+    """closed_form_kl's own formulas (general diagonal prior; the short form for the
+    StandardNormal prior) give torch's registered KL(Normal || Normal), summed over the event."""
+    torch.manual_seed(0)
+    q = D.Independent(D.Normal(3 * torch.randn(4, 6, 5, dtype=dtype),
+                               torch.rand(4, 6, 5, dtype=dtype) * 3 + 1e-3), 1)
+    if standard:
+        p = D.Independent(StandardNormal(torch.zeros(5, dtype=dtype), torch.ones(5, dtype=dtype)), 1)
+    else:
+        p = D.Independent(D.Normal(torch.randn(5, dtype=dtype), torch.rand(5, dtype=dtype) + 0.2), 1)
+    registry = D.kl_divergence(D.Independent(D.Normal(q.base_dist.loc, q.base_dist.scale), 1),
+                               D.Independent(D.Normal(p.base_dist.loc, p.base_dist.scale), 1)
+                               .expand(q.batch_shape))
+    ours = bounds.closed_form_kl(q, p)
+    assert ours.shape == (4, 6)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert torch.allclose(ours, registry, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_elbo_terms_equal_the_distribution_objects_reference(k):
+    """bounds.elbo (one-sample shortcut, direct Bernoulli log-likelihood, KL formula) computes
+    what the plain torch.distributions recipe computes from the same random numbers."""
+    torch.manual_seed(0)
+    model = VAEModule(VAEConfig(dim=12, latent_dim=3, hidden=(7,)))
+    x = torch.bernoulli(torch.full((9, 12), 0.3))
+    torch.manual_seed(5)
+    terms = bounds.elbo(model, x, n_samples=k)
+    torch.manual_seed(5)
+    q = model.posterior(x)
+    z = q.rsample((k,))
+    reconstruction = D.Independent(D.Bernoulli(logits=model.decoder(z)), 1).log_prob(x).mean(0)
+    kl = D.kl_divergence(D.Independent(D.Normal(q.base_dist.loc, q.base_dist.scale), 1),
+                         D.Independent(D.Normal(torch.zeros(3), torch.ones(3)), 1).expand((9,)))
+    assert torch.allclose(terms.reconstruction, reconstruction, rtol=1e-6, atol=1e-5)
+    assert torch.allclose(terms.kl, kl, rtol=1e-6, atol=1e-6)
+    assert torch.equal(terms.elbo, terms.reconstruction - terms.kl)
+    # Gradients too: the surrogate's gradient is the reference ELBO's.
+    grads = torch.autograd.grad(terms.surrogate.sum(), list(model.parameters()))
+    torch.manual_seed(5)
+    q = model.posterior(x)
+    z = q.rsample((k,))
+    reference = (D.Independent(D.Bernoulli(logits=model.decoder(z)), 1).log_prob(x).mean(0)
+                 - D.kl_divergence(q, model.prior().expand((9,))))
+    expected = torch.autograd.grad(reference.sum(), list(model.parameters()))
+    for got, want in zip(grads, expected, strict=True):
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)

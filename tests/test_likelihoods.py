@@ -125,3 +125,21 @@ def test_log_prob_table_equals_broadcast_log_prob(name):
         reference = model(params.unsqueeze(1)).log_prob(xt.unsqueeze(0)).T
     assert table.shape == (9, 7)
     assert torch.allclose(table, reference, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (3, 5, 7)])
+def test_observation_log_prob_is_the_distributions_log_prob(shape):
+    """``ObservationModel.log_prob(params, x)`` (the training step's direct path; Bernoulli's
+    own formula) equals ``model(params).log_prob(x)`` for every observation model."""
+    torch.manual_seed(0)
+    x_binary = torch.bernoulli(torch.full((5, 7), 0.4))
+    x_real = torch.randn(5, 7)
+    for config, x in (({"name": "bernoulli"}, x_binary), ({"name": "gaussian"}, x_real),
+                      ({"name": "gaussian", "scale": "decoder"}, x_real)):
+        obs = build_likelihood(config, 7)
+        params = torch.randn(*shape[:-1], obs.n_params)
+        assert torch.equal(obs.log_prob(params, x), obs(params).log_prob(x)), config
+    bernoulli = torch.distributions.Bernoulli(logits=params[..., :7])
+    reference = torch.distributions.Independent(bernoulli, 1).log_prob(x_binary)
+    assert torch.equal(build_likelihood({"name": "bernoulli"}, 7).log_prob(params[..., :7], x_binary),
+                       reference)

@@ -377,7 +377,11 @@ def test_mixture_from_the_command_line(tmp_path, capsys):
     assert 0 < summary["adjusted_rand_index"] <= 1
     history = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").open()]
     values = [h["train"]["log_likelihood"] for h in history]
-    assert all(b >= a - 1e-6 for a, b in zip(values, values[1:], strict=False))  # EM, float32
+    # EM never decreases it, up to the rounding of a float32 mean over n = 1,294 examples:
+    # pairwise summation errs by ~ log2(n) eps |value| = 11 * 6e-8 ~ 7e-7 relative, so a
+    # step may read as a dip of ~1e-5 nats at |log p| ~ 22 near convergence (measured: up to
+    # 2 ulps, 3.8e-6). Allowed: 1e-6 relative, i.e. 2.2e-5 nats.
+    assert all(b >= a - 1e-6 * abs(a) for a, b in zip(values, values[1:], strict=False))
     code = main(["fit", "--model", "mixture", "--fit", "gradient", "--epochs", "2", "--components",
                  "2", "--out", str(tmp_path / "g"), "--eval-k", "10", "--quiet"])
     assert code == 0

@@ -19,8 +19,11 @@ from sklearn.metrics import adjusted_rand_score
 from .. import distributed, estimators, figures, report, runs
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
 from ..checkpoint import write_json
+from ..data import NAMED
+from ..data.stream import DEFAULT_BUDGET, parse_size
 from ..errors import ConfigError, ElbokitError
 from ..likelihoods import LIKELIHOODS, Gaussian
+from ..models.vae import ARCHITECTURES
 from ..nets import ACTIVATIONS
 from .common import (
     SCORE_HEADERS,
@@ -67,6 +70,14 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="share of examples held out for testing (default 0.2)")
     d.add_argument("--val-fraction", type=fraction, default=0.1,
                    help="share of the rest used for early stopping (default 0.1)")
+    if not sweep:
+        d.add_argument("--stream", action="store_true",
+                       help="data larger than memory: read the .npy file --data in shuffled "
+                       "chunks within --ram-budget instead of loading it (test and validation "
+                       "rows: the fractions, each at most a sixteenth of the budget)")
+        d.add_argument("--ram-budget", type=ram_budget, default=None, metavar="SIZE",
+                       help="with --stream: bytes of file data held at once, e.g. 512M, 2G "
+                       f"(default {DEFAULT_BUDGET}); Python and torch come on top")
     m = p.add_argument_group("model")
     m.add_argument("--model", default="vae", choices=("vae", "mixture"),
                    help="a VAE, or a mixture of --components K (z = component, exact posterior)")
@@ -87,10 +98,17 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     m.add_argument("--gaussian-scale", default="dim", choices=Gaussian.scales,
                    help="gaussian variance: one per dimension, one shared, or from the decoder")
     m.add_argument("--hidden", type=widths, default=(256, 256), metavar="W1,W2,...",
-                   help="hidden layer widths of the encoder; the decoder mirrors them (256,256)")
-    m.add_argument("--encoder", default="mlp", choices=("mlp", "linear"))
-    m.add_argument("--decoder", default="mlp", choices=("mlp", "linear"),
-                   help="linear + gaussian likelihood is probabilistic PCA")
+                   help="hidden layer widths of the encoder; the decoder mirrors them (256,256); "
+                   "conv: the dense layers after the convolutions")
+    m.add_argument("--encoder", default="mlp", choices=ARCHITECTURES,
+                   help="conv: two stride-2 convolutions (32, 64 channels) before the --hidden "
+                   "layers, for images")
+    m.add_argument("--decoder", default="mlp", choices=ARCHITECTURES,
+                   help="linear + gaussian likelihood is probabilistic PCA; conv: the --hidden "
+                   "layers, then two transposed convolutions back to the image size")
+    m.add_argument("--image-shape", type=image_shape, default=None, metavar="HxW|CxHxW",
+                   help="conv: the images the rows hold, channels first (default: the data "
+                   "set's own, e.g. 28x28, or SxS when a row has S*S values)")
     m.add_argument("--activation", default="relu", choices=tuple(ACTIVATIONS))
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive_int, default=None,
@@ -141,6 +159,26 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="skip the figures and report.html written at the end")
 
 
+def image_shape(text: str) -> tuple[int, int, int]:
+    """``--image-shape``: ``28x28`` -> (1, 28, 28); ``3x32x32`` -> (3, 32, 32)."""
+    parts = text.lower().split("x")
+    try:
+        values = tuple(positive_int(part) for part in parts)
+    except argparse.ArgumentTypeError:
+        values = ()
+    if len(values) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an image shape like 28x28 or 1x28x28")
+    return values if len(values) == 3 else (1, *values)  # type: ignore[return-value]
+
+
+def ram_budget(text: str) -> int:
+    """``--ram-budget``: ``512M``, ``2G``, ... in bytes."""
+    try:
+        return parse_size(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def binarization(text: str) -> float | str:
     """``--binarize``: a threshold, or ``dynamic``."""
     if text == "dynamic":
@@ -153,6 +191,10 @@ def binarization(text: str) -> float | str:
 
 def _estimator(args: argparse.Namespace) -> LatentModel:
     """The model the options describe, its options checked before any data is read."""
+    if getattr(args, "ram_budget", None) is not None and not getattr(args, "stream", False):
+        raise ConfigError("--ram-budget sizes the chunks of --stream; add --stream")
+    if getattr(args, "stream", False) and args.model == "mixture":
+        raise ConfigError("--stream trains VAEs; a mixture is fitted on data in memory")
     if args.model == "mixture":
         if args.binarize == "dynamic":
             raise ConfigError("--binarize dynamic trains VAEs; a mixture needs fixed data "
@@ -179,18 +221,42 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
               patience=args.patience or None, seed=args.seed, dtype=args.dtype,
               dynamic_binarization=args.binarize == "dynamic",
               device=getattr(args, "device", None) or "cpu",
-              compile=bool(getattr(args, "compile", None)))
+              compile=bool(getattr(args, "compile", None)),
+              image_shape=getattr(args, "image_shape", None))
     vae.train_config()  # refuse impossible training options before reading any data
     vae.latent_spec()
     vae.torch_device()  # --device cuda without CUDA: one line, exit 2
     return vae
 
 
+def _new_stream_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, runs.RunData]:
+    """``--stream``: only the held-out rows and a training sample are read here; the whole
+    file is checked by ``vae.check`` (one pass, chunk by chunk) before anything is written."""
+    if args.data in NAMED:
+        raise ConfigError(f"--stream reads a .npy file; {args.data!r} is a named data set, "
+                          "which fits in memory: drop --stream")
+    record, run_data = runs.stream_run(args.data, args.ram_budget or parse_size(DEFAULT_BUDGET),
+                                       args.binarize, args.seed, args.test_fraction,
+                                       args.val_fraction)
+    shape = run_data.dataset.image_shape
+    if (isinstance(vae, VAE) and vae.image_shape is None and "conv" in (vae.encoder, vae.decoder)
+            and shape is not None and len(shape) == 2):
+        vae.image_shape = (1, *shape)  # as _new_run does for images in memory
+    return {"data": record, "kind": vae.kind}, run_data
+
+
 def _new_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, runs.RunData]:
+    if getattr(args, "stream", False):
+        return _new_stream_run(args, vae)
     data = runs.load_data(args.data, args.binarize)
     if args.likelihood == "categorical" and np.all(data.x >= 0):
         # Count categories over all the data, so held-out codes unseen in training still fit.
         vae.n_categories = int(data.x.max()) + 1
+    if (isinstance(vae, VAE) and vae.image_shape is None and "conv" in (vae.encoder, vae.decoder)
+            and data.image_shape is not None and len(data.image_shape) == 2):
+        # A conv net on images of the data set's own shape (e.g. a .npy of [n, 7, 9]);
+        # [n, a, b, c] arrays are left to --image-shape (channels first or last is a guess).
+        vae.image_shape = (1, *data.image_shape)
     record = runs.data_record(args.data, data, args.binarize, args.seed, args.test_fraction,
                               args.val_fraction)
     return {"data": record, "kind": vae.kind}, runs.prepare_data(record, data)
@@ -231,6 +297,9 @@ def _refuse_unsupported(args: argparse.Namespace, vae: LatentModel) -> None:
     """What does not run under torchrun, refused on every rank before anything starts."""
     if not distributed.launched():
         return
+    if getattr(args, "stream", False):
+        raise ConfigError("--stream runs in one process: under torchrun every rank would read "
+                          "the whole file; run it without torchrun")
     if getattr(args, "command", "fit") == "sweep":
         raise ConfigError("elbokit sweep trains its members one after another in one process; "
                           "under torchrun, train each member with elbokit fit --beta B --out DIR")
@@ -269,7 +338,8 @@ def _run(args: argparse.Namespace) -> int:
             out = distributed.broadcast_object(out)
         config, run_data = _new_run(args, vae)
         # Check data, model and estimator before anything is written (on every rank).
-        vae.check(run_data.split("train"), where=config["data"]["source"])
+        vae.check(run_data.training() if run_data.stream is not None else run_data.split("train"),
+                  where=config["data"]["source"])
         config["params"] = vae.get_params()
 
         def create() -> None:
@@ -314,6 +384,10 @@ def _run(args: argparse.Namespace) -> int:
     rows = [score_row(s, scores) for s, scores in summary["splits"].items()]
     print(format_table(SCORE_HEADERS, rows))
     print(f"({score_note(next(iter(summary['splits'].values())))})")
+    if run_data.stream is not None:
+        print(f"(streamed: trained on {len(run_data.stream)} rows of {run_data.stream.where} read in "
+              f"chunks of at most {run_data.stream.chunk_rows}; the train row scores a sample of "
+              f"{len(run_data.splits['train'])} of them)")
     for line in diagnostics_lines(summary["diagnostics"], split):
         print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
     if not args.no_report:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, describe_rows
+from .stream import NpyStream as NpyStream  # data larger than memory
+from .stream import parse_size as parse_size
 
 
 @dataclass
@@ -78,14 +80,19 @@ NAMED: dict[str, tuple[Callable[[], Dataset], str]] = {
 
 # -- files ---------------------------------------------------------------------------------
 
+def check_array_kind(dtype: np.dtype, shape: tuple[int, ...], where: str) -> None:
+    """Refuse arrays that cannot be data: not numbers, or fewer than 2 axes. Shared by the
+    readers here and the memory-mapped stream, which sees only an array's header."""
+    if dtype.kind == "O" or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise DataError(f"{where}: expected numbers, found dtype {dtype}")
+    if len(shape) < 2:
+        raise DataError(f"{where}: expected a 2-D array [examples, features] "
+                        f"(or images [n, h, w]), found shape {shape}")
+
+
 def _as_matrix(array: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ...] | None]:
     """Numeric ``[n, dim]`` float64 from an array of 2 or more axes (images get flattened)."""
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
-                                     or array.dtype == np.bool_):
-        raise DataError(f"{where}: expected numbers, found dtype {array.dtype}")
-    if array.ndim < 2:
-        raise DataError(f"{where}: expected a 2-D array [examples, features] "
-                        f"(or images [n, h, w]), found shape {array.shape}")
+    check_array_kind(array.dtype, array.shape, where)
     image_shape = tuple(array.shape[1:]) if array.ndim > 2 else None
     return array.reshape(array.shape[0], int(np.prod(array.shape[1:]))).astype(np.float64), image_shape
 
@@ -196,6 +203,15 @@ def check_matrix(x: np.ndarray, where: str, dim: int | None = None) -> None:
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
         raise DataError(f"{where}: {describe_rows(bad)} contain NaN or inf")
+
+
+def check_probabilities(x: np.ndarray, where: str) -> None:
+    """Refuse values outside [0, 1] in ``x: [n, dim]`` read as probabilities (dynamic
+    binarization draws x ~ Bernoulli(values)), naming the rows."""
+    outside = ((x < 0) | (x > 1)).any(axis=1)
+    if outside.any():
+        raise DataError(f"{where}: dynamic binarization needs values in [0, 1], but "
+                        f"{describe_rows(outside)} are outside")
 
 
 def as_matrix(x: object, where: str, dim: int | None = None) -> np.ndarray:

@@ -78,6 +78,13 @@ class LatentSpec:
         return self.n * self.categories if self.kind == "categorical" else self.n
 
 
+class StandardNormal(D.Normal):
+    """N(0, 1): a ``Normal`` whose ``loc`` is 0 and ``scale`` 1 (the caller passes those).
+    The type tells :func:`elbokit.bounds.closed_form_kl` that KL(q || p) has its short form
+    sum_i (mu_i^2 + s_i^2 - 1) / 2 - log s_i, which needs no arithmetic with p's parameters
+    (fewer ops per training step). It expands and samples as any ``Normal``."""
+
+
 class LatentSpace(nn.Module):
     """Builds p(z), q(z|x) from encoder output, and the support, for one :class:`LatentSpec`."""
 
@@ -101,7 +108,7 @@ class LatentSpace(nn.Module):
 
     def prior(self) -> D.Distribution:
         if self.spec.kind == "gaussian":
-            return D.Independent(D.Normal(self.prior_loc, self.prior_scale, validate_args=False), 1)
+            return D.Independent(StandardNormal(self.prior_loc, self.prior_scale, validate_args=False), 1)
         return self._wrap(self.prior_logits)
 
     def posterior(self, encoded: torch.Tensor) -> D.Distribution:

@@ -6,6 +6,9 @@
 or, with a discrete latent space (:mod:`elbokit.models.latents`), categorical or Bernoulli
 codes with a uniform prior and an encoder that outputs their logits.
 
+With ``encoder="conv"`` / ``decoder="conv"`` the networks are convolutional (images: see
+:class:`VAEConfig` and :mod:`elbokit.nets`); everything else is unchanged.
+
 With ``decoder="linear"`` and a Gaussian likelihood with one shared variance this is
 probabilistic PCA (Tipping & Bishop 1999), whose marginal likelihood is known in closed
 form: :meth:`VAEModule.linear_gaussian_marginal` returns it, a ground truth for the bounds.
@@ -13,6 +16,7 @@ form: :meth:`VAEModule.linear_gaussian_marginal` returns it, a ground truth for 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -21,15 +25,51 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..likelihoods import Gaussian, ObservationModel, build_likelihood
-from ..nets import ACTIVATIONS, mlp
+from ..nets import ACTIVATIONS, ConvDecoder, ConvEncoder, mlp
 from .latents import LatentSpace, LatentSpec
 
-ARCHITECTURES = ("mlp", "linear")
+ARCHITECTURES = ("mlp", "linear", "conv")
+CONV_CHANNELS = (32, 64)  # the default channel widths of the two stride-2 convolutions
+
+
+def infer_image_shape(dim: int) -> tuple[int, int, int] | None:
+    """``(1, s, s)`` when ``dim = s * s`` (one grey image: 784 -> 28x28, 64 -> 8x8), else None."""
+    side = math.isqrt(dim)
+    return (1, side, side) if side * side == dim else None
+
+
+def check_image_shape(shape: object, dim: int) -> tuple[int, int, int]:
+    """``(C, H, W)`` from ``(H, W)`` or ``(C, H, W)`` positive integers whose product is
+    ``dim``; anything else is a one-line :class:`ConfigError`."""
+    try:
+        values = tuple(int(s) for s in shape)  # type: ignore[union-attr]
+        ok = len(values) in (2, 3) and all(s >= 1 and s == t for s, t in zip(values, shape, strict=True))
+    except (TypeError, ValueError):
+        values, ok = (), False
+    if not ok:
+        raise ConfigError(f"image shape must be (H, W) or (C, H, W) positive integers, not {shape!r}")
+    if len(values) == 2:
+        values = (1, *values)
+    if math.prod(values) != dim:
+        raise ConfigError(f"image shape {'x'.join(map(str, values))} has {math.prod(values)} "
+                          f"values, but the data has {dim} per example")
+    return values  # type: ignore[return-value]
 
 
 @dataclass
 class VAEConfig:
-    """Everything needed to rebuild a :class:`VAEModule` (weights aside)."""
+    """Everything needed to rebuild a :class:`VAEModule` (weights aside).
+
+    ``encoder``/``decoder``: ``"mlp"`` (``hidden`` widths; the decoder mirrors them),
+    ``"linear"`` (one affine map) or ``"conv"``: for images of ``image_shape`` ``(C, H, W)``
+    (``C*H*W == dim``, x the channels-first row-major flattening; inferred as ``(1, s, s)``
+    when ``dim = s^2``), stride-2 convolutions of ``conv_channels`` widths (kernel 3, each
+    halving H and W) then dense layers of ``hidden`` widths, and the decoder the mirror image
+    (dense, then transposed convolutions back to exactly H x W). ``hidden`` keeps its one
+    meaning, the dense widths, so ``--encoder conv`` swaps an MLP for a convolutional front
+    end of the same dense capacity; ``hidden=()`` is the classic conv VAE (convolutions and
+    one linear layer). Configs saved before these fields existed load unchanged.
+    """
 
     dim: int
     latent_dim: int = 8
@@ -40,9 +80,12 @@ class VAEConfig:
     decoder: str = "mlp"
     activation: str = "relu"
     likelihood: dict = field(default_factory=lambda: {"name": "bernoulli"})
+    image_shape: tuple[int, int, int] | None = None
+    conv_channels: tuple[int, ...] = CONV_CHANNELS
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
+        self.conv_channels = tuple(int(c) for c in self.conv_channels)
         if self.dim < 1:
             raise ConfigError(f"data dimension must be >= 1, not {self.dim}")
         self.latent_spec  # noqa: B018 - building it validates kind, size and categories
@@ -57,13 +100,26 @@ class VAEConfig:
             raise ConfigError(
                 f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}"
             )
+        if any(c < 1 for c in self.conv_channels):
+            raise ConfigError(f"conv channel widths must be >= 1, not {list(self.conv_channels)}")
+        if self.image_shape is not None:
+            self.image_shape = check_image_shape(self.image_shape, self.dim)
+        elif "conv" in (self.encoder, self.decoder):
+            # Stored once inferred, so a saved model never depends on inferring it again.
+            self.image_shape = infer_image_shape(self.dim)
+            if self.image_shape is None:
+                raise ConfigError(
+                    f"a conv encoder/decoder needs images, and {self.dim} values per example are "
+                    "not a square number of pixels: give the image shape (image_shape=(C, H, W), "
+                    "--image-shape HxW or CxHxW)")
 
     @property
     def latent_spec(self) -> LatentSpec:
         return LatentSpec(self.latent, self.latent_dim, self.categories)
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"hidden": list(self.hidden)}
+        return asdict(self) | {"hidden": list(self.hidden), "conv_channels": list(self.conv_channels),
+                               "image_shape": list(self.image_shape) if self.image_shape else None}
 
 
 class VAEModule(nn.Module):
@@ -76,10 +132,28 @@ class VAEModule(nn.Module):
         config.likelihood = self.observation.config()
         widths = {"mlp": config.hidden, "linear": ()}
         self.latent = LatentSpace(config.latent_spec)
-        self.encoder = mlp(config.dim, widths[config.encoder], config.latent_spec.n_params,
-                           config.activation)
-        self.decoder = mlp(config.latent_spec.flat_dim, widths[config.decoder][::-1],
-                           self.observation.n_params, config.activation)
+        spec = config.latent_spec
+        if config.encoder == "conv":
+            self.encoder: nn.Module = ConvEncoder(config.image_shape, config.conv_channels,
+                                                  config.hidden, spec.n_params, config.activation)
+        else:
+            self.encoder = mlp(config.dim, widths[config.encoder], spec.n_params, config.activation)
+        if config.decoder == "conv":
+            self.decoder: nn.Module = self._conv_decoder()
+        else:
+            self.decoder = mlp(spec.flat_dim, widths[config.decoder][::-1],
+                               self.observation.n_params, config.activation)
+
+    def _conv_decoder(self) -> ConvDecoder:
+        """The transposed-convolution decoder, with as many outputs per pixel as the
+        observation model needs, laid out as it reads them."""
+        config, obs = self.config, self.observation
+        per_pixel, rest = divmod(obs.n_params, config.dim)
+        if rest:
+            raise ConfigError(f"a conv decoder needs a whole number of parameters per pixel; the "
+                              f"{obs.name} likelihood has {obs.n_params} for {config.dim} values")
+        return ConvDecoder(config.latent_spec.flat_dim, config.image_shape, config.conv_channels,
+                           config.hidden[::-1], per_pixel, config.activation, obs.parameter_layout)
 
     def prior(self) -> D.Distribution:
         """p(z): batch_shape [], event_shape [latent_dim] (categorical: [latent_dim, K])."""
@@ -92,6 +166,11 @@ class VAEModule(nn.Module):
     def likelihood(self, z: torch.Tensor) -> D.Distribution:
         """p(x | z): ``z: [..., *event]`` -> batch_shape [...], event_shape [dim]."""
         return self.observation(self.decoder(self.latent.flatten(z)))
+
+    def likelihood_log_prob(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) without building the distribution object (the training step's hot
+        path): ``z: [..., *event]``, ``x: [batch, dim]`` broadcast -> ``[...]``."""
+        return self.observation.log_prob(self.decoder(self.latent.flatten(z)), x)
 
     def likelihood_table(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x_b | z_s) for all pairs: ``z: [S, *event]``, ``x: [B, dim]`` -> ``[B, S]``.
