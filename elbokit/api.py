@@ -107,6 +107,8 @@ class LatentModel:
     dtype = "float32"
     device = "cpu"  # class defaults: models saved before these options load unchanged
     compile = False
+    on_nan = "rollback"
+    max_retries = 5
 
     # -- inputs --------------------------------------------------------------------------
     def torch_dtype(self) -> torch.dtype:
@@ -274,6 +276,10 @@ class VAE(LatentModel):
     or "cuda" (the module trains and scores there; :meth:`load` puts it on the CPU);
     ``compile``: run the training step through ``torch.compile``. Data larger than memory:
     pass :meth:`fit` an :class:`~elbokit.data.NpyStream` (one process, not under torchrun).
+    ``on_nan``: a NaN or infinite loss or gradient rolls training back to the last good
+    epoch and halves the learning rate ("rollback", at most ``max_retries`` times), or
+    stops ("stop"); either way the weights never take a non-finite step (see
+    :mod:`elbokit.training`).
     """
 
     kind = "vae"
@@ -293,7 +299,8 @@ class VAE(LatentModel):
                  val_fraction: float = 0.1, patience: int | None = 10, seed: int = 0,
                  dtype: str = "float32", progress: bool = False,
                  dynamic_binarization: bool = False, device: str = "cpu",
-                 compile: bool = False, image_shape: Sequence[int] | None = None) -> None:
+                 compile: bool = False, image_shape: Sequence[int] | None = None,
+                 on_nan: str = "rollback", max_retries: int = 5) -> None:
         self.latent_dim = latent_dim
         self.latent = latent
         self.hidden = tuple(hidden)
@@ -327,6 +334,8 @@ class VAE(LatentModel):
         self.compile = compile
         # Checked in build(); kept as given otherwise (scikit-learn: __init__ only stores).
         self.image_shape = tuple(image_shape) if isinstance(image_shape, list) else image_shape
+        self.on_nan = on_nan
+        self.max_retries = max_retries
 
     # -- configuration -------------------------------------------------------------------
     def train_config(self) -> TrainConfig:
@@ -335,7 +344,8 @@ class VAE(LatentModel):
                            kl=self.kl, estimator=self.estimator, temperature=self.temperature,
                            min_temperature=self.min_temperature, anneal_rate=self.anneal_rate,
                            baseline=self.baseline, kl_warmup=self.kl_warmup,
-                           free_bits=self.free_bits, patience=self.patience, seed=self.seed)
+                           free_bits=self.free_bits, patience=self.patience, seed=self.seed,
+                           on_nan=self.on_nan, max_retries=self.max_retries)
 
     def latent_spec(self) -> LatentSpec:
         return LatentSpec.parse(self.latent) if self.latent else LatentSpec("gaussian", self.latent_dim)
@@ -474,7 +484,8 @@ class Mixture(LatentModel):
     and :meth:`score_samples` is exact. ``smoothing``: EM's pseudo-count for multinomial,
     categorical and Bernoulli components (MAP under a Dirichlet/Beta prior; 1 is Laplace
     smoothing, as naive Bayes uses). ``device``: "cpu" or "cuda"; ``compile``: run the
-    gradient fit's training step through ``torch.compile``.
+    gradient fit's training step through ``torch.compile``; ``on_nan``, ``max_retries``: as
+    for :class:`VAE` (the gradient fit).
     """
 
     kind = "mixture"
@@ -488,7 +499,7 @@ class Mixture(LatentModel):
                  batch_size: int = 256, lr: float = 1e-2, val_fraction: float = 0.1,
                  patience: int | None = 10, seed: int = 0, dtype: str = "float32",
                  progress: bool = False, smoothing: float = 1e-2, device: str = "cpu",
-                 compile: bool = False) -> None:
+                 compile: bool = False, on_nan: str = "rollback", max_retries: int = 5) -> None:
         self.n_components = n_components
         self.likelihood = likelihood
         self.gaussian_scale = gaussian_scale
@@ -508,6 +519,8 @@ class Mixture(LatentModel):
         self.smoothing = smoothing
         self.device = device
         self.compile = compile
+        self.on_nan = on_nan
+        self.max_retries = max_retries
 
     def get_params(self) -> dict:
         return super().get_params() | {"fit": self.fit_method}
@@ -558,7 +571,8 @@ class Mixture(LatentModel):
                 self.save(run_dir)
         else:
             config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                 estimator="enumerate", patience=self.patience, seed=self.seed)
+                                 estimator="enumerate", patience=self.patience, seed=self.seed,
+                                 on_nan=self.on_nan, max_retries=self.max_retries)
             fit_with_trainer(self, module, config, X, X_val, run_dir, resume, where)
         self.module_.eval()
         return self

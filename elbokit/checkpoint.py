@@ -3,7 +3,15 @@
 Every file is written atomically (temporary file in the same directory, fsync, rename), so a
 crash leaves either the old file or the new one, never half of one. JSON records carry the
 SHA-256 of the tensor files they describe, and loading verifies it, so a truncated or
-swapped tensor file is refused instead of silently loaded.
+swapped tensor file is refused instead of silently loaded. Nothing here unpickles: tensors
+are read by the safetensors parser only (a pickle or ``torch.save`` file in place of one is
+refused, never executed), everything else is JSON.
+
+Nothing non-finite is written: a model or checkpoint whose floating-point tensors hold a NaN
+or an infinity is refused (:class:`NonFiniteError`) before any file is touched, so a good
+checkpoint is never replaced by a diverged one. A write that fails (full disk, read-only
+directory) raises :class:`CheckpointWriteError` naming the directory and the reason, and
+leaves the previous checkpoint or model as it was.
 
 A training checkpoint is a directory (model, optimizer, state) replaced as a whole: it is
 written to ``checkpoint.tmp/``, the old ``checkpoint/`` is moved to ``checkpoint.old/``, the
@@ -34,6 +42,36 @@ from .errors import CheckpointError
 FORMAT_VERSION = 1
 
 
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint or model that could not be written (full disk, read-only directory, ...);
+    what was there before is intact. Also an :class:`OSError` (``errno`` is the cause's)."""
+
+    def __init__(self, message: str, cause: OSError | None = None) -> None:
+        super().__init__(message)
+        self.errno = cause.errno if cause is not None else None
+        self.strerror = cause.strerror if cause is not None else None
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NonFiniteError(CheckpointError):
+    """A state holding NaN or infinite values, refused instead of saved."""
+
+
+def check_finite(tensors: dict[str, torch.Tensor], what: str) -> None:
+    """Raise :class:`NonFiniteError` naming the first floating-point tensor of ``tensors``
+    that holds a NaN or an infinity (``what``: e.g. "model", for the message)."""
+    for name, tensor in tensors.items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            kind = "NaN" if bool(torch.isnan(tensor).any()) else "infinite values"
+            raise NonFiniteError(f"{what} tensor {name!r} holds {kind}")
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -45,20 +83,65 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new, never a mix."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write_temporary(path: Path, data: bytes) -> Path:
+    """``data`` in a fresh, fsynced temporary sibling of ``path`` (removed again on failure).
+    An OSError names ``path``, the file being written, not the temporary."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
-    _fsync_dir(path.parent)
+    return Path(tmp)
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new, never a mix."""
+    atomic_write_many({Path(path): data})
+
+
+def atomic_write_many(files: dict[Path, bytes]) -> None:
+    """Write several files of one directory so that every one is replaced only after all
+    were written: a failure while writing (full disk, ...) leaves all of them as they were.
+    The renames come last, in the order given (a crash between two of them, a window of
+    microseconds, can still leave the earlier ones new and the later ones old)."""
+    written: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            written.append((path, _write_temporary(path, data)))
+        for path, tmp in written:
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, str(path)) from e
+    except BaseException:
+        for _, tmp in written:
+            tmp.unlink(missing_ok=True)
+        raise
+    for parent in {path.parent for path in files}:
+        _fsync_dir(parent)
+
+
+def remove_temporaries(directory: str | Path) -> None:
+    """Remove what writes interrupted by a crash left in ``directory``: the hidden
+    ``.NAME.XXXX.tmp`` files of :func:`atomic_write`, a stale ``checkpoint.tmp/``, and a
+    ``checkpoint.old/`` next to a ``checkpoint/`` (which is complete whenever it exists: it
+    only ever appears by the rename of a finished ``checkpoint.tmp/``)."""
+    directory = Path(directory)
+    for path in directory.glob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+    shutil.rmtree(directory / "checkpoint.tmp", ignore_errors=True)
+    if (directory / "checkpoint").is_dir():
+        shutil.rmtree(directory / "checkpoint.old", ignore_errors=True)
 
 
 @contextmanager
@@ -104,8 +187,12 @@ def atomic_directory(path: str | Path, tmp: str | Path | None = None,
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(path, _json_bytes(obj))
 
 
 def read_json(path: str | Path) -> Any:
@@ -122,15 +209,30 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def tensor_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """``tensors`` serialized as a safetensors file."""
+    return st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+
+
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> str:
     """Write ``tensors`` as safetensors atomically; returns the file's SHA-256."""
-    data = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    data = tensor_bytes(tensors)
     atomic_write(path, data)
     return sha256(data)
 
 
+def _looks_pickled(data: bytes) -> str | None:
+    """What ``data`` is when it is a pickle or a ``torch.save`` file (a zip holding one)."""
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a pickle"
+    if data[:4] == b"PK\x03\x04":
+        return "a zip archive (torch.save's format, holding a pickle)"
+    return None
+
+
 def load_tensors(path: str | Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, refusing it when its checksum differs from the record."""
+    """Read a safetensors file, refusing it when its checksum differs from the record, and
+    refusing pickles (``torch.save`` files) outright: they are never unpickled."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -138,6 +240,10 @@ def load_tensors(path: str | Path, expected_sha256: str | None = None) -> dict[s
         raise CheckpointError(f"{path}: no such file") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+    pickled = _looks_pickled(data)
+    if pickled is not None:
+        raise CheckpointError(f"{path}: {pickled}, not a safetensors file; refused (elbokit "
+                              "never unpickles: a pickle can run any code)")
     if expected_sha256 is not None and sha256(data) != expected_sha256:
         raise CheckpointError(f"{path}: checksum mismatch (file truncated or modified)")
     try:
@@ -150,12 +256,20 @@ def load_tensors(path: str | Path, expected_sha256: str | None = None) -> dict[s
 
 def save_model(directory: str | Path, module: torch.nn.Module, record: dict) -> None:
     """``directory/model.safetensors`` (weights) + ``directory/model.json`` (``record`` and
-    the weights' checksum). The JSON is written last, so it never points at missing weights."""
+    the weights' checksum). Both are written in full before either replaces its old version,
+    so a failed write (full disk, ...) leaves the old pair whole; non-finite weights are
+    refused (:class:`NonFiniteError`) and a failed write raises :class:`CheckpointWriteError`."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    digest = save_tensors(directory / "model.safetensors", module.state_dict())
-    write_json(directory / "model.json",
-               {"format": "elbokit.model", "version": FORMAT_VERSION, "sha256": digest, **record})
+    state = module.state_dict()
+    check_finite(state, "model")
+    data = tensor_bytes(state)
+    record = {"format": "elbokit.model", "version": FORMAT_VERSION, "sha256": sha256(data), **record}
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_many({directory / "model.safetensors": data,
+                           directory / "model.json": _json_bytes(record)})
+    except OSError as e:
+        raise CheckpointWriteError(f"{directory}: cannot write the model: {_reason(e)}", e) from e
 
 
 def load_model(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -205,26 +319,43 @@ def save_checkpoint(run_dir: str | Path, module: torch.nn.Module,
     state, so that a resumed run draws the same random numbers as an uninterrupted one, and
     with ``config`` (model and training configuration) so that the checkpoint describes itself.
     ``extra``: further state dicts (e.g. an estimator's learned baseline), one file each.
+
+    A state holding NaN or infinite values is refused (:class:`NonFiniteError`) before
+    anything is written; a failed write raises :class:`CheckpointWriteError`. Either way the
+    previous checkpoint stays as it was.
     """
     run_dir = Path(run_dir)
+    model_state = module.state_dict()
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    with atomic_directory(run_dir / "checkpoint", run_dir / "checkpoint.tmp",
-                          run_dir / "checkpoint.old") as tmp:
-        record = {
-            "format": "elbokit.checkpoint",
-            "version": FORMAT_VERSION,
-            "state": state,
-            "config": config,
-            "optimizer": opt_meta,
-            "sha256": {
-                "model": save_tensors(tmp / "model.safetensors", module.state_dict()),
-                "optimizer": save_tensors(tmp / "optimizer.safetensors", opt_tensors),
-                "rng": save_tensors(tmp / "rng.safetensors", {"torch": torch.get_rng_state()}),
-            },
-            "extra": {name: save_tensors(tmp / f"extra-{name}.safetensors", tensors)
-                      for name, tensors in (extra or {}).items()},
-        }
-        write_json(tmp / "state.json", record)
+    extra = extra or {}
+    try:
+        check_finite(model_state, "model")
+        check_finite(opt_tensors, "optimizer")
+        for name, tensors in extra.items():
+            check_finite(tensors, name)
+    except NonFiniteError as e:
+        raise NonFiniteError(f"{run_dir}: not checkpointed: the {e}; the last good checkpoint "
+                             "is kept") from None
+    try:
+        with atomic_directory(run_dir / "checkpoint", run_dir / "checkpoint.tmp",
+                              run_dir / "checkpoint.old") as tmp:
+            record = {
+                "format": "elbokit.checkpoint",
+                "version": FORMAT_VERSION,
+                "state": state,
+                "config": config,
+                "optimizer": opt_meta,
+                "sha256": {
+                    "model": save_tensors(tmp / "model.safetensors", model_state),
+                    "optimizer": save_tensors(tmp / "optimizer.safetensors", opt_tensors),
+                    "rng": save_tensors(tmp / "rng.safetensors", {"torch": torch.get_rng_state()}),
+                },
+                "extra": {name: save_tensors(tmp / f"extra-{name}.safetensors", tensors)
+                          for name, tensors in extra.items()},
+            }
+            write_json(tmp / "state.json", record)
+    except OSError as e:
+        raise CheckpointWriteError(f"{run_dir}: cannot write checkpoint: {_reason(e)}", e) from e
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
@@ -232,9 +363,21 @@ def has_checkpoint(run_dir: str | Path) -> bool:
     return (run_dir / "checkpoint").is_dir() or (run_dir / "checkpoint.old").is_dir()
 
 
-def load_checkpoint(run_dir: str | Path) -> tuple[dict, dict, dict, torch.Tensor, dict]:
+def _plain(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples as lists, ...), for comparisons."""
+    return json.loads(json.dumps(obj))
+
+
+def load_checkpoint(run_dir: str | Path, model_config: dict | None = None
+                    ) -> tuple[dict, dict, dict, torch.Tensor, dict]:
     """``(state, model_state_dict, optimizer_state_dict, torch_rng_state, extra)`` of the
-    last complete checkpoint in ``run_dir``."""
+    last complete checkpoint in ``run_dir``.
+
+    Every tensor file is checked against the SHA-256 its ``state.json`` records (a truncated,
+    modified or swapped file is refused), read by the safetensors parser only (a pickle is
+    refused, never loaded), and the record's format and version are checked. With
+    ``model_config`` (the resuming model's ``config.to_dict()``), a checkpoint written for
+    another model configuration is refused too."""
     run_dir = Path(run_dir)
     directory = run_dir / "checkpoint"
     if not directory.is_dir():
@@ -242,12 +385,34 @@ def load_checkpoint(run_dir: str | Path) -> tuple[dict, dict, dict, torch.Tensor
     if not directory.is_dir():
         raise CheckpointError(f"{run_dir}: no checkpoint to resume from")
     record = read_json(directory / "state.json")
+    where = f"{directory}/state.json"
     if not isinstance(record, dict) or record.get("format") != "elbokit.checkpoint":
-        raise CheckpointError(f"{directory}/state.json: not an elbokit checkpoint")
-    digests = record["sha256"]
+        raise CheckpointError(f"{where}: not an elbokit checkpoint")
+    if record.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{where}: unsupported checkpoint version {record.get('version')!r}")
+    digests, state, extra_digests = record.get("sha256"), record.get("state"), record.get("extra", {})
+    if (not isinstance(digests, dict) or not all(isinstance(digests.get(k), str)
+                                                 for k in ("model", "optimizer", "rng"))
+            or not isinstance(state, dict) or not isinstance(state.get("epoch"), int)
+            or not isinstance(extra_digests, dict)
+            or not all(isinstance(d, str) for d in extra_digests.values())
+            or not isinstance(record.get("optimizer"), dict)):
+        raise CheckpointError(f"{where}: incomplete or malformed checkpoint record")
+    saved = (record.get("config") or {}).get("model") if isinstance(record.get("config"), dict) else None
+    if model_config is not None and saved is not None and saved != _plain(model_config):
+        wanted = _plain(model_config)
+        differ = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        raise CheckpointError(f"{directory}: written for another model configuration "
+                              f"({', '.join(differ)} differ); not resuming from it")
     model = load_tensors(directory / "model.safetensors", digests["model"])
     opt = load_tensors(directory / "optimizer.safetensors", digests["optimizer"])
-    rng = load_tensors(directory / "rng.safetensors", digests["rng"])["torch"]
+    rng = load_tensors(directory / "rng.safetensors", digests["rng"]).get("torch")
+    if rng is None or rng.dtype != torch.uint8:
+        raise CheckpointError(f"{directory}/rng.safetensors: no torch RNG state in it")
     extra = {name: load_tensors(directory / f"extra-{name}.safetensors", digest)
-             for name, digest in record.get("extra", {}).items()}
-    return record["state"], model, _unflatten_optimizer(opt, record["optimizer"]), rng, extra
+             for name, digest in extra_digests.items()}
+    try:
+        optimizer = _unflatten_optimizer(opt, record["optimizer"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise CheckpointError(f"{where}: malformed optimizer state") from None
+    return state, model, optimizer, rng, extra

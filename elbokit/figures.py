@@ -31,11 +31,13 @@ TRAVERSAL_DIMS, TRAVERSAL_STEPS = 8, 9
 
 
 def read_history(run_dir: Path) -> list[dict]:
-    """The records of ``run_dir/metrics.jsonl`` (empty when there is none)."""
+    """The epoch records of ``run_dir/metrics.jsonl`` (empty when there is none); event
+    lines (a rolled-back numerical fault: ``"event"``) are not epochs and are left out."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if "event" not in r]
 
 
 def diagnose(model: LatentModel, x: np.ndarray, scores: dict | None = None) -> dict:

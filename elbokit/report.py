@@ -644,7 +644,8 @@ def _training_section(page: _Page, run_dir: Path) -> None:
             bad += 1
             continue
         if isinstance(record, dict):
-            records.append(record)
+            if "event" not in record:  # a rolled-back numerical fault, not an epoch
+                records.append(record)
         else:
             bad += 1
     if bad:

@@ -95,7 +95,17 @@ def prepare_data(data_config: dict, data: datasets.Dataset | None = None) -> Run
     else:
         splits = datasets.split_indices(len(data.x), split["seed"], split["test_fraction"],
                                         split["val_fraction"])
+    check_validation_split(len(splits["val"]), len(data.x), split["val_fraction"], data.source)
     return RunData(data, splits, dynamic=data_config.get("binarize") == "dynamic")
+
+
+def check_validation_split(n_val: int, n: int, val_fraction: float, where: str) -> None:
+    """Refuse a validation split that rounds to no example while early stopping needs one
+    (training would fail after the run directory is made)."""
+    if val_fraction > 0 and n_val == 0:
+        raise DataError(f"{where}: {n} example{'s leave' if n != 1 else ' leaves'} no validation "
+                        f"example at --val-fraction {val_fraction:g}; use more data or "
+                        "--val-fraction 0")
 
 
 def data_record(spec: str, data: datasets.Dataset, binarize: float | None, seed: int,
@@ -130,6 +140,7 @@ def prepare_stream(data_config: dict) -> RunData:
     if n - n_test - n_val < 1:
         raise DataError(f"{n} examples leave none for training after the test and "
                         "validation splits")
+    check_validation_split(n_val, n, split["val_fraction"], stream.where)
     test, val = stream.pick([n_test, n_val], split["seed"])
     training = stream.excluding(np.concatenate([test, val]))
     (sample,) = training.pick([cap], split["seed"] + 1)
@@ -190,18 +201,55 @@ def read_config(run_dir: str | Path, kinds: Sequence[str] | None = None) -> dict
     ``kinds``, runs of another kind (a classifier run given to ``evaluate``, ...)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"{run_dir}: no such run directory")
-    if not (run_dir / "config.json").exists():
+        raise CheckpointError(f"{run_dir}: not a run directory (a file)" if run_dir.exists()
+                              else f"{run_dir}: no such run directory")
+    if not (run_dir / "config.json").is_file():
         raise CheckpointError(f"{run_dir}: not an elbokit run (no config.json)")
     config = read_json(run_dir / "config.json")
     if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
         raise CheckpointError(f"{run_dir}/config.json: not an elbokit run configuration")
     kind = config.get("kind", "vae")
+    if not isinstance(kind, str):
+        raise CheckpointError(f"{run_dir}/config.json: malformed run configuration (kind "
+                              f"{kind!r})")
     if kinds is not None and kind not in kinds:
         raise CheckpointError(f"{run_dir}: a {kind!r} run (from "
                               f"{RUN_ORIGINS.get(kind, 'elbokit fit')}), not a "
                               f"{' or '.join(repr(k) for k in kinds)} run")
+    missing = _malformed(config, REQUIRED.get(kind, {}))
+    if missing:
+        raise CheckpointError(f"{run_dir}/config.json: malformed {kind} run configuration "
+                              f"({missing})")
     return config
+
+
+# What the commands read from a run's config.json, by kind: key -> type, or a nested
+# {key: type} for the keys of a JSON object. Runs of other kinds are checked by their reader.
+_DATA = {"source": str, "fingerprint": str,
+         "split": {"seed": int, "test_fraction": (int, float), "val_fraction": (int, float)}}
+REQUIRED: dict[str, dict] = {
+    "vae": {"data": _DATA, "params": dict},
+    "mixture": {"data": _DATA, "params": dict},
+    "sweep": {"betas": list, "params": dict},
+    "classifier": {"features": {"type": str}, "methods": list, "threshold": (int, float)},
+}
+
+
+def _malformed(record: dict, required: dict, prefix: str = "") -> str:
+    """What of ``required`` is missing or of the wrong type in ``record`` ('' when nothing)."""
+    for key, kind in required.items():
+        value = record.get(key)
+        if value is None:
+            return f"missing {prefix}{key}"
+        if isinstance(kind, dict):
+            if not isinstance(value, dict):
+                return f"{prefix}{key} is not an object"
+            found = _malformed(value, kind, f"{prefix}{key}.")
+            if found:
+                return found
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            return f"{prefix}{key} is a {type(value).__name__}"
+    return ""
 
 
 def check_fingerprint(run: RunData, config: dict) -> None:

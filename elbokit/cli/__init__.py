@@ -28,8 +28,13 @@ def build_parser() -> Parser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line (a multi-line message's lines joined by " / ")."""
+    return " / ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"elbokit: warning: {message}", file=sys.stderr)
+    print(f"elbokit: warning: {one_line(str(message))}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,11 +51,11 @@ def _main(argv: Sequence[str] | None) -> int:
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 2
     except ElbokitError as e:
-        print(f"elbokit: error: {e}", file=sys.stderr)
+        print(f"elbokit: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:  # unwritable --out, full disk, ...: say which file and why
         where = f"{e.filename}: " if e.filename else ""
-        print(f"elbokit: error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"elbokit: error: {where}{one_line(str(e.strerror or e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("elbokit: interrupted", file=sys.stderr)

@@ -40,7 +40,15 @@ from ..models.classifiers import (
 )
 from ..models.novelty import NoveltyDetector
 from ..models.semisupervised import SemiSupervisedClassifier
-from .common import format_table, fraction, nonnegative_int, positive_int, write_json_output
+from .common import (
+    check_output_file,
+    format_table,
+    fraction,
+    naming,
+    positive_int,
+    seed,
+    write_json_output,
+)
 
 METHODS = {
     "generative": ("naive-bayes", "{model}-per-class"),
@@ -81,7 +89,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--components", type=positive_int, default=2,
                    help="mixture-per-class: components per class (2)")
     p.add_argument("--test-fraction", type=fraction, default=0.2)
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write the scores per method as JSON ('-' for stdout)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -189,10 +197,18 @@ def plain_label(value: object) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except DataError as e:  # e.g. a class too small for its model: say which data
+        raise naming(e, args.data, args.test) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_out(args.out, args.overwrite)
     elif args.overwrite:
         raise ConfigError("--overwrite needs --out")
+    check_output_file(args.json, "--json")
     dataset = _read(args.data)
     if args.test is not None:
         train, test = dataset, _read(args.test)
@@ -201,13 +217,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         parts = datasets.split_indices(len(_labels(dataset)), args.seed, args.test_fraction, 0.0)
         if len(parts["test"]) == 0:
-            raise DataError("--test-fraction leaves no test examples")
+            raise DataError(f"{args.data}: --test-fraction {args.test_fraction:g} of "
+                            f"{len(_labels(dataset))} examples leaves no test examples")
         train, test = _subset(dataset, parts["train"]), _subset(dataset, parts["test"])
     y_train, y_test = _labels(train), _labels(test)
+    if len(set(y_train.tolist())) < 2:
+        raise DataError(f"{args.data}: the training examples hold one class only "
+                        f"({plain_label(y_train[0]) if len(y_train) else 'none'}); a "
+                        "classifier needs at least two classes")
     unseen = sorted(set(y_test.tolist()) - set(y_train.tolist()))
     if unseen:
-        raise DataError(f"test labels {unseen} never occur in the training data "
-                        f"(training labels: {sorted(set(y_train.tolist()))})")
+        raise DataError(f"{args.test or args.data}: test labels {unseen} never occur in the "
+                        f"training data (training labels: {sorted(set(y_train.tolist()))})")
     featurizer, x_train, x_test, likelihood = _features(train, test, args.vocabulary)
     binary = len(set(y_train.tolist())) == 2
     methods = [m.format(model=args.model) for group, names in METHODS.items()

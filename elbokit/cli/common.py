@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..checkpoint import atomic_write
+from ..errors import ConfigError, DataError
 
 
 class Parser(argparse.ArgumentParser):
@@ -21,7 +24,12 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _number(kind: type, low: float | None, low_inclusive: bool, what: str):
+# Option values beyond float32's range (about 3.4e38) overflow in the models' arithmetic.
+MAX_FLOAT_OPTION = 1e38
+
+
+def _number(kind: type, low: float | None, low_inclusive: bool, what: str,
+            high: float | None = None):
     def parse(text: str):
         try:
             value = kind(text)
@@ -31,14 +39,20 @@ def _number(kind: type, low: float | None, low_inclusive: bool, what: str):
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         if low is not None and (value < low or (value == low and not low_inclusive)):
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} is too large for {what} "
+                                             f"(at most {high:g})" if kind is float else
+                                             f"{text!r} is too large for {what}")
         return value
     return parse
 
 
 positive_int = _number(int, 1, True, "a positive integer")
 nonnegative_int = _number(int, 0, True, "a non-negative integer")
-positive_float = _number(float, 0, False, "a positive number")
-nonnegative_float = _number(float, 0, True, "a non-negative number")
+positive_float = _number(float, 0, False, "a positive number", MAX_FLOAT_OPTION)
+nonnegative_float = _number(float, 0, True, "a non-negative number", MAX_FLOAT_OPTION)
+# Seeds reach torch's 64-bit generator (and seed + 1 is used too).
+seed = _number(int, 0, True, "a seed (an integer from 0 to 2^63 - 1)", 2**63 - 1)
 
 
 def fraction(text: str) -> float:
@@ -58,6 +72,23 @@ def widths(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a comma-separated list of positive widths like 256,256"
         ) from None
+
+
+@contextlib.contextmanager
+def memory_guard(what: str, advice: str) -> Iterator[None]:
+    """Turn a failed allocation inside the block (a model or a batch sized by the options:
+    ``--hidden 100000000``, ``-n 10**12``) into a one-line :class:`ConfigError`:
+    ``"<what> does not fit in memory (<n> bytes asked for); <advice>"``."""
+    try:
+        yield
+    except MemoryError:
+        raise ConfigError(f"{what} does not fit in memory; {advice}") from None
+    except RuntimeError as e:  # torch's allocator: "... can't allocate memory: you tried to ..."
+        if "allocate" not in str(e):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", str(e))
+        size = f" ({int(asked.group(1)):,} bytes asked for)" if asked else ""
+        raise ConfigError(f"{what} does not fit in memory{size}; {advice}") from None
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -101,6 +132,27 @@ def diagnostics_lines(found: dict, split: str) -> list[str]:
              f"{found['mutual_information_limit']:.2f})"
              + (f"; gap log p(x) - ELBO {found['gap']:.2f} nats" if "gap" in found else "")]
     return lines + [f"warning: {w}" for w in found["warnings"]]
+
+
+def naming(error: DataError, where: str, *known: str | Path | None) -> DataError:
+    """``error`` with the file ``where`` named in front (the models call their input
+    ``data``), unless its message names one of ``where`` and ``known`` already."""
+    message = str(error)
+    if any(str(name) in message for name in (where, *known) if name):
+        return error
+    return DataError(f"{where}: {message.removeprefix('data: ')}")
+
+
+def check_output_file(path: str | Path | None, option: str) -> None:
+    """Refuse an output file that cannot be written, before any work: a directory, or a
+    file in a directory that does not exist (``None`` and ``-``, stdout, pass)."""
+    if path is None or str(path) == "-":
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{option} {path}: directory {path.parent} does not exist")
 
 
 def write_json_output(path: str, obj: object) -> None:

@@ -10,12 +10,14 @@ from .. import figures, runs
 from ..api import MODEL_KINDS, LatentModel
 from .common import (
     SCORE_HEADERS,
+    check_output_file,
     diagnostics_lines,
     format_table,
-    nonnegative_int,
+    memory_guard,
     positive_int,
     score_note,
     score_row,
+    seed,
     write_json_output,
 )
 
@@ -36,7 +38,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--k", type=positive_int, default=5000,
                    help="importance samples for log p(x) (default 5000; at least 2)")
     p.add_argument("--iwae-k", type=positive_int, default=50, help="k of the IWAE bound (50)")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write the scores as JSON to FILE ('-' for stdout; default "
                    "RUN/evaluation.json)")
@@ -44,6 +46,7 @@ def add_parser(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = runs.read_config(args.run, kinds=tuple(MODEL_KINDS))
+    check_output_file(args.json, "--json")
     if args.k < 2:
         raise runs.ConfigError("--k must be at least 2 (the standard error needs two samples)")
     vae = LatentModel.load(args.run)
@@ -57,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
         if len(x) == 0:
             raise runs.ConfigError(f"{args.run}: the {args.split} split is empty")
     vae.as_tensor(x, where=where)  # width and support checked before any work
-    scores = vae.evaluate(x, k=args.k, iwae_k=args.iwae_k, seed=args.seed)
-    found = figures.diagnose(vae, x, scores)
+    with memory_guard("the evaluation", "use a smaller --k or --iwae-k"):
+        scores = vae.evaluate(x, k=args.k, iwae_k=args.iwae_k, seed=args.seed)
+        found = figures.diagnose(vae, x, scores)
     result = {**scores, "split": split, "source": str(where), "seed": args.seed,
               "diagnostics": found}
     print(format_table(SCORE_HEADERS, [score_row(split, scores)]))

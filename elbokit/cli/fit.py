@@ -9,6 +9,7 @@ rank 0 before training ends the others too (one line, from rank 0).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -18,28 +19,33 @@ from sklearn.metrics import adjusted_rand_score
 
 from .. import distributed, estimators, figures, report, runs
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
-from ..checkpoint import write_json
+from ..checkpoint import CheckpointWriteError, has_checkpoint, write_json
 from ..data import NAMED
 from ..data.stream import DEFAULT_BUDGET, parse_size
-from ..errors import ConfigError, ElbokitError
+from ..errors import ConfigError, DataError, ElbokitError
 from ..likelihoods import LIKELIHOODS, Gaussian
 from ..models.vae import ARCHITECTURES
 from ..nets import ACTIVATIONS
+from ..training import TrainingInterrupted
 from .common import (
+    MAX_FLOAT_OPTION,
     SCORE_HEADERS,
     diagnostics_lines,
     format_table,
     fraction,
+    memory_guard,
     nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
     score_note,
     score_row,
+    seed,
     widths,
 )
 
 DEFAULT_EPOCHS = 50
+MAX_CATEGORIES = 2**16  # --likelihood categorical: codes 0 .. 65535
 
 
 def add_parser(sub, name: str) -> None:
@@ -142,7 +148,13 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="reinforce: moving-average (mean) and/or learned baseline (both)")
     t.add_argument("--patience", type=nonnegative_int, default=10,
                    help="stop after N epochs without a better validation ELBO (0: never)")
-    t.add_argument("--seed", type=nonnegative_int, default=0)
+    t.add_argument("--seed", type=seed, default=0)
+    t.add_argument("--on-nan", default="rollback", choices=("rollback", "stop"),
+                   help="a NaN or infinite loss or gradient (never stepped): roll back to the "
+                   "last good epoch and halve the learning rate, at most --max-retries times, "
+                   "or stop with the last good checkpoint (rollback)")
+    t.add_argument("--max-retries", type=nonnegative_int, default=5, metavar="N",
+                   help="rollbacks allowed per run with --on-nan rollback (5)")
     t.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     if not sweep:
         t.add_argument("--device", default=None, choices=distributed.DEVICES,
@@ -184,9 +196,12 @@ def binarization(text: str) -> float | str:
     if text == "dynamic":
         return text
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a threshold or 'dynamic', got {text!r}") from None
+        value = math.nan
+    if not abs(value) <= MAX_FLOAT_OPTION:  # NaN would binarize everything to 0
+        raise argparse.ArgumentTypeError(f"expected a finite threshold or 'dynamic', got {text!r}")
+    return value
 
 
 def _estimator(args: argparse.Namespace) -> LatentModel:
@@ -206,6 +221,7 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
                           n_init=args.n_init, max_iter=args.max_iter, epochs=args.epochs or DEFAULT_EPOCHS,
                           batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
                           patience=args.patience or None, seed=args.seed, dtype=args.dtype,
+                          on_nan=args.on_nan, max_retries=args.max_retries,
                           device=getattr(args, "device", None) or "cpu",
                           compile=bool(getattr(args, "compile", None)))
         mixture.torch_device()  # --device cuda without CUDA: one line, exit 2
@@ -219,6 +235,7 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
               anneal_rate=args.anneal_rate, baseline=args.baseline, kl_warmup=args.kl_warmup,
               free_bits=args.free_bits, val_fraction=args.val_fraction,
               patience=args.patience or None, seed=args.seed, dtype=args.dtype,
+              on_nan=args.on_nan, max_retries=args.max_retries,
               dynamic_binarization=args.binarize == "dynamic",
               device=getattr(args, "device", None) or "cpu",
               compile=bool(getattr(args, "compile", None)),
@@ -252,6 +269,10 @@ def _new_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, runs.Run
     if args.likelihood == "categorical" and np.all(data.x >= 0):
         # Count categories over all the data, so held-out codes unseen in training still fit.
         vae.n_categories = int(data.x.max()) + 1
+        if vae.n_categories > MAX_CATEGORIES:  # the decoder has dim * categories outputs
+            raise DataError(f"{data.source}: codes up to {data.x.max():g} would make "
+                            f"{vae.n_categories:,} categories per feature (at most "
+                            f"{MAX_CATEGORIES:,}); recode the values as 0, 1, ..., K-1")
     if (isinstance(vae, VAE) and vae.image_shape is None and "conv" in (vae.encoder, vae.decoder)
             and data.image_shape is not None and len(data.image_shape) == 2):
         # A conv net on images of the data set's own shape (e.g. a .npy of [n, 7, 9]);
@@ -276,9 +297,14 @@ def write_figures_and_report(vae: LatentModel, out: Path, run_data: runs.RunData
 
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate, write the run. Under torchrun (several processes) every rank runs
-    this; errors are raised on every rank, and printed by rank 0 only."""
+    this; errors are raised on every rank, and printed by rank 0 only. Ctrl-C: exit status
+    130 and one line saying what is saved and how to continue."""
     try:
         return _run(args)
+    except KeyboardInterrupt as e:
+        if distributed.launched_rank() == 0:
+            print(interrupted_message(getattr(args, "run_dir", None), e), file=sys.stderr)
+        return 130
     except ElbokitError:
         if distributed.launched_rank() > 0:
             return 2  # bad input: every rank sees the same; rank 0 says it, once
@@ -291,6 +317,19 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         distributed.shutdown()
+
+
+def interrupted_message(out: Path | None, error: KeyboardInterrupt) -> str:
+    """The one line printed when Ctrl-C ends ``elbokit fit``: what is saved, how to go on."""
+    if out is None or not (out / "config.json").exists():
+        return "elbokit: interrupted before the run directory was written; nothing to resume"
+    if isinstance(error, TrainingInterrupted) and error.checkpointed:
+        saved = f"training stopped {error.where}, checkpointed"
+    elif has_checkpoint(out):
+        saved = "the last finished epoch is checkpointed"
+    else:
+        saved = "no epoch had finished"
+    return f"elbokit: interrupted; {saved} in {out}; continue with: elbokit fit --out {out} --resume"
 
 
 def _refuse_unsupported(args: argparse.Namespace, vae: LatentModel) -> None:
@@ -310,6 +349,7 @@ def _refuse_unsupported(args: argparse.Namespace, vae: LatentModel) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
+    args.run_dir = out  # for run()'s message on Ctrl-C
     device, compile_step = getattr(args, "device", None), getattr(args, "compile", None)
     if args.resume:
         if args.overwrite:
@@ -322,7 +362,10 @@ def _run(args: argparse.Namespace) -> int:
             params["device"] = device
         if compile_step is not None:
             params["compile"] = compile_step
-        vae = MODEL_KINDS[config.get("kind", "vae")](**params)
+        try:
+            vae = MODEL_KINDS[config.get("kind", "vae")](**params)
+        except TypeError as e:  # a hand-edited or foreign config.json
+            raise runs.CheckpointError(f"{out}/config.json: malformed model options ({e})") from None
         vae.torch_device()
         _refuse_unsupported(args, vae)
         context = distributed.init(vae.device)
@@ -336,10 +379,13 @@ def _run(args: argparse.Namespace) -> int:
         context = distributed.init(vae.device)
         if context is not None and args.out is None:  # one name, rank 0's clock
             out = distributed.broadcast_object(out)
+            args.run_dir = out
         config, run_data = _new_run(args, vae)
         # Check data, model and estimator before anything is written (on every rank).
-        vae.check(run_data.training() if run_data.stream is not None else run_data.split("train"),
-                  where=config["data"]["source"])
+        with memory_guard("the model", "use smaller --hidden widths, --latent or --components, "
+                          "or fewer categories"):
+            vae.check(run_data.training() if run_data.stream is not None else run_data.split("train"),
+                      where=config["data"]["source"])
         config["params"] = vae.get_params()
 
         def create() -> None:
@@ -354,11 +400,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         vae.fit(run_data.training(), run_data.split("val") if vae.val_fraction > 0 else None,
                 run_dir=out, resume=args.resume, where=source)
-    except KeyboardInterrupt:
-        if main:
-            print(f"elbokit: interrupted; the last finished epoch is checkpointed in {out}; "
-                  f"continue with: elbokit fit --out {out} --resume", file=sys.stderr)
-        return 130
+    except CheckpointWriteError as e:  # full disk, read-only directory: what to do then
+        raise CheckpointWriteError(f"{e}; once fixed, continue with: elbokit fit --out {out} "
+                                   "--resume", e) from e
     if not main:  # rank 0 evaluates, writes the summary and the report, prints
         return 0
 

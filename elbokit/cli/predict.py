@@ -20,7 +20,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..models.classifiers import Classifier, GenerativeClassifier, MultinomialNaiveBayes
 from ..models.novelty import NoveltyDetector
 from .classify import plain_label
-from .common import format_table, fraction, write_json_output
+from .common import check_output_file, format_table, fraction, naming, write_json_output
 
 SNIPPET = 40  # characters of each text shown in the table
 
@@ -62,6 +62,8 @@ def _inputs(args: argparse.Namespace, config: dict) -> tuple[list[str], np.ndarr
     if features["type"] == "bag-of-words":
         texts = list(args.texts) + (_read_lines(args.file) if args.file is not None else [])
         if not texts:
+            if args.file is not None:
+                raise DataError(f"{args.file}: no texts (every line is blank)")
             raise ConfigError("no texts to classify: give TEXT arguments or --file PATH")
         bag = BagOfWords.load(args.run / features["file"])
         x = bag.transform(texts)
@@ -96,6 +98,7 @@ def _classifier_run(run_dir: Path) -> tuple[dict, dict[str, str]]:
 
 def run(args: argparse.Namespace) -> int:
     config, saved = _classifier_run(args.run)
+    check_output_file(args.json, "--json")
     if args.method is not None and args.method not in saved:
         raise ConfigError(f"--method {args.method}: not in this run (saved: {', '.join(saved)})")
     names = [args.method] if args.method else list(saved)
@@ -103,8 +106,11 @@ def run(args: argparse.Namespace) -> int:
     models = {m: (NoveltyDetector if saved[m][1] == NoveltyDetector.kind else Classifier).load(
         args.run / saved[m][0]) for m in names}
     # {method: p(y|x) [n, C]}; the one-class detector gives a novelty score [n] instead.
-    probas = {m: model.novelty_score(x) if isinstance(model, NoveltyDetector) else model.predict_proba(x)
-              for m, model in models.items()}
+    try:
+        probas = {m: model.novelty_score(x) if isinstance(model, NoveltyDetector)
+                  else model.predict_proba(x) for m, model in models.items()}
+    except DataError as e:  # what a model refuses (negative counts, ...): name the file
+        raise naming(e, str(args.file) if args.file is not None else "input") from None
     positive, threshold = config.get("positive"), args.threshold
     threshold = config["threshold"] if threshold is None else threshold
     classes = np.array(config["classes"])

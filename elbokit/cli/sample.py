@@ -10,7 +10,7 @@ import numpy as np
 from .. import runs
 from ..api import MODEL_KINDS, LatentModel
 from ..errors import ConfigError
-from .common import nonnegative_int, positive_int, write_bytes_output
+from .common import memory_guard, positive_int, seed, write_bytes_output
 
 FORMATS = (".png", ".npy", ".csv")
 
@@ -25,7 +25,7 @@ def add_parser(sub, name: str) -> None:
                    "(default RUN/samples.png for images, else RUN/samples.npy)")
     p.add_argument("--mean", action="store_true",
                    help="show E[x|z] (e.g. pixel probabilities) instead of a draw of x")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
 
 
 def image_grid(images: np.ndarray, path_buffer, columns: int | None = None) -> None:
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if not output.parent.is_dir():
         raise ConfigError(f"-o {output}: directory {output.parent} does not exist")
     vae = LatentModel.load(args.run)
-    x = vae.sample(args.n, seed=args.seed, mean=args.mean)
+    with memory_guard(f"-n {args.n} samples", "draw fewer"):
+        x = vae.sample(args.n, seed=args.seed, mean=args.mean)
     if suffix == ".png":
         write_bytes_output(output, lambda f: image_grid(x.reshape(-1, *shape), f))
     elif suffix == ".npy":

@@ -27,7 +27,7 @@ from .. import plots, report, runs
 from ..checkpoint import read_json, write_json
 from ..errors import ConfigError
 from . import fit
-from .common import format_table
+from .common import MAX_FLOAT_OPTION, format_table
 
 SWEEP_FORMAT = "elbokit.sweep"
 
@@ -38,8 +38,9 @@ def betas(text: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or any(not 0 <= v < float("inf") for v in values):
-        raise argparse.ArgumentTypeError(f"betas must be finite numbers >= 0, got {text!r}")
+    if not values or any(not 0 <= v <= MAX_FLOAT_OPTION for v in values):
+        raise argparse.ArgumentTypeError(f"betas must be finite numbers >= 0 (at most "
+                                         f"{MAX_FLOAT_OPTION:g}), got {text!r}")
     if len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"betas repeat in {text!r}")
     return values

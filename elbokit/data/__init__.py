@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -81,9 +82,12 @@ NAMED: dict[str, tuple[Callable[[], Dataset], str]] = {
 # -- files ---------------------------------------------------------------------------------
 
 def check_array_kind(dtype: np.dtype, shape: tuple[int, ...], where: str) -> None:
-    """Refuse arrays that cannot be data: not numbers, or fewer than 2 axes. Shared by the
-    readers here and the memory-mapped stream, which sees only an array's header."""
-    if dtype.kind == "O" or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+    """Refuse arrays that cannot be data: not real numbers (objects, strings, records,
+    complex numbers, dates and durations), or fewer than 2 axes. Shared by the readers here
+    and the memory-mapped stream, which sees only an array's header."""
+    if dtype.kind == "c":
+        raise DataError(f"{where}: expected real numbers, found dtype {dtype}")
+    if dtype.kind not in "biuf":  # bool, int, unsigned, float
         raise DataError(f"{where}: expected numbers, found dtype {dtype}")
     if len(shape) < 2:
         raise DataError(f"{where}: expected a 2-D array [examples, features] "
@@ -97,24 +101,94 @@ def _as_matrix(array: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ..
     return array.reshape(array.shape[0], int(np.prod(array.shape[1:]))).astype(np.float64), image_shape
 
 
+def _brief(error: BaseException, limit: int = 160) -> str:
+    """An exception's message on one short line (numpy quotes whole headers in its own)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def read_npy_header(file: BinaryIO, size: int, where: str
+                    ) -> tuple[np.dtype, tuple[int, ...], bool, int]:
+    """``(dtype, shape, fortran_order, data bytes)`` from the header of the ``.npy`` bytes
+    in ``file`` (``size`` bytes in all), refusing before any array is allocated: what is not
+    ``.npy``, a malformed header, object arrays (which would need unpickling, never done),
+    and data shorter than the header promises (a truncated file, or a header claiming
+    petabytes)."""
+    try:
+        version = np.lib.format.read_magic(file)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unsupported .npy format version {version}")
+        # Version 3 differs from 2 only in allowing UTF-8 field names (records: refused).
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read(file)  # headers over 10,000 bytes are refused
+    except Exception as e:  # ValueError, EOFError, SyntaxError, TokenError, ... on bad bytes
+        raise DataError(f"{where}: cannot read as .npy ({_brief(e)})") from None
+    if dtype.hasobject:
+        raise DataError(f"{where}: holds Python objects (dtype {dtype}), which elbokit never "
+                        "unpickles; save an array of numbers")
+    if any(n < 0 for n in shape):
+        raise DataError(f"{where}: cannot read as .npy (negative size in shape {tuple(shape)})")
+    needed = dtype.itemsize
+    for n in shape:
+        needed *= n  # Python integers: a huge shape cannot overflow
+    held = size - file.tell()
+    if needed > held:
+        raise DataError(f"{where}: truncated: its header says shape {tuple(shape)} of {dtype} "
+                        f"({needed:,} bytes), but the file holds {max(held, 0):,} bytes of data")
+    return dtype, tuple(shape), fortran, needed
+
+
 def _read_npy(path: Path) -> Dataset:
+    with path.open("rb") as f:
+        dtype, shape, _, _ = read_npy_header(f, path.stat().st_size, str(path))
+    check_array_kind(dtype, shape, str(path))
     array = np.load(path, allow_pickle=False)
     x, shape = _as_matrix(array, str(path))
     return Dataset(x=x, source=str(path), image_shape=shape)
 
 
+def _npz_array(archive: zipfile.ZipFile, name: str, where: str) -> np.ndarray:
+    """Member ``name.npy`` of an ``.npz``, its header checked before it is read."""
+    info = archive.getinfo(f"{name}.npy")
+    with archive.open(info) as f:
+        read_npy_header(f, info.file_size, where)
+        f.seek(0)
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
 def _read_npz(path: Path) -> Dataset:
-    with np.load(path, allow_pickle=False) as archive:
-        keys = list(archive.keys())
+    with zipfile.ZipFile(path) as archive:
+        keys = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
         name = next((k for k in ("x", "X", "data") if k in keys), keys[0] if len(keys) == 1 else None)
         if name is None:
             raise DataError(f"{path}: cannot tell which array holds the data (found "
                             f"{', '.join(keys) or 'none'}); name it 'x' (labels, if any, 'y')")
-        x, shape = _as_matrix(archive[name], f"{path}[{name}]")
-        y = archive["y"] if "y" in keys else None
-    if y is not None and len(y) != len(x):
-        raise DataError(f"{path}: 'y' has {len(y)} labels for {len(x)} examples")
+        where = f"{path}[{name}]"
+        array = _npz_array(archive, name, where)
+        check_array_kind(array.dtype, array.shape, where)
+        x, shape = _as_matrix(array, where)
+        y = _npz_array(archive, "y", f"{path}[y]") if "y" in keys and name != "y" else None
+    if y is not None:
+        check_labels(y, len(x), f"{path}[y]")
     return Dataset(x=x, source=str(path), y=y, image_shape=shape)
+
+
+def check_labels(y: np.ndarray, n: int, where: str) -> None:
+    """Refuse labels that are not one per example, or not usable as classes: one axis of
+    ``n`` integers, booleans, strings or finite numbers."""
+    if y.ndim != 1:
+        raise DataError(f"{where}: expected one label per example (shape ({n},)), found shape "
+                        f"{y.shape}")
+    if len(y) != n:
+        raise DataError(f"{where}: {len(y)} labels for {n} examples")
+    if y.dtype.kind not in "biufU":
+        raise DataError(f"{where}: labels must be integers, booleans, strings or numbers, "
+                        f"found dtype {y.dtype}")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        bad = ~np.isfinite(y)
+        raise DataError(f"{where}: {describe_rows(bad)} {'has' if bad.sum() == 1 else 'have'} "
+                        "a NaN or inf label")
 
 
 def _read_table(path: Path) -> Dataset:
@@ -124,9 +198,11 @@ def _read_table(path: Path) -> Dataset:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter)]
-    numbered = [(i + 1, r) for i, r in enumerate(rows) if r and any(c.strip() for c in r)]
-    if numbered and not all(_is_number(c) for c in numbered[0][1]):
+    numbered = [(line, r) for line, r in read_csv(text, str(path), delimiter)
+                if r and any(c.strip() for c in r)]
+    # A header has a name in it; a first row of numbers with an empty cell is data (and
+    # refused below), not a header that would silently drop the row.
+    if numbered and any(c.strip() and not _is_number(c) for c in numbered[0][1]):
         numbered = numbered[1:]  # header
     if not numbered:
         raise DataError(f"{path}: no data rows")
@@ -142,6 +218,29 @@ def _read_table(path: Path) -> Dataset:
                 raise DataError(f"{path}: line {line}, column {col + 1}: {cell.strip()!r} "
                                 "is not a number") from None
     return Dataset(x=values, source=str(path))
+
+
+def read_csv(text: str, where: str, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
+             ) -> list[tuple[int, list[str]]]:
+    """``(line, fields)`` for each record of CSV/TSV ``text`` (line: where the record starts,
+    counting from 1). Any newline convention (LF, CRLF, CR alone) is accepted; malformed
+    quoting (a quote never closed, text after a closing quote) and fields over the csv
+    module's size limit are refused with the line, rather than read as something else."""
+    stream = io.StringIO(text, newline=None)  # universal newlines: CR and CRLF become LF
+    reader = csv.reader(stream, delimiter=delimiter, quoting=quoting,
+                        strict=quoting != csv.QUOTE_NONE)
+    rows: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for row in reader:
+            rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        problem = (f"a field longer than {csv.field_size_limit():,} characters"
+                   if "field limit" in str(e) else
+                   f"malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({_brief(e)})")
+        raise DataError(f"{where}: line {start}: {problem}") from None
+    return rows
 
 
 def _is_number(cell: str) -> bool:
@@ -171,8 +270,10 @@ def read_file(path: str | Path) -> Dataset:
         data = reader(path)
     except DataError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: cannot read as {path.suffix} ({e})") from None
+    except MemoryError:
+        raise DataError(f"{path}: too large to read into memory") from None
+    except Exception as e:  # whatever numpy, zipfile or zlib raise on bytes that are not data
+        raise DataError(f"{path}: cannot read as {path.suffix} ({_brief(e)})") from None
     return data
 
 
@@ -189,8 +290,15 @@ def load(spec: str) -> Dataset:
     return data
 
 
+# The largest magnitude data may have: the models square differences of values (a Gaussian
+# density's variance, standardization), which overflows float32 (about 3.4e38, the default
+# precision) beyond about 1.8e19.
+MAX_ABS_VALUE = 1e18
+
+
 def check_matrix(x: np.ndarray, where: str, dim: int | None = None) -> None:
-    """Refuse empty data, a wrong width, and NaN/inf (naming the rows)."""
+    """Refuse empty data, a wrong width, NaN/inf and values beyond :data:`MAX_ABS_VALUE`
+    (naming the rows)."""
     if x.ndim != 2:
         raise DataError(f"{where}: expected [examples, features], found shape {x.shape}")
     if x.shape[0] == 0:
@@ -203,6 +311,11 @@ def check_matrix(x: np.ndarray, where: str, dim: int | None = None) -> None:
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
         raise DataError(f"{where}: {describe_rows(bad)} contain NaN or inf")
+    huge = (np.abs(x) > MAX_ABS_VALUE).any(axis=1)
+    if huge.any():
+        raise DataError(f"{where}: {describe_rows(huge)} "
+                        f"{'has' if huge.sum() == 1 else 'have'} values of magnitude above "
+                        f"{MAX_ABS_VALUE:g}, whose squares overflow float32; rescale the data")
 
 
 def check_probabilities(x: np.ndarray, where: str) -> None:

@@ -183,6 +183,7 @@ def message_text(message: Message, report: Callable[[str], None] | None = None) 
 
 def _parse(raw: bytes, where: str, report: Callable[[str], None]) -> str:
     """The text of one raw message; ``_Skip`` when there is none to use."""
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM (Windows editors) would hide the headers
     try:
         message = email.message_from_bytes(raw, policy=email.policy.default)
         if not message.keys():

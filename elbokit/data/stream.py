@@ -134,14 +134,18 @@ class NpyStream:
                             "[n, h, w], as numpy.save writes them); convert it with numpy.save")
         if not self.path.is_file():
             raise DataError(f"{where}: no such file" if not self.path.exists() else f"{where}: not a file")
+        # The readers' rules; imported here: data imports us.
+        from . import check_array_kind, read_npy_header
+
         try:
             with self.path.open("rb") as f:
-                np.lib.format.read_magic(f)  # a clear message for what is not .npy at all
+                # A clear message for what is not .npy, a bad header or a truncated file,
+                # before numpy maps anything.
+                dtype, shape, _, _ = read_npy_header(f, self.path.stat().st_size, where)
+            check_array_kind(dtype, shape, where)
             header = np.load(self.path, mmap_mode="r", allow_pickle=False)  # reads the header only
         except (OSError, ValueError, EOFError) as e:
             raise DataError(f"{where}: cannot read as .npy ({e})") from None
-        from . import check_array_kind  # the readers' rules; imported here: data imports us
-
         check_array_kind(header.dtype, header.shape, where)
         if np.issubdtype(header.dtype, np.complexfloating):
             raise DataError(f"{where}: expected real numbers, found dtype {header.dtype}")
@@ -279,6 +283,8 @@ class NpyStream:
         ``[len(rows), dim]``: held-out sets and samples."""
         self._check_unchanged()
         rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:  # an empty split of a small file: nothing to read or check
+            return np.empty((0, self.dim))
         raw = np.empty((len(rows), self.dim), dtype=self.dtype)
         # One read per run of consecutive rows (a dense sample of a small file: one read).
         starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -59,10 +58,13 @@ def parse_labelled_text(text: str, where: str, delimiter: str = "\t",
     """Rows of ``label<delimiter>text``; a first row naming ``label`` and ``text`` (any order,
     any case) is a header, and CSV (``delimiter=","``) must have one. Quoted CSV fields may
     hold commas. Rows whose text is empty are refused with their line numbers; blank lines
-    are skipped."""
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter,
-                        quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
-    rows = [(i + 1, row) for i, row in enumerate(reader) if row and any(c.strip() for c in row)]
+    are skipped; LF, CRLF and CR line ends are all accepted. Malformed CSV quoting is refused
+    with its line."""
+    from . import read_csv  # the numeric readers' CSV rules; data imports nothing from here
+
+    records = read_csv(text, where, delimiter,
+                       quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
+    rows = [(line, row) for line, row in records if row and any(c.strip() for c in row)]
     if not rows:
         raise DataError(f"{where}: no rows")
     label_col, text_col = 0, 1
