@@ -123,8 +123,12 @@ def spawn(run: Path, pause: str | None = None, marker: Path | None = None) -> su
     else:
         command = [sys.executable, "-c", DRIVER, *argv]
         env = {**ENV, "RELIABILITY_PAUSE": pause, "RELIABILITY_MARKER": str(marker or os.devnull)}
+    # SIGINT at its default in the child, as in a terminal: a test runner started in the
+    # background (nohup, `make test &`, some CI shells) passes SIGINT on ignored, and a child
+    # that ignores SIGINT never sees the Ctrl-C these tests send.
     return subprocess.Popen(command, cwd=run.parent, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -398,8 +402,18 @@ def sigint_at(monkeypatch, epoch: int, step: int) -> None:
     monkeypatch.setattr(Trainer, "_batches", hooked)
 
 
+@pytest.fixture
+def interactive_sigint():
+    """Python's own SIGINT handler, as an interactive process has it: a test runner started
+    in the background inherits SIGINT ignored, and the Trainer (rightly) leaves an ignored
+    SIGINT alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("kind", ["array", "stream"])
-def test_api_ctrl_c_mid_epoch_resumes_bit_for_bit(tmp_path, monkeypatch, kind):
+def test_api_ctrl_c_mid_epoch_resumes_bit_for_bit(tmp_path, monkeypatch, kind, interactive_sigint):
     x = (np.random.default_rng(0).random((300, 10)) < 0.3).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
 
