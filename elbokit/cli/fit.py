@@ -26,7 +26,7 @@ from ..errors import ConfigError, DataError, ElbokitError
 from ..likelihoods import LIKELIHOODS, Gaussian
 from ..models.vae import ARCHITECTURES
 from ..nets import ACTIVATIONS
-from ..training import TrainingInterrupted
+from ..training import DEFAULT_EPOCHS, LR_SCHEDULES, TrainingInterrupted
 from .common import (
     MAX_FLOAT_OPTION,
     SCORE_HEADERS,
@@ -44,7 +44,6 @@ from .common import (
     widths,
 )
 
-DEFAULT_EPOCHS = 50
 MAX_CATEGORIES = 2**16  # --likelihood categorical: codes 0 .. 65535
 
 
@@ -106,9 +105,9 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     m.add_argument("--hidden", type=widths, default=(256, 256), metavar="W1,W2,...",
                    help="hidden layer widths of the encoder; the decoder mirrors them (256,256); "
                    "conv: the dense layers after the convolutions")
-    m.add_argument("--encoder", default="mlp", choices=ARCHITECTURES,
+    m.add_argument("--encoder", default="auto", choices=("auto", *ARCHITECTURES),
                    help="conv: two stride-2 convolutions (32, 64 channels) before the --hidden "
-                   "layers, for images")
+                   "layers, for images; auto: the --decoder's architecture (auto)")
     m.add_argument("--decoder", default="mlp", choices=ARCHITECTURES,
                    help="linear + gaussian likelihood is probabilistic PCA; conv: the --hidden "
                    "layers, then two transposed convolutions back to the image size")
@@ -120,7 +119,9 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     t.add_argument("--epochs", type=positive_int, default=None,
                    help=f"maximum epochs (default {DEFAULT_EPOCHS}; with --resume: extend to N)")
     t.add_argument("--batch-size", type=positive_int, default=128)
-    t.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    t.add_argument("--lr", type=positive_float, default=None,
+                   help="Adam learning rate (default: 1e-2 for a VAE whose encoder and decoder "
+                   "are linear and for a mixture's gradient fit, else 1e-3)")
     if not sweep:
         t.add_argument("--beta", type=nonnegative_float, default=1.0,
                        help="weight of the KL term in the objective (reported ELBO uses 1)")
@@ -148,6 +149,23 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="reinforce: moving-average (mean) and/or learned baseline (both)")
     t.add_argument("--patience", type=nonnegative_int, default=10,
                    help="stop after N epochs without a better validation ELBO (0: never)")
+    t.add_argument("--lr-schedule", default="plateau", choices=LR_SCHEDULES,
+                   help="plateau: multiply the learning rate by --lr-factor after --lr-patience "
+                   "epochs without a better validation objective (the training objective when "
+                   "there is no validation split); constant: never (plateau)")
+    t.add_argument("--lr-patience", type=positive_int, default=3, metavar="N",
+                   help="epochs without improvement before the learning rate drops (3)")
+    t.add_argument("--lr-factor", type=open_unit, default=0.5, metavar="F",
+                   help="factor of each learning-rate drop, in (0, 1) (0.5)")
+    t.add_argument("--min-lr", type=nonnegative_float, default=1e-6,
+                   help="the learning rate never drops below this (1e-6)")
+    t.add_argument("--tolerance", type=nonnegative_float, default=1e-5,
+                   help="an improvement counts (for --patience and --lr-patience) when it "
+                   "exceeds this fraction of the best value so far (1e-5)")
+    t.add_argument("--ema", type=unit_interval, default=0.999, metavar="DECAY",
+                   help="validate, keep and return an exponential moving average of the "
+                   "weights with this decay per step (Polyak averaging; 0: the weights "
+                   "themselves) (0.999)")
     t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--on-nan", default="rollback", choices=("rollback", "stop"),
                    help="a NaN or infinite loss or gradient (never stepped): roll back to the "
@@ -204,6 +222,29 @@ def binarization(text: str) -> float | str:
     return value
 
 
+def schedule_options(args: argparse.Namespace) -> dict:
+    """The learning-rate schedule and convergence options, as the facades take them."""
+    return {"lr_schedule": args.lr_schedule, "lr_patience": args.lr_patience,
+            "lr_factor": args.lr_factor, "min_lr": args.min_lr, "tolerance": args.tolerance,
+            "ema": args.ema}
+
+
+def open_unit(text: str) -> float:
+    """A float strictly between 0 and 1."""
+    value = positive_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A float in [0, 1)."""
+    value = nonnegative_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def _estimator(args: argparse.Namespace) -> LatentModel:
     """The model the options describe, its options checked before any data is read."""
     if getattr(args, "ram_budget", None) is not None and not getattr(args, "stream", False):
@@ -219,8 +260,9 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
         mixture = Mixture(n_components=args.components, likelihood=args.likelihood,
                           gaussian_scale=args.gaussian_scale, fit=args.fit,
                           n_init=args.n_init, max_iter=args.max_iter, epochs=args.epochs or DEFAULT_EPOCHS,
-                          batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
+                          batch_size=args.batch_size, lr=args.lr or 1e-2, val_fraction=args.val_fraction,
                           patience=args.patience or None, seed=args.seed, dtype=args.dtype,
+                          **schedule_options(args),
                           on_nan=args.on_nan, max_retries=args.max_retries,
                           device=getattr(args, "device", None) or "cpu",
                           compile=bool(getattr(args, "compile", None)))
@@ -235,6 +277,7 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
               anneal_rate=args.anneal_rate, baseline=args.baseline, kl_warmup=args.kl_warmup,
               free_bits=args.free_bits, val_fraction=args.val_fraction,
               patience=args.patience or None, seed=args.seed, dtype=args.dtype,
+                          **schedule_options(args),
               on_nan=args.on_nan, max_retries=args.max_retries,
               dynamic_binarization=args.binarize == "dynamic",
               device=getattr(args, "device", None) or "cpu",
@@ -256,7 +299,8 @@ def _new_stream_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, r
                                        args.binarize, args.seed, args.test_fraction,
                                        args.val_fraction)
     shape = run_data.dataset.image_shape
-    if (isinstance(vae, VAE) and vae.image_shape is None and "conv" in (vae.encoder, vae.decoder)
+    if (isinstance(vae, VAE) and vae.image_shape is None
+            and "conv" in (vae.encoder_architecture(), vae.decoder)
             and shape is not None and len(shape) == 2):
         vae.image_shape = (1, *shape)  # as _new_run does for images in memory
     return {"data": record, "kind": vae.kind}, run_data
@@ -273,7 +317,8 @@ def _new_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, runs.Run
             raise DataError(f"{data.source}: codes up to {data.x.max():g} would make "
                             f"{vae.n_categories:,} categories per feature (at most "
                             f"{MAX_CATEGORIES:,}); recode the values as 0, 1, ..., K-1")
-    if (isinstance(vae, VAE) and vae.image_shape is None and "conv" in (vae.encoder, vae.decoder)
+    if (isinstance(vae, VAE) and vae.image_shape is None
+            and "conv" in (vae.encoder_architecture(), vae.decoder)
             and data.image_shape is not None and len(data.image_shape) == 2):
         # A conv net on images of the data set's own shape (e.g. a .npy of [n, 7, 9]);
         # [n, a, b, c] arrays are left to --image-shape (channels first or last is a guess).
