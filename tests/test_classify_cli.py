@@ -59,7 +59,7 @@ def test_own_mail_folders_and_a_held_out_file(capsys, tmp_path):
     code, out, err = run(capsys, "classify", "--data", tmp_path / "train", "--test",
                          tmp_path / "test", "--method", "generative", "--json", "-")
     assert code == 0, err
-    scores = json.loads(out[out.index("{"):])
+    scores = json.loads(out)  # stdout holds the JSON alone
     assert scores["naive-bayes"]["accuracy"] == 1.0
 
 

@@ -41,9 +41,11 @@ from ..models.classifiers import (
 from ..models.novelty import NoveltyDetector
 from ..models.semisupervised import SemiSupervisedClassifier
 from .common import (
+    add_json_option,
     check_output_file,
     format_table,
     fraction,
+    human_output,
     naming,
     positive_int,
     seed,
@@ -74,7 +76,7 @@ def add_parser(sub, name: str) -> None:
                    "discriminative: logistic regression and an MLP; semi-supervised: M2 (labelled "
                    "plus unlabelled training examples); one-class: p(x) of the negative class "
                    "only, flagged below a log-likelihood threshold chosen on validation data "
-                   "(two classes); all (default): every one")
+                   "(two classes); all: every one (default all)")
     p.add_argument("--model", default="mixture", choices=("mixture", "vae"),
                    help="the class-conditional density of the generative method (mixture)")
     p.add_argument("--labels", type=positive_int, default=None, metavar="N",
@@ -88,10 +90,12 @@ def add_parser(sub, name: str) -> None:
                    help="text: keep the most frequent N training words (2000)")
     p.add_argument("--components", type=positive_int, default=2,
                    help="mixture-per-class: components per class (2)")
-    p.add_argument("--test-fraction", type=fraction, default=0.2)
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--json", default=None, metavar="FILE",
-                   help="write the scores per method as JSON ('-' for stdout)")
+    p.add_argument("--test-fraction", type=fraction, default=0.2,
+                   help="share of the examples held out for testing, without --test (default 0.2)")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="seeds the test split, the --labels subset and the models' initial "
+                   "weights (default 0)")
+    add_json_option(p, "the scores per method")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="save a run directory: featurizer, classifiers (for elbokit predict), "
                    "config, metrics and, for two classes, pr_curve.png and calibration.png")
@@ -274,20 +278,22 @@ def _run(args: argparse.Namespace) -> int:
             rows.append([method, report["accuracy"], report["macro_f1"]])
             results[method] = {k: report[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
             details[method] = report
+    out = human_output(args.json)
     if binary:
         print(format_table(("method", "threshold", "accuracy", "precision", "recall", "F1",
-                            "ROC AUC", "PR AUC"), rows))
+                            "ROC AUC", "PR AUC"), rows), file=out)
         print(f"(positive class: {results[methods[0]]['positive']}; {len(y_test)} test examples, "
-              f"{_training_note(y_train, labelled)})")
+              f"{_training_note(y_train, labelled)})", file=out)
         if ONE_CLASS in methods:
             print(f"(one-class: flags -log p(x) > {results[ONE_CLASS]['threshold']:.2f} nats, the "
-                  f"threshold chosen on validation ({results[ONE_CLASS]['threshold_rule']}))")
+                  f"threshold chosen on validation ({results[ONE_CLASS]['threshold_rule']}))",
+                  file=out)
     else:
-        print(format_table(("method", "accuracy", "macro F1"), rows))
+        print(format_table(("method", "accuracy", "macro F1"), rows), file=out)
         classes = np.unique(y_train)
         shown = ", ".join(str(c) for c in classes[:12]) + (", ..." if len(classes) > 12 else "")
         print(f"({len(classes)} classes: {shown}; {len(y_test)} test examples, "
-              f"{_training_note(y_train, labelled)})")
+              f"{_training_note(y_train, labelled)})", file=out)
     summary = {m: {k: v for k, v in r.items() if k != "confusion"} for m, r in results.items()}
     if args.json is not None:
         write_json_output(args.json, summary)
@@ -313,9 +319,11 @@ def _run(args: argparse.Namespace) -> int:
             "classes": classes, "positive": classes[-1] if binary else None,
             "threshold": args.threshold, "thresholds": thresholds, "metrics": summary,
         }
-        _save_run(args.out, config, featurizer, models, details,
-                  (y_test, scores, classes[-1]) if binary else None)
-        print(f"run directory: {args.out}")
+        figures = _save_run(args.out, config, featurizer, models, details,
+                            (y_test, scores, classes[-1]) if binary else None)
+        if binary and scores and not figures:
+            print("(no figures: the test examples hold only one class)", file=out)
+        print(f"run directory: {args.out}", file=out)
     return 0
 
 
@@ -335,8 +343,9 @@ def _image_shape(dataset) -> list[int] | None:
 
 
 def _save_run(out: Path, config: dict, featurizer: BagOfWords | None, models: dict,
-              metrics: dict, curves: tuple | None) -> None:
-    """Write the run into a temporary sibling of ``out`` and move it into place as a whole.
+              metrics: dict, curves: tuple | None) -> list[str]:
+    """Write the run into a temporary sibling of ``out`` and move it into place as a whole;
+    returns the figures drawn (none when the test examples hold one class only).
     ``curves``: ``(y_test [n], {method: p(positive|x) [n]}, positive)`` for the figures."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out) as tmp:
@@ -350,6 +359,5 @@ def _save_run(out: Path, config: dict, featurizer: BagOfWords | None, models: di
             plots.precision_recall_curve(*curves, path=tmp / "pr_curve.png")
             plots.calibration_plot(*curves, path=tmp / "calibration.png")
             figures = ["pr_curve.png", "calibration.png"]
-        elif curves is not None and curves[1]:
-            print("(no figures: the test examples hold only one class)")
         runs.write_config(tmp, config | {"figures": figures})
+    return figures

@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from ..checkpoint import atomic_write
 from ..errors import ConfigError, DataError
@@ -153,6 +154,21 @@ def check_output_file(path: str | Path | None, option: str) -> None:
         raise ConfigError(f"{option} {path}: is a directory; give a file name")
     if not path.parent.is_dir():
         raise ConfigError(f"{option} {path}: directory {path.parent} does not exist")
+
+
+def add_json_option(p: argparse.ArgumentParser, what: str, default: str | None = None) -> None:
+    """``--json FILE`` for a command that prints a table: ``what`` it writes (e.g. "the
+    scores"), ``default``: the file written without the option (None: none)."""
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help=f"write {what} as JSON to FILE ('-': to stdout, which then holds the "
+                   "JSON alone, and the table and notes go to stderr"
+                   + (f"; default {default})" if default else ")"))
+
+
+def human_output(json_path: str | None) -> TextIO:
+    """Where a command prints its table and notes: stdout, unless ``--json -`` puts the JSON
+    there; then stderr, so that stdout holds the JSON alone (``... --json - | jq``)."""
+    return sys.stderr if json_path == "-" else sys.stdout
 
 
 def write_json_output(path: str, obj: object) -> None:
