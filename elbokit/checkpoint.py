@@ -399,16 +399,9 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-def load_checkpoint(run_dir: str | Path, model_config: dict | None = None
-                    ) -> tuple[dict, dict, dict, torch.Tensor, dict]:
-    """``(state, model_state_dict, optimizer_state_dict, torch_rng_state, extra)`` of the
-    last complete checkpoint in ``run_dir``.
-
-    Every tensor file is checked against the SHA-256 its ``state.json`` records (a truncated,
-    modified or swapped file is refused), read by the safetensors parser only (a pickle is
-    refused, never loaded), and the record's format and version are checked. With
-    ``model_config`` (the resuming model's ``config.to_dict()``), a checkpoint written for
-    another model configuration is refused too."""
+def _checkpoint_record(run_dir: str | Path) -> tuple[Path, dict]:
+    """``(the directory of the last complete checkpoint in run_dir, its state.json record)``,
+    the record's format, version and fields checked (not yet the tensors)."""
     run_dir = Path(run_dir)
     directory = run_dir / "checkpoint"
     if not directory.is_dir():
@@ -425,10 +418,38 @@ def load_checkpoint(run_dir: str | Path, model_config: dict | None = None
     if (not isinstance(digests, dict) or not all(isinstance(digests.get(k), str)
                                                  for k in ("model", "optimizer", "rng"))
             or not isinstance(state, dict) or not isinstance(state.get("epoch"), int)
+            or isinstance(state["epoch"], bool) or state["epoch"] < 0
+            or not isinstance(state.get("step", 0), int)
             or not isinstance(extra_digests, dict)
             or not all(isinstance(d, str) for d in extra_digests.values())
             or not isinstance(record.get("optimizer"), dict)):
         raise CheckpointError(f"{where}: incomplete or malformed checkpoint record")
+    return directory, record
+
+
+def checkpoint_progress(run_dir: str | Path) -> tuple[int, int] | None:
+    """``(epochs finished, steps taken into the next one)`` by the last checkpoint in
+    ``run_dir`` (steps > 0: written at a Ctrl-C in the middle of an epoch); None when there is
+    no checkpoint. Reads the record only (:func:`load_checkpoint` verifies the tensors)."""
+    if not has_checkpoint(run_dir):
+        return None
+    state = _checkpoint_record(run_dir)[1]["state"]
+    return state["epoch"], int(state.get("step", 0))
+
+
+def load_checkpoint(run_dir: str | Path, model_config: dict | None = None
+                    ) -> tuple[dict, dict, dict, torch.Tensor, dict]:
+    """``(state, model_state_dict, optimizer_state_dict, torch_rng_state, extra)`` of the
+    last complete checkpoint in ``run_dir``.
+
+    Every tensor file is checked against the SHA-256 its ``state.json`` records (a truncated,
+    modified or swapped file is refused), read by the safetensors parser only (a pickle is
+    refused, never loaded), and the record's format and version are checked. With
+    ``model_config`` (the resuming model's ``config.to_dict()``), a checkpoint written for
+    another model configuration is refused too."""
+    directory, record = _checkpoint_record(run_dir)
+    where = f"{directory}/state.json"
+    digests, state, extra_digests = record["sha256"], record["state"], record.get("extra", {})
     saved = (record.get("config") or {}).get("model") if isinstance(record.get("config"), dict) else None
     if model_config is not None and saved is not None and saved != _plain(model_config):
         wanted = _plain(model_config)

@@ -123,7 +123,9 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="nonlinearity of the hidden layers (default relu)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive_int, default=None,
-                   help=f"maximum epochs (default {DEFAULT_EPOCHS}; with --resume: extend to N)")
+                   help=f"maximum epochs (default {DEFAULT_EPOCHS}); with --resume: extend the "
+                   "run to N in all (at least the epochs it has trained; as many: nothing is "
+                   "trained, the run is finalized again) or, omitted, the run's own")
     t.add_argument("--batch-size", type=positive_int, default=128,
                    help="examples per gradient step (default 128)")
     t.add_argument("--lr", type=positive_float, default=1e-3,
@@ -363,11 +365,13 @@ def _run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
     args.run_dir = out  # for run()'s message on Ctrl-C
     device, compile_step = getattr(args, "device", None), getattr(args, "compile", None)
+    finished = None  # epochs the resumed run's checkpoint has finished
     if args.resume:
         if args.overwrite:
             raise runs.ConfigError("--resume and --overwrite contradict each other")
         config = runs.read_config(out, kinds=tuple(MODEL_KINDS))
         params = dict(config["params"])
+        finished = runs.check_resume_epochs(out, params.get("epochs", DEFAULT_EPOCHS), args.epochs)
         if args.epochs is not None:
             params["epochs"] = args.epochs
         if device is not None:  # e.g. continue a GPU run on a CPU
@@ -409,6 +413,9 @@ def _run(args: argparse.Namespace) -> int:
 
     vae.progress = not args.quiet and sys.stderr.isatty()
     source = config["data"]["source"]
+    if args.resume and finished is not None and finished >= vae.epochs and main:
+        print(f"(the run has finished its {finished} epochs: nothing to train; its scores, "
+              "summary and report are computed again from the saved model)")
     try:
         vae.fit(run_data.training(), run_data.split("val") if vae.val_fraction > 0 else None,
                 run_dir=out, resume=args.resume, where=source)
