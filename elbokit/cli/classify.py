@@ -20,6 +20,7 @@ moved into place only when complete (a failure leaves nothing, or the old run, b
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from ..checkpoint import atomic_directory, write_json
 from ..data.email import read_email_folder
 from ..data.text import BagOfWords, TextDataset, load_sms_spam, read_labelled_text
 from ..errors import ConfigError, DataError
-from ..metrics import binary_report, multiclass_report
+from ..metrics import ZERO_DIVISION, binary_report, multiclass_report
 from ..models.classifiers import (
     GenerativeClassifier,
     LogisticRegression,
@@ -245,6 +246,7 @@ def _run(args: argparse.Namespace) -> int:
     thresholds = sorted({0.5, 0.9, args.threshold})
     negative = np.unique(y_train)[0]
     results, rows, models, scores, details = {}, [], {}, {}, {}
+    scored: list[tuple[str, float | None, dict]] = []  # (method, threshold, binary report) per row
     for method in methods:
         model = _fit(method, _model(method, likelihood, args, featurizer is not None),
                      x_train, y_train, labelled, negative)
@@ -253,6 +255,7 @@ def _run(args: argparse.Namespace) -> int:
                                    positive=np.unique(y_train)[-1], scores=True)
             rows.append([method, "val", report["accuracy"], report["precision"], report["recall"],
                          report["f1"], report["roc_auc"], report["pr_auc"]])
+            scored.append((method, None, report))
             results[method] = report | {"positive": str(np.unique(y_train)[-1]),
                                         "score": "-log p(x)", "threshold_rule": model.rule_}
             details[method] = {"at_threshold": results[method]}
@@ -269,6 +272,7 @@ def _run(args: argparse.Namespace) -> int:
                                                                 positive=positive)
                 rows.append([method, t, report["accuracy"], report["precision"],
                              report["recall"], report["f1"], report["roc_auc"], report["pr_auc"]])
+                scored.append((method, t, report))
             results[method] = binary_report(y_test, proba[:, -1], threshold=args.threshold,
                                             positive=positive) | {"positive": str(positive)}
             details[method] = {"at_threshold": results[method], "by_threshold": by_threshold}
@@ -288,6 +292,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"(one-class: flags -log p(x) > {results[ONE_CLASS]['threshold']:.2f} nats, the "
                   f"threshold chosen on validation ({results[ONE_CLASS]['threshold_rule']}))",
                   file=out)
+        for line in undefined_scores(y_test, np.unique(y_train)[-1], scored):
+            print(f"elbokit: warning: {line}", file=sys.stderr)
     else:
         print(format_table(("method", "accuracy", "macro F1"), rows), file=out)
         classes = np.unique(y_train)
@@ -325,6 +331,30 @@ def _run(args: argparse.Namespace) -> int:
             print("(no figures: the test examples hold only one class)", file=out)
         print(f"run directory: {args.out}", file=out)
     return 0
+
+
+def undefined_scores(y_test: np.ndarray, positive: object,
+                     scored: list[tuple[str, float | None, dict]]) -> list[str]:
+    """What is not defined on the test examples ``y_test: [n]``, one sentence each: ROC AUC
+    and PR AUC when they hold one class only (reported as n/a, JSON null), and the 0/0
+    precision (nothing predicted ``positive``) or recall (no ``positive`` example) reported as
+    ``ZERO_DIVISION``. ``scored``: (method, threshold or None for its own, report) per row."""
+    lines, n = [], len(y_test)
+    classes = np.unique(y_test)
+    if len(classes) < 2:
+        lines.append(f"the {n} test example{'s hold' if n != 1 else ' holds'} one class only "
+                     f"({plain_label(classes[0])}): ROC AUC and PR AUC are not defined (n/a); "
+                     "score on more test examples (--test-fraction, or --test FILE)")
+    if not (y_test == positive).any():
+        lines.append(f"no {positive} among the test examples: recall (and F1 where nothing was "
+                     f"predicted {positive} either) is 0/0, reported as {ZERO_DIVISION:g} (none "
+                     "was missed)")
+    unflagged = [method if t is None else f"{method} at {t:g}"
+                 for method, t, report in scored if report["n_predicted_positive"] == 0]
+    if unflagged:
+        lines.append(f"nothing predicted {positive} by {', '.join(unflagged)}: precision is 0/0, "
+                     f"reported as {ZERO_DIVISION:g} (sklearn's zero_division: no false alarm)")
+    return lines
 
 
 def _training_note(y_train: np.ndarray, labelled: np.ndarray) -> str:

@@ -93,10 +93,11 @@ def memory_guard(what: str, advice: str) -> Iterator[None]:
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain aligned text table: text left-aligned, numbers right-aligned."""
+    """A plain aligned text table: text left-aligned, numbers right-aligned; None (a value
+    that is not defined) shows as n/a."""
     cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
     sizes = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], int | float | None) for row in rows) for i in range(len(headers))]
     lines = ["  ".join(c.rjust(s) if num else c.ljust(s)
                        for c, s, num in zip(row, sizes, numeric, strict=True)).rstrip()
              for row in cells]
@@ -105,6 +106,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
 
 def _cell(value: object) -> str:
+    if value is None:
+        return "n/a"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
@@ -116,7 +119,7 @@ def score_row(split: str, scores: dict) -> list[object]:
     ll = scores["log_likelihood"]
     exact = scores.get("exact_log_likelihood")
     return [split, scores["n_examples"], scores["elbo"], scores["reconstruction"], scores["kl"],
-            scores["iwae"]["value"], ll["estimate"], ll["stderr"], "n/a" if exact is None else exact]
+            scores["iwae"]["value"], ll["estimate"], ll["stderr"], exact]
 
 
 def score_note(scores: dict) -> str:
