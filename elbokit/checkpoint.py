@@ -22,11 +22,12 @@ does that swap for any directory (saved classifiers, ``elbokit classify --out`` 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,11 +84,41 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _fresh_sibling(path: Path, suffix: str, create):
+    """``create(name)`` on a fresh hidden sibling name ``.NAME.XXXXXXXX<suffix>`` of ``path``
+    (``create`` must refuse an existing name with FileExistsError); ``(its result, name)``."""
+    for _ in range(100):
+        name = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            return create(name), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name next to it", str(path))
+
+
+# Temporaries are created with the modes open() and mkdir() use (0o666 / 0o777, less the
+# umask, which the kernel applies), not tempfile's private 0o600 / 0o700: what a run writes
+# goes into place by a rename and keeps the temporary's mode, so it must be the mode any new
+# file would get (0644 under umask 022, 0600 under 077).
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def temporary_file(path: str | Path, suffix: str = ".tmp") -> tuple[int, Path]:
+    """A new empty hidden sibling of ``path`` to write and then rename onto it:
+    ``(a file descriptor open for writing, its path)``; mode 0o666 less the umask."""
+    return _fresh_sibling(Path(path), suffix, lambda name: os.open(name, _FILE_FLAGS, 0o666))
+
+
+def temporary_directory(path: str | Path, suffix: str = ".tmp") -> Path:
+    """A new empty hidden sibling directory of ``path``; mode 0o777 less the umask."""
+    return _fresh_sibling(Path(path), suffix, lambda name: os.mkdir(name, 0o777))[1]
+
+
 def _write_temporary(path: Path, data: bytes) -> Path:
     """``data`` in a fresh, fsynced temporary sibling of ``path`` (removed again on failure).
     An OSError names ``path``, the file being written, not the temporary."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = temporary_file(path)
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(path)) from e
     try:
@@ -96,11 +127,11 @@ def _write_temporary(path: Path, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise OSError(e.errno, e.strerror, str(path)) from e
         raise
-    return Path(tmp)
+    return tmp
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
@@ -159,7 +190,7 @@ def atomic_directory(path: str | Path, tmp: str | Path | None = None,
     """
     path = Path(path)
     if tmp is None:
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        tmp = temporary_directory(path)
     else:
         tmp = Path(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -170,7 +201,7 @@ def atomic_directory(path: str | Path, tmp: str | Path | None = None,
         _fsync_dir(tmp)
         if path.exists():
             if old is None:  # a fresh name: never clobber anything that happens to be there
-                old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+                old = temporary_directory(path, ".old")
                 old.rmdir()
             else:
                 shutil.rmtree(old, ignore_errors=True)
@@ -368,16 +399,9 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-def load_checkpoint(run_dir: str | Path, model_config: dict | None = None
-                    ) -> tuple[dict, dict, dict, torch.Tensor, dict]:
-    """``(state, model_state_dict, optimizer_state_dict, torch_rng_state, extra)`` of the
-    last complete checkpoint in ``run_dir``.
-
-    Every tensor file is checked against the SHA-256 its ``state.json`` records (a truncated,
-    modified or swapped file is refused), read by the safetensors parser only (a pickle is
-    refused, never loaded), and the record's format and version are checked. With
-    ``model_config`` (the resuming model's ``config.to_dict()``), a checkpoint written for
-    another model configuration is refused too."""
+def _checkpoint_record(run_dir: str | Path) -> tuple[Path, dict]:
+    """``(the directory of the last complete checkpoint in run_dir, its state.json record)``,
+    the record's format, version and fields checked (not yet the tensors)."""
     run_dir = Path(run_dir)
     directory = run_dir / "checkpoint"
     if not directory.is_dir():
@@ -394,10 +418,38 @@ def load_checkpoint(run_dir: str | Path, model_config: dict | None = None
     if (not isinstance(digests, dict) or not all(isinstance(digests.get(k), str)
                                                  for k in ("model", "optimizer", "rng"))
             or not isinstance(state, dict) or not isinstance(state.get("epoch"), int)
+            or isinstance(state["epoch"], bool) or state["epoch"] < 0
+            or not isinstance(state.get("step", 0), int)
             or not isinstance(extra_digests, dict)
             or not all(isinstance(d, str) for d in extra_digests.values())
             or not isinstance(record.get("optimizer"), dict)):
         raise CheckpointError(f"{where}: incomplete or malformed checkpoint record")
+    return directory, record
+
+
+def checkpoint_progress(run_dir: str | Path) -> tuple[int, int] | None:
+    """``(epochs finished, steps taken into the next one)`` by the last checkpoint in
+    ``run_dir`` (steps > 0: written at a Ctrl-C in the middle of an epoch); None when there is
+    no checkpoint. Reads the record only (:func:`load_checkpoint` verifies the tensors)."""
+    if not has_checkpoint(run_dir):
+        return None
+    state = _checkpoint_record(run_dir)[1]["state"]
+    return state["epoch"], int(state.get("step", 0))
+
+
+def load_checkpoint(run_dir: str | Path, model_config: dict | None = None
+                    ) -> tuple[dict, dict, dict, torch.Tensor, dict]:
+    """``(state, model_state_dict, optimizer_state_dict, torch_rng_state, extra)`` of the
+    last complete checkpoint in ``run_dir``.
+
+    Every tensor file is checked against the SHA-256 its ``state.json`` records (a truncated,
+    modified or swapped file is refused), read by the safetensors parser only (a pickle is
+    refused, never loaded), and the record's format and version are checked. With
+    ``model_config`` (the resuming model's ``config.to_dict()``), a checkpoint written for
+    another model configuration is refused too."""
+    directory, record = _checkpoint_record(run_dir)
+    where = f"{directory}/state.json"
+    digests, state, extra_digests = record["sha256"], record["state"], record.get("extra", {})
     saved = (record.get("config") or {}).get("model") if isinstance(record.get("config"), dict) else None
     if model_config is not None and saved is not None and saved != _plain(model_config):
         wanted = _plain(model_config)

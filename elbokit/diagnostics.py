@@ -82,7 +82,8 @@ def mutual_information(model: LatentVariableModel, x: torch.Tensor, max_examples
     """Estimate of I_q(x; z) in nats over (a seeded subset of at most ``max_examples`` of) x.
 
     For each example i: z_i ~ q(z | x_i), and log q(z_i) = logsumexp_j log q(z_i | x_j) - log N
-    over all N examples (O(N^2) density evaluations, ``chunk`` z's at a time).
+    over all N examples (O(N^2) density evaluations, ``chunk`` z's at a time). Never
+    negative (a negative Monte-Carlo estimate is reported as 0).
     """
     with seeded(seed):
         if len(x) > max_examples:
@@ -97,7 +98,12 @@ def mutual_information(model: LatentVariableModel, x: torch.Tensor, max_examples
             # log q(z_c | x_j) for every pair: [c, N] via broadcasting z over q's batch.
             pairs = q.log_prob(zs.reshape(len(zs), 1, *zs.shape[1:]).expand(len(zs), n, *q.event_shape))
             log_aggregate.append(pairs.logsumexp(-1) - math.log(n))
-    return float((log_q_own - torch.cat(log_aggregate)).mean())
+    estimate = float((log_q_own - torch.cat(log_aggregate)).mean())
+    # I(x; z) >= 0, but the one-sample estimate is noisy and can fall below 0 when z carries
+    # (almost) nothing about x (e.g. -6e-4 nats, or -2e-9 from rounding for a collapsed
+    # encoder, printed "-0.00"). Clamping at 0 only moves a negative estimate towards the
+    # true value, so it never makes the estimate worse.
+    return max(estimate, 0.0)
 
 
 def diagnose(model: LatentVariableModel, x: torch.Tensor, elbo: float | None = None,

@@ -8,11 +8,15 @@ Conventions (stated once, used everywhere):
 
 - an example is predicted positive when ``p_positive > threshold`` (strictly), so at 0.5 the
   predictions are those of a two-class ``Classifier.predict``;
-- a ratio with nothing to count is 1.0, not a warning: precision when nothing is predicted
-  positive (no false alarm was raised), recall when there is no positive example (none was
-  missed), F1 when both hold. ``n_predicted_positive`` and ``n_positive`` say when that
-  happened;
-- ROC AUC and average precision are NaN when ``y_true`` holds one class only (undefined).
+- a ratio with nothing to count (0/0) is 1.0, not a warning: precision when nothing is
+  predicted positive (no false alarm was raised), recall when there is no positive example
+  (none was missed), F1 when both hold: sklearn's ``zero_division=1.0``
+  (:data:`ZERO_DIVISION`), passed explicitly, which is also the precision that
+  ``sklearn.metrics.precision_recall_curve`` gives where nothing is flagged.
+  ``n_predicted_positive`` and ``n_positive`` say when that happened (``elbokit classify``
+  warns);
+- ROC AUC and average precision are None (not defined; JSON null) when ``y_true`` holds one
+  class only: no pair of a positive and a negative example to rank.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import numpy as np
 
 from .errors import ConfigError, DataError, describe_rows
 
-__all__ = ["binary_report", "multiclass_report", "positive_class"]
+__all__ = ["ZERO_DIVISION", "binary_report", "multiclass_report", "positive_class"]
+
+ZERO_DIVISION = 1.0  # what a 0/0 precision, recall or F1 is reported as (sklearn's zero_division)
 
 
 def positive_class(y_true: np.ndarray) -> object:
@@ -53,9 +59,15 @@ def binary_report(y_true: Sequence | np.ndarray, p_positive: Sequence | np.ndarr
     "n_examples", "n_positive", "n_predicted_positive", "confusion": {"tp", "fp", "fn",
     "tn"}}``; ``pr_auc`` is the average precision (the step-wise area under the
     precision-recall curve, ``sklearn.metrics.average_precision_score``). Precision, recall
-    and F1 are of the positive class; 0/0 counts as 1.0 (see the module docstring).
+    and F1 are of the positive class; 0/0 counts as :data:`ZERO_DIVISION`; ``roc_auc`` and
+    ``pr_auc`` are None when ``y_true`` holds one class only (see the module docstring).
     """
-    from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
+    from sklearn.metrics import (
+        average_precision_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     y_true = np.asarray(y_true)
     p = np.asarray(p_positive, dtype=np.float64)
@@ -76,13 +88,15 @@ def binary_report(y_true: Sequence | np.ndarray, p_positive: Sequence | np.ndarr
     predicted = p > threshold
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(truth, predicted, labels=[False, True]).ravel())
     both = bool(truth.any() and (~truth).any())
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        truth, predicted, labels=[True], average=None, zero_division=ZERO_DIVISION)
     return {
         "accuracy": (tp + tn) / len(p),
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "roc_auc": float(roc_auc_score(truth, p)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(truth, p)) if both else float("nan"),
+        "precision": float(precision[0]),
+        "recall": float(recall[0]),
+        "f1": float(f1[0]),
+        "roc_auc": float(roc_auc_score(truth, p)) if both else None,
+        "pr_auc": float(average_precision_score(truth, p)) if both else None,
         "threshold": float(threshold),
         "n_examples": len(p),
         "n_positive": tp + fn,
@@ -91,21 +105,16 @@ def binary_report(y_true: Sequence | np.ndarray, p_positive: Sequence | np.ndarr
     }
 
 
-def _ratio(numerator: int, denominator: int) -> float:
-    """numerator / denominator, 1.0 when there is nothing to count (0 / 0)."""
-    return numerator / denominator if denominator else 1.0
-
-
 def multiclass_report(y_true: Sequence | np.ndarray, y_pred: Sequence | np.ndarray,
                       labels: Sequence | None = None) -> dict:
     """Scores of predicted labels ``y_pred: [n]`` against ``y_true: [n]``, any number of classes.
 
     Returns ``{"accuracy", "balanced_accuracy" (mean per-class recall over the classes
-    present in y_true), "macro_f1" (unweighted mean F1 over ``labels``, 0/0 counted as 1.0),
-    "n_examples", "labels", "confusion" (rows: true, columns: predicted, in ``labels`` order;
-    default: the sorted labels of both)}``.
+    present in y_true), "macro_f1" (unweighted mean F1 over ``labels``, 0/0 counted as
+    :data:`ZERO_DIVISION`), "n_examples", "labels", "confusion" (rows: true, columns:
+    predicted, in ``labels`` order; default: the sorted labels of both)}``.
     """
-    from sklearn.metrics import confusion_matrix
+    from sklearn.metrics import confusion_matrix, f1_score
 
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.ndim != 1 or y_pred.shape != y_true.shape:
@@ -116,9 +125,9 @@ def multiclass_report(y_true: Sequence | np.ndarray, y_pred: Sequence | np.ndarr
     labels = np.unique(np.concatenate([y_true, y_pred])) if labels is None else np.asarray(labels)
     matrix = confusion_matrix(y_true, y_pred, labels=labels)  # [C, C]
     tp = np.diag(matrix)
-    support, predicted = matrix.sum(1), matrix.sum(0)
+    support = matrix.sum(1)
     present = support > 0
-    f1 = [_ratio(2 * t, s + q) for t, s, q in zip(tp, support, predicted, strict=True)]
+    f1 = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=ZERO_DIVISION)
     return {
         "accuracy": float(np.mean(y_true == y_pred)),
         "balanced_accuracy": float(np.mean(tp[present] / support[present])) if present.any() else 1.0,

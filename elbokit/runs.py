@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datasets
-from .checkpoint import read_json, write_json
+from .checkpoint import checkpoint_progress, read_json, write_json
 from .errors import CheckpointError, ConfigError, DataError
 
 RUN_FORMAT = "elbokit.run"
@@ -187,6 +187,29 @@ def create_run_dir(out: Path, overwrite: bool) -> None:
                                   "overwrite it")
             shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def check_resume_epochs(run_dir: Path, own: int, epochs: int | None) -> int | None:
+    """Refuse to resume ``run_dir`` for fewer epochs than its checkpoint has trained (training
+    would stop at once while config.json said fewer epochs than summary.json), before
+    anything is written. ``own``: the run's epochs (config.json); ``epochs``: ``--epochs``
+    (None: keep ``own``). Returns the epochs the checkpoint has finished (None: no checkpoint).
+    As many as it has finished: nothing is trained, the run is finalized again."""
+    progress = checkpoint_progress(run_dir)
+    if progress is None:
+        return None
+    finished, step = progress
+    # A checkpoint written mid-epoch (Ctrl-C) needs that epoch to be finished.
+    needed, at = ((finished + 1, f"in the middle of epoch {finished + 1}") if step
+                  else (finished, f"already at epoch {finished}"))
+    if epochs is not None and epochs < needed:
+        raise ConfigError(f"{run_dir}: the run is {at}; --epochs must be at least {needed} "
+                          + (f"(or omitted to keep the run's own, {own})" if own >= needed
+                             else "to resume it"))
+    if epochs is None and own < needed:
+        raise CheckpointError(f"{run_dir}/config.json asks for {own} epochs, but the checkpoint is "
+                              f"{at}; pass --epochs {needed} or more")
+    return finished
 
 
 def write_config(run_dir: Path, config: dict) -> None:

@@ -28,7 +28,7 @@ from elbokit import VAE, Mixture
 from elbokit.data import NAMED, split_indices
 from elbokit.data.text import BagOfWords, load_sms_spam
 from elbokit.errors import ConfigError, DataError
-from elbokit.metrics import binary_report, multiclass_report, positive_class
+from elbokit.metrics import ZERO_DIVISION, binary_report, multiclass_report, positive_class
 from elbokit.models.classifiers import (
     ClassifierModule,
     GenerativeClassifier,
@@ -252,7 +252,22 @@ def test_binary_report_zero_division_is_one_without_warnings():
         assert nothing_flagged["f1"] == 0.0 and nothing_flagged["n_predicted_positive"] == 0
         no_spam = binary_report(np.array([0, 0]), [0.1, 0.2], positive=1)
         assert no_spam["precision"] == no_spam["recall"] == no_spam["f1"] == 1.0
-        assert math.isnan(no_spam["roc_auc"]) and math.isnan(no_spam["pr_auc"])
+        assert no_spam["roc_auc"] is None and no_spam["pr_auc"] is None  # not defined
+
+
+def test_zero_division_is_sklearns_passed_explicitly():
+    """0/0 ratios are sklearn's zero_division=ZERO_DIVISION, the same everywhere."""
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    y, p = np.array([0, 0, 1, 0]), np.array([0.1, 0.2, 0.3, 0.4])  # nothing predicted 1
+    report = binary_report(y, p, positive=1)
+    predicted = p > 0.5
+    for name, score in (("precision", precision_score), ("recall", recall_score), ("f1", f1_score)):
+        assert report[name] == score(y == 1, predicted, zero_division=ZERO_DIVISION), name
+    assert report["precision"] == ZERO_DIVISION == 1.0
+    # Per-class F1 of a label that is neither true nor predicted: 0/0 too.
+    macro = multiclass_report(["a", "a"], ["a", "a"], labels=["a", "b"])["macro_f1"]
+    assert macro == (1.0 + ZERO_DIVISION) / 2
 
 
 def test_binary_report_refuses_bad_input():

@@ -59,7 +59,7 @@ def test_own_mail_folders_and_a_held_out_file(capsys, tmp_path):
     code, out, err = run(capsys, "classify", "--data", tmp_path / "train", "--test",
                          tmp_path / "test", "--method", "generative", "--json", "-")
     assert code == 0, err
-    scores = json.loads(out[out.index("{"):])
+    scores = json.loads(out)  # stdout holds the JSON alone
     assert scores["naive-bayes"]["accuracy"] == 1.0
 
 
@@ -308,3 +308,46 @@ def test_the_one_class_detector_is_saved_and_predicts(capsys, tmp_path):
     assert rows[0]["decision"] == "spam" and rows[1]["decision"] == "ham"
     assert rows[2]["novelty_score"] == 0.0 and rows[2]["decision"] == "ham"  # the empty document
     assert rows[0]["threshold"] == config["metrics"]["one-class"]["threshold"]
+
+
+def test_a_one_example_test_split_reports_auc_as_not_defined(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 5)
+    x = (rng.random((10, 4)) < np.where(y[:, None] == 1, 0.8, 0.2)).astype(np.float64)
+    np.savez(tmp_path / "tiny.npz", x=x, y=y)
+    code, out, err = run(capsys, "classify", "--data", tmp_path / "tiny.npz", "--test-fraction",
+                         "0.1", "--method", "discriminative", "--json", "-", "--out", tmp_path / "run")
+    assert code == 0, err
+
+    def strict(text: str):  # NaN and Infinity are not JSON
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+
+    scores = strict(out)
+    for method in ("logistic-regression", "mlp"):
+        assert scores[method]["n_examples"] == 1
+        assert scores[method]["roc_auc"] is None and scores[method]["pr_auc"] is None
+    warning = [line for line in err.splitlines() if "one class only" in line]
+    assert len(warning) == 1 and warning[0].startswith("elbokit: warning: the 1 test example holds")
+    assert "ROC AUC and PR AUC are not defined (n/a)" in warning[0]
+    table = [line for line in err.splitlines() if line.startswith("mlp")]
+    assert table and all(line.split()[-2:] == ["n/a", "n/a"] for line in table)
+    assert "nan" not in err.lower().replace("nans", "")
+    strict((tmp_path / "run" / "metrics.json").read_text())
+    strict((tmp_path / "run" / "config.json").read_text())
+
+
+def test_undefined_scores_say_why():
+    def report(predicted: int) -> dict:
+        return {"n_predicted_positive": predicted}
+
+    lines = classify_cli.undefined_scores(np.array(["ham"]), "spam",
+                                          [("naive-bayes", 0.5, report(0)), ("mlp", 0.5, report(1)),
+                                           ("one-class", None, report(0))])
+    assert len(lines) == 3
+    assert lines[0].startswith("the 1 test example holds one class only (ham)")
+    assert lines[1].startswith("no spam among the test examples: recall (and F1 where nothing was "
+                               "predicted spam either) is 0/0, reported as 1")
+    assert lines[2].startswith("nothing predicted spam by naive-bayes at 0.5, one-class: precision "
+                               "is 0/0, reported as 1 (sklearn's zero_division")
+    both = classify_cli.undefined_scores(np.array(["ham", "spam"]), "spam", [("mlp", 0.9, report(1))])
+    assert both == []

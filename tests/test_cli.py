@@ -240,3 +240,52 @@ def test_discrete_latents_from_the_command_line(capsys, tmp_path):
 def test_bad_discrete_options(capsys, tmp_path, argv, message):
     err = _bad_input(capsys, tmp_path, "fit", *argv, *FAST)
     assert message in err
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file()}
+
+
+def test_resume_with_fewer_epochs_than_trained_is_refused_and_changes_nothing(capsys, tmp_path, tiny):
+    out = tmp_path / "run"
+    assert run(capsys, "fit", "--data", tiny, "--out", out, "--patience", "0", *FAST[:1], "3",
+               *FAST[2:])[0] == 0
+    before = _files(out)
+    code, _, err = run(capsys, "fit", "--out", out, "--resume", "--epochs", "2", "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "already at epoch 3" in err and "--epochs must be at least 3" in err
+    assert "or omitted to keep the run's own, 3" in err
+    assert _files(out) == before
+    # As many epochs as trained: nothing to train, the run is finalized again.
+    code, stdout, err = run(capsys, "fit", "--out", out, "--resume", "--epochs", "3", "--quiet")
+    assert code == 0, err
+    assert "nothing to train" in stdout
+    after = _files(out)
+    for name in ("model.safetensors", "model.json", "metrics.jsonl", "config.json"):
+        assert after[name] == before[name], name
+    checkpoint = {n: b for n, b in before.items() if n.startswith("checkpoint")}
+    assert {n: b for n, b in after.items() if n.startswith("checkpoint")} == checkpoint
+    assert json.loads(after["summary.json"])["epochs_trained"] == 3
+
+
+def test_resume_checks_epochs_against_a_mid_epoch_checkpoint_and_config(capsys, tmp_path, tiny):
+    out = tmp_path / "run"
+    assert run(capsys, "fit", "--data", tiny, "--out", out, "--patience", "0", *FAST)[0] == 0
+    # As a Ctrl-C in epoch 3 leaves it: 2 epochs finished, 1 step into the third.
+    record = json.loads((out / "checkpoint" / "state.json").read_text())
+    record["state"]["step"] = 1
+    (out / "checkpoint" / "state.json").write_text(json.dumps(record))
+    before = _files(out)
+    code, _, err = run(capsys, "fit", "--out", out, "--resume", "--epochs", "2", "--quiet")
+    assert code == 2 and "in the middle of epoch 3; --epochs must be at least 3 to resume it" in err
+    assert _files(out) == before
+    # A config.json asking for fewer epochs than the checkpoint finished (edited by hand).
+    config = json.loads((out / "config.json").read_text())
+    config["params"]["epochs"] = 1
+    (out / "config.json").write_text(json.dumps(config))
+    before = _files(out)
+    code, _, err = run(capsys, "fit", "--out", out, "--resume", "--quiet")
+    assert code == 2
+    assert "config.json asks for 1 epochs, but the checkpoint is in the middle of epoch 3" in err
+    assert _files(out) == before

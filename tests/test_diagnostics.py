@@ -116,6 +116,33 @@ def test_a_collapsed_encoder_has_no_information_and_says_so():
     assert len(found["warnings"]) == 1 and "posterior collapse" in found["warnings"][0]
 
 
+class _WeakEncoder:
+    """q(z | x) = N(eps x, I): z carries (almost, or with eps = 0 exactly) nothing about x."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def posterior(self, x: torch.Tensor) -> D.Distribution:
+        return D.Independent(D.Normal(self.eps * x, torch.ones_like(x)), 1)
+
+
+def test_the_mutual_information_is_never_negative_nor_printed_as_minus_zero():
+    """The one-sample estimate of I(x; z) >= 0 can come out below 0 (Monte-Carlo noise of
+    about 1e-4 nats at eps = 0.01, rounding at eps = 0); it is reported as 0."""
+    from elbokit.cli.common import diagnostics_lines
+
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    for eps in (0.0, 0.01):
+        for seed in range(10):
+            estimate = diagnostics.mutual_information(_WeakEncoder(eps), x, seed=seed)
+            assert estimate >= 0, (eps, seed, estimate)
+            found = {"active_units": 0, "latent_dim": 2, "active_threshold": 0.01,
+                     "mutual_information": estimate, "mutual_information_limit": math.log(50),
+                     "warnings": []}
+            assert "-0.00" not in diagnostics_lines(found, "test")[0]
+    assert diagnostics.mutual_information(_WeakEncoder(1.0), x) > 0.1  # not always 0
+
+
 def test_a_near_deterministic_encoder_has_log_n_nats():
     """Well-separated, tiny posteriors: z identifies x, so I(x; z) = log N."""
     model = linear_vae(dim=4, latent=4)

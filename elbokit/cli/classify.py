@@ -20,6 +20,7 @@ moved into place only when complete (a failure leaves nothing, or the old run, b
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from ..checkpoint import atomic_directory, write_json
 from ..data.email import read_email_folder
 from ..data.text import BagOfWords, TextDataset, load_sms_spam, read_labelled_text
 from ..errors import ConfigError, DataError
-from ..metrics import binary_report, multiclass_report
+from ..metrics import ZERO_DIVISION, binary_report, multiclass_report
 from ..models.classifiers import (
     GenerativeClassifier,
     LogisticRegression,
@@ -41,9 +42,11 @@ from ..models.classifiers import (
 from ..models.novelty import NoveltyDetector
 from ..models.semisupervised import SemiSupervisedClassifier
 from .common import (
+    add_json_option,
     check_output_file,
     format_table,
     fraction,
+    human_output,
     naming,
     positive_int,
     seed,
@@ -74,7 +77,7 @@ def add_parser(sub, name: str) -> None:
                    "discriminative: logistic regression and an MLP; semi-supervised: M2 (labelled "
                    "plus unlabelled training examples); one-class: p(x) of the negative class "
                    "only, flagged below a log-likelihood threshold chosen on validation data "
-                   "(two classes); all (default): every one")
+                   "(two classes); all: every one (default all)")
     p.add_argument("--model", default="mixture", choices=("mixture", "vae"),
                    help="the class-conditional density of the generative method (mixture)")
     p.add_argument("--labels", type=positive_int, default=None, metavar="N",
@@ -88,10 +91,12 @@ def add_parser(sub, name: str) -> None:
                    help="text: keep the most frequent N training words (2000)")
     p.add_argument("--components", type=positive_int, default=2,
                    help="mixture-per-class: components per class (2)")
-    p.add_argument("--test-fraction", type=fraction, default=0.2)
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--json", default=None, metavar="FILE",
-                   help="write the scores per method as JSON ('-' for stdout)")
+    p.add_argument("--test-fraction", type=fraction, default=0.2,
+                   help="share of the examples held out for testing, without --test (default 0.2)")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="seeds the test split, the --labels subset and the models' initial "
+                   "weights (default 0)")
+    add_json_option(p, "the scores per method")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="save a run directory: featurizer, classifiers (for elbokit predict), "
                    "config, metrics and, for two classes, pr_curve.png and calibration.png")
@@ -241,6 +246,7 @@ def _run(args: argparse.Namespace) -> int:
     thresholds = sorted({0.5, 0.9, args.threshold})
     negative = np.unique(y_train)[0]
     results, rows, models, scores, details = {}, [], {}, {}, {}
+    scored: list[tuple[str, float | None, dict]] = []  # (method, threshold, binary report) per row
     for method in methods:
         model = _fit(method, _model(method, likelihood, args, featurizer is not None),
                      x_train, y_train, labelled, negative)
@@ -249,6 +255,7 @@ def _run(args: argparse.Namespace) -> int:
                                    positive=np.unique(y_train)[-1], scores=True)
             rows.append([method, "val", report["accuracy"], report["precision"], report["recall"],
                          report["f1"], report["roc_auc"], report["pr_auc"]])
+            scored.append((method, None, report))
             results[method] = report | {"positive": str(np.unique(y_train)[-1]),
                                         "score": "-log p(x)", "threshold_rule": model.rule_}
             details[method] = {"at_threshold": results[method]}
@@ -265,6 +272,7 @@ def _run(args: argparse.Namespace) -> int:
                                                                 positive=positive)
                 rows.append([method, t, report["accuracy"], report["precision"],
                              report["recall"], report["f1"], report["roc_auc"], report["pr_auc"]])
+                scored.append((method, t, report))
             results[method] = binary_report(y_test, proba[:, -1], threshold=args.threshold,
                                             positive=positive) | {"positive": str(positive)}
             details[method] = {"at_threshold": results[method], "by_threshold": by_threshold}
@@ -274,20 +282,24 @@ def _run(args: argparse.Namespace) -> int:
             rows.append([method, report["accuracy"], report["macro_f1"]])
             results[method] = {k: report[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
             details[method] = report
+    out = human_output(args.json)
     if binary:
         print(format_table(("method", "threshold", "accuracy", "precision", "recall", "F1",
-                            "ROC AUC", "PR AUC"), rows))
+                            "ROC AUC", "PR AUC"), rows), file=out)
         print(f"(positive class: {results[methods[0]]['positive']}; {len(y_test)} test examples, "
-              f"{_training_note(y_train, labelled)})")
+              f"{_training_note(y_train, labelled)})", file=out)
         if ONE_CLASS in methods:
             print(f"(one-class: flags -log p(x) > {results[ONE_CLASS]['threshold']:.2f} nats, the "
-                  f"threshold chosen on validation ({results[ONE_CLASS]['threshold_rule']}))")
+                  f"threshold chosen on validation ({results[ONE_CLASS]['threshold_rule']}))",
+                  file=out)
+        for line in undefined_scores(y_test, np.unique(y_train)[-1], scored):
+            print(f"elbokit: warning: {line}", file=sys.stderr)
     else:
-        print(format_table(("method", "accuracy", "macro F1"), rows))
+        print(format_table(("method", "accuracy", "macro F1"), rows), file=out)
         classes = np.unique(y_train)
         shown = ", ".join(str(c) for c in classes[:12]) + (", ..." if len(classes) > 12 else "")
         print(f"({len(classes)} classes: {shown}; {len(y_test)} test examples, "
-              f"{_training_note(y_train, labelled)})")
+              f"{_training_note(y_train, labelled)})", file=out)
     summary = {m: {k: v for k, v in r.items() if k != "confusion"} for m, r in results.items()}
     if args.json is not None:
         write_json_output(args.json, summary)
@@ -313,10 +325,36 @@ def _run(args: argparse.Namespace) -> int:
             "classes": classes, "positive": classes[-1] if binary else None,
             "threshold": args.threshold, "thresholds": thresholds, "metrics": summary,
         }
-        _save_run(args.out, config, featurizer, models, details,
-                  (y_test, scores, classes[-1]) if binary else None)
-        print(f"run directory: {args.out}")
+        figures = _save_run(args.out, config, featurizer, models, details,
+                            (y_test, scores, classes[-1]) if binary else None)
+        if binary and scores and not figures:
+            print("(no figures: the test examples hold only one class)", file=out)
+        print(f"run directory: {args.out}", file=out)
     return 0
+
+
+def undefined_scores(y_test: np.ndarray, positive: object,
+                     scored: list[tuple[str, float | None, dict]]) -> list[str]:
+    """What is not defined on the test examples ``y_test: [n]``, one sentence each: ROC AUC
+    and PR AUC when they hold one class only (reported as n/a, JSON null), and the 0/0
+    precision (nothing predicted ``positive``) or recall (no ``positive`` example) reported as
+    ``ZERO_DIVISION``. ``scored``: (method, threshold or None for its own, report) per row."""
+    lines, n = [], len(y_test)
+    classes = np.unique(y_test)
+    if len(classes) < 2:
+        lines.append(f"the {n} test example{'s hold' if n != 1 else ' holds'} one class only "
+                     f"({plain_label(classes[0])}): ROC AUC and PR AUC are not defined (n/a); "
+                     "score on more test examples (--test-fraction, or --test FILE)")
+    if not (y_test == positive).any():
+        lines.append(f"no {positive} among the test examples: recall (and F1 where nothing was "
+                     f"predicted {positive} either) is 0/0, reported as {ZERO_DIVISION:g} (none "
+                     "was missed)")
+    unflagged = [method if t is None else f"{method} at {t:g}"
+                 for method, t, report in scored if report["n_predicted_positive"] == 0]
+    if unflagged:
+        lines.append(f"nothing predicted {positive} by {', '.join(unflagged)}: precision is 0/0, "
+                     f"reported as {ZERO_DIVISION:g} (sklearn's zero_division: no false alarm)")
+    return lines
 
 
 def _training_note(y_train: np.ndarray, labelled: np.ndarray) -> str:
@@ -335,8 +373,9 @@ def _image_shape(dataset) -> list[int] | None:
 
 
 def _save_run(out: Path, config: dict, featurizer: BagOfWords | None, models: dict,
-              metrics: dict, curves: tuple | None) -> None:
-    """Write the run into a temporary sibling of ``out`` and move it into place as a whole.
+              metrics: dict, curves: tuple | None) -> list[str]:
+    """Write the run into a temporary sibling of ``out`` and move it into place as a whole;
+    returns the figures drawn (none when the test examples hold one class only).
     ``curves``: ``(y_test [n], {method: p(positive|x) [n]}, positive)`` for the figures."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out) as tmp:
@@ -350,6 +389,5 @@ def _save_run(out: Path, config: dict, featurizer: BagOfWords | None, models: di
             plots.precision_recall_curve(*curves, path=tmp / "pr_curve.png")
             plots.calibration_plot(*curves, path=tmp / "calibration.png")
             figures = ["pr_curve.png", "calibration.png"]
-        elif curves is not None and curves[1]:
-            print("(no figures: the test examples hold only one class)")
         runs.write_config(tmp, config | {"figures": figures})
+    return figures

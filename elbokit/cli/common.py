@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from ..checkpoint import atomic_write
 from ..errors import ConfigError, DataError
@@ -92,10 +93,11 @@ def memory_guard(what: str, advice: str) -> Iterator[None]:
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain aligned text table: text left-aligned, numbers right-aligned."""
+    """A plain aligned text table: text left-aligned, numbers right-aligned; None (a value
+    that is not defined) shows as n/a."""
     cells = [[str(h) for h in headers]] + [[_cell(c) for c in row] for row in rows]
     sizes = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], int | float | None) for row in rows) for i in range(len(headers))]
     lines = ["  ".join(c.rjust(s) if num else c.ljust(s)
                        for c, s, num in zip(row, sizes, numeric, strict=True)).rstrip()
              for row in cells]
@@ -104,6 +106,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
 
 def _cell(value: object) -> str:
+    if value is None:
+        return "n/a"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
@@ -115,7 +119,7 @@ def score_row(split: str, scores: dict) -> list[object]:
     ll = scores["log_likelihood"]
     exact = scores.get("exact_log_likelihood")
     return [split, scores["n_examples"], scores["elbo"], scores["reconstruction"], scores["kl"],
-            scores["iwae"]["value"], ll["estimate"], ll["stderr"], "n/a" if exact is None else exact]
+            scores["iwae"]["value"], ll["estimate"], ll["stderr"], exact]
 
 
 def score_note(scores: dict) -> str:
@@ -153,6 +157,21 @@ def check_output_file(path: str | Path | None, option: str) -> None:
         raise ConfigError(f"{option} {path}: is a directory; give a file name")
     if not path.parent.is_dir():
         raise ConfigError(f"{option} {path}: directory {path.parent} does not exist")
+
+
+def add_json_option(p: argparse.ArgumentParser, what: str, default: str | None = None) -> None:
+    """``--json FILE`` for a command that prints a table: ``what`` it writes (e.g. "the
+    scores"), ``default``: the file written without the option (None: none)."""
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help=f"write {what} as JSON to FILE ('-': to stdout, which then holds the "
+                   "JSON alone, and the table and notes go to stderr"
+                   + (f"; default {default})" if default else ")"))
+
+
+def human_output(json_path: str | None) -> TextIO:
+    """Where a command prints its table and notes: stdout, unless ``--json -`` puts the JSON
+    there; then stderr, so that stdout holds the JSON alone (``... --json - | jq``)."""
+    return sys.stderr if json_path == "-" else sys.stdout
 
 
 def write_json_output(path: str, obj: object) -> None:

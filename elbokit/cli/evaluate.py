@@ -10,9 +10,11 @@ from .. import figures, runs
 from ..api import MODEL_KINDS, LatentModel
 from .common import (
     SCORE_HEADERS,
+    add_json_option,
     check_output_file,
     diagnostics_lines,
     format_table,
+    human_output,
     memory_guard,
     positive_int,
     score_note,
@@ -38,10 +40,9 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--k", type=positive_int, default=5000,
                    help="importance samples for log p(x) (default 5000; at least 2)")
     p.add_argument("--iwae-k", type=positive_int, default=50, help="k of the IWAE bound (50)")
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--json", default=None, metavar="FILE",
-                   help="write the scores as JSON to FILE ('-' for stdout; default "
-                   "RUN/evaluation.json)")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="seeds the samples of z: the same seed gives the same numbers (default 0)")
+    add_json_option(p, "the scores", default="RUN/evaluation.json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
         found = figures.diagnose(vae, x, scores)
     result = {**scores, "split": split, "source": str(where), "seed": args.seed,
               "diagnostics": found}
-    print(format_table(SCORE_HEADERS, [score_row(split, scores)]))
-    print(f"({score_note(scores)})")
+    out = human_output(args.json)
+    print(format_table(SCORE_HEADERS, [score_row(split, scores)]), file=out)
+    print(f"({score_note(scores)})", file=out)
     for line in diagnostics_lines(found, split):
-        print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
+        print(line, file=sys.stderr if line.startswith("warning") else out)
     write_json_output(args.json or str(args.run / "evaluation.json"), result)
     return 0

@@ -85,7 +85,8 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                        f"(default {DEFAULT_BUDGET}); Python and torch come on top")
     m = p.add_argument_group("model")
     m.add_argument("--model", default="vae", choices=("vae", "mixture"),
-                   help="a VAE, or a mixture of --components K (z = component, exact posterior)")
+                   help="a VAE, or a mixture of --components K (z = component, exact posterior) "
+                   "(default vae)")
     m.add_argument("--components", type=positive_int, default=10,
                    help="mixture: number of components K (10)")
     m.add_argument("--fit", default="em", choices=Mixture.fits,
@@ -99,46 +100,56 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="latent space: gaussian:N, categorical:K, categorical:NxK (N variables "
                    "with K states), bernoulli:N (N bits)")
     m.add_argument("--likelihood", default="auto", choices=("auto", *LIKELIHOODS),
-                   help="observation model p(x|z); auto: bernoulli for 0/1 data, else gaussian")
+                   help="observation model p(x|z); auto: bernoulli for 0/1 data, else gaussian "
+                   "(default auto)")
     m.add_argument("--gaussian-scale", default="dim", choices=Gaussian.scales,
-                   help="gaussian variance: one per dimension, one shared, or from the decoder")
+                   help="gaussian variance: one per dimension, one shared, or from the decoder "
+                   "(default dim)")
     m.add_argument("--hidden", type=widths, default=(256, 256), metavar="W1,W2,...",
                    help="hidden layer widths of the encoder; the decoder mirrors them (256,256); "
                    "conv: the dense layers after the convolutions")
     m.add_argument("--encoder", default="auto", choices=("auto", *ARCHITECTURES),
-                   help="conv: two stride-2 convolutions (32, 64 channels) before the --hidden "
-                   "layers, for images; auto: the --decoder's architecture (auto)")
+                   help="mlp: the --hidden layers; conv: two stride-2 convolutions (32, 64 "
+                   "channels) before them, for images; auto: the --decoder's architecture "
+                   "(default auto)")
     m.add_argument("--decoder", default="mlp", choices=ARCHITECTURES,
-                   help="linear + gaussian likelihood is probabilistic PCA; conv: the --hidden "
-                   "layers, then two transposed convolutions back to the image size")
+                   help="mlp: the --hidden layers mirrored; linear + gaussian likelihood is "
+                   "probabilistic PCA; conv: the --hidden layers, then two transposed "
+                   "convolutions back to the image size (default mlp)")
     m.add_argument("--image-shape", type=image_shape, default=None, metavar="HxW|CxHxW",
                    help="conv: the images the rows hold, channels first (default: the data "
                    "set's own, e.g. 28x28, or SxS when a row has S*S values)")
-    m.add_argument("--activation", default="relu", choices=tuple(ACTIVATIONS))
+    m.add_argument("--activation", default="relu", choices=tuple(ACTIVATIONS),
+                   help="nonlinearity of the hidden layers (default relu)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive_int, default=None,
-                   help=f"maximum epochs (default {DEFAULT_EPOCHS}; with --resume: extend to N)")
-    t.add_argument("--batch-size", type=positive_int, default=128)
+                   help=f"maximum epochs (default {DEFAULT_EPOCHS}; early stopping usually ends "
+                   "a run sooner); with --resume: extend the run to N in all (at least the epochs "
+                   "it has trained; as many: nothing is trained, the run is finalized again) or, "
+                   "omitted, the run's own")
+    t.add_argument("--batch-size", type=positive_int, default=128,
+                   help="examples per gradient step (default 128)")
     t.add_argument("--lr", type=positive_float, default=None,
                    help="Adam learning rate (default: 1e-2 for a VAE whose encoder and decoder "
                    "are linear and for a mixture's gradient fit, else 1e-3)")
     if not sweep:
         t.add_argument("--beta", type=nonnegative_float, default=1.0,
-                       help="weight of the KL term in the objective (reported ELBO uses 1)")
+                       help="weight of the KL term in the objective; the reported ELBO uses 1 "
+                       "(default 1)")
     t.add_argument("--kl-warmup", type=nonnegative_int, default=0, metavar="EPOCHS",
                    help="raise the KL weight linearly from 0 to --beta over the first EPOCHS (0)")
     t.add_argument("--free-bits", type=nonnegative_float, default=0.0, metavar="NATS",
                    help="free bits: each latent dimension's first NATS of (batch-mean) KL cost "
                    "no gradient (0; reparameterized ELBO only)")
     t.add_argument("--n-samples", type=positive_int, default=1,
-                   help="samples of z per example for the ELBO's reconstruction term")
+                   help="samples of z per example for the ELBO's reconstruction term (default 1)")
     t.add_argument("--iwae-k", type=positive_int, default=None, metavar="K",
                    help="train on the importance-weighted bound IWAE_K instead of the ELBO")
     t.add_argument("--kl", default="auto", choices=("auto", "analytic", "mc"),
                    help="closed-form KL when registered (auto), always, or Monte Carlo")
     t.add_argument("--estimator", default="auto", choices=estimators.NAMES,
                    help="gradient estimator; auto: reparameterize a Gaussian z, enumerate a "
-                   "discrete z with <= 1024 values, else gumbel-st")
+                   "discrete z with <= 1024 values, else gumbel-st (default auto)")
     t.add_argument("--temperature", type=positive_float, default=1.0,
                    help="gumbel: initial temperature (1.0)")
     t.add_argument("--min-temperature", type=positive_float, default=0.5,
@@ -148,7 +159,8 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     t.add_argument("--baseline", default="both", choices=estimators.Reinforce.baselines,
                    help="reinforce: moving-average (mean) and/or learned baseline (both)")
     t.add_argument("--patience", type=nonnegative_int, default=10,
-                   help="stop after N epochs without a better validation ELBO (0: never)")
+                   help="stop after N epochs without a better validation objective (0: never) "
+                   "(default 10)")
     t.add_argument("--lr-schedule", default="plateau", choices=LR_SCHEDULES,
                    help="plateau: multiply the learning rate by --lr-factor after --lr-patience "
                    "epochs without a better validation objective (the training objective when "
@@ -166,14 +178,17 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="validate, keep and return an exponential moving average of the "
                    "weights with this decay per step (Polyak averaging; 0: the weights "
                    "themselves) (0.999)")
-    t.add_argument("--seed", type=seed, default=0)
+    t.add_argument("--seed", type=seed, default=0,
+                   help="seeds the split, the initial weights, the batches and the samples of z; "
+                   "the same seed and options give the same run on one machine (default 0)")
     t.add_argument("--on-nan", default="rollback", choices=("rollback", "stop"),
                    help="a NaN or infinite loss or gradient (never stepped): roll back to the "
                    "last good epoch and halve the learning rate, at most --max-retries times, "
                    "or stop with the last good checkpoint (rollback)")
     t.add_argument("--max-retries", type=nonnegative_int, default=5, metavar="N",
                    help="rollbacks allowed per run with --on-nan rollback (5)")
-    t.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    t.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                   help="floating-point type of the weights and the computation (default float32)")
     if not sweep:
         t.add_argument("--device", default=None, choices=distributed.DEVICES,
                        help="where to train: cpu (default) or cuda (under torchrun: "
@@ -396,11 +411,13 @@ def _run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
     args.run_dir = out  # for run()'s message on Ctrl-C
     device, compile_step = getattr(args, "device", None), getattr(args, "compile", None)
+    finished = None  # epochs the resumed run's checkpoint has finished
     if args.resume:
         if args.overwrite:
             raise runs.ConfigError("--resume and --overwrite contradict each other")
         config = runs.read_config(out, kinds=tuple(MODEL_KINDS))
         params = dict(config["params"])
+        finished = runs.check_resume_epochs(out, params.get("epochs", DEFAULT_EPOCHS), args.epochs)
         if args.epochs is not None:
             params["epochs"] = args.epochs
         if device is not None:  # e.g. continue a GPU run on a CPU
@@ -442,6 +459,9 @@ def _run(args: argparse.Namespace) -> int:
 
     vae.progress = not args.quiet and sys.stderr.isatty()
     source = config["data"]["source"]
+    if args.resume and finished is not None and finished >= vae.epochs and main:
+        print(f"(the run has finished its {finished} epochs: nothing to train; its scores, "
+              "summary and report are computed again from the saved model)")
     try:
         vae.fit(run_data.training(), run_data.split("val") if vae.val_fraction > 0 else None,
                 run_dir=out, resume=args.resume, where=source)

@@ -20,7 +20,15 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..models.classifiers import Classifier, GenerativeClassifier, MultinomialNaiveBayes
 from ..models.novelty import NoveltyDetector
 from .classify import plain_label
-from .common import check_output_file, format_table, fraction, naming, write_json_output
+from .common import (
+    add_json_option,
+    check_output_file,
+    format_table,
+    fraction,
+    human_output,
+    naming,
+    write_json_output,
+)
 
 SNIPPET = 40  # characters of each text shown in the table
 
@@ -39,8 +47,7 @@ def add_parser(sub, name: str) -> None:
                    help="only this saved method (default: every method in the run)")
     p.add_argument("--threshold", type=fraction, default=None,
                    help="decide positive when p(positive|x) > T (default: the run's threshold)")
-    p.add_argument("--json", default=None, metavar="FILE",
-                   help="write the predictions as JSON ('-': to stdout, instead of the table)")
+    add_json_option(p, "the predictions")
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -143,18 +150,17 @@ def run(args: argparse.Namespace) -> int:
                         **({"known_words": int(known[i])} if known is not None else {})})
     result = {"run": str(args.run), "classes": [plain_label(c) for c in classes],
               "positive": positive, "threshold": threshold, "predictions": records}
-    if args.json == "-":  # JSON alone, so that it can be piped
-        write_json_output("-", result)
-        return 0
+    out = human_output(args.json)
     if binary:
         print(format_table(("#", "input", "method", f"p({positive}|x)",
-                            f"decision (p > {threshold:g})"), rows))
+                            f"decision (p > {threshold:g})"), rows), file=out)
     else:
-        print(format_table(("#", "input", "method", "predicted", "p(predicted|x)"), rows))
+        print(format_table(("#", "input", "method", "predicted", "p(predicted|x)"), rows), file=out)
     novelty = [m for m in names if isinstance(models[m], NoveltyDetector)]
     for m in novelty:
         print(f"note: {m} gives no probability: it decides {positive} when -log p(x) under the "
-              f"{negative} model exceeds {models[m].threshold_:.2f} nats (chosen on validation data)")
+              f"{negative} model exceeds {models[m].threshold_:.2f} nats (chosen on validation data)",
+              file=out)
     if known is not None and (known == 0).any():
         prior = [m for m in names if _gives_prior(models[m])]
         other = [m for m in names if m not in prior and m not in novelty]
@@ -162,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
                          [f"{', '.join(other)}: what the biases alone say"] * bool(other) +
                          [f"{', '.join(novelty)}: never novel (log p(x) = 0)"] * bool(novelty))
         for i in np.flatnonzero(known == 0):
-            print(f"note: input {i} has no word from the run's vocabulary ({what})")
+            print(f"note: input {i} has no word from the run's vocabulary ({what})", file=out)
     if args.json is not None:
         write_json_output(args.json, result)
     return 0

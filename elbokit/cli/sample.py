@@ -18,14 +18,14 @@ FORMATS = (".png", ".npy", ".csv")
 def add_parser(sub, name: str) -> None:
     p = sub.add_parser(name, help="draw samples from a trained run",
                        description="Draw x ~ p(x) = ∫ p(x|z) p(z) dz from a trained run.")
-    p.add_argument("run", type=Path, metavar="RUN")
+    p.add_argument("run", type=Path, metavar="RUN", help="run directory written by `elbokit fit`")
     p.add_argument("-n", type=positive_int, default=64, help="how many samples (64)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="output file: .png (image grid, image data only), .npy or .csv "
                    "(default RUN/samples.png for images, else RUN/samples.npy)")
     p.add_argument("--mean", action="store_true",
                    help="show E[x|z] (e.g. pixel probabilities) instead of a draw of x")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="seeds the draws (default 0)")
 
 
 def image_grid(images: np.ndarray, path_buffer, columns: int | None = None) -> None:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import temporary_file
 from ..errors import DataError
 
 ENV = "ELBOKIT_DATA"
@@ -135,18 +135,20 @@ def _amat_files(root: Path) -> dict[str, Path] | None:
 def _fetch(url: str, sha256: frozenset[str] | set[str], dest: Path) -> None:
     """Download ``url`` to ``dest`` (atomically), refusing bytes of an unknown checksum."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed https/http URLs
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    tmp.write(block)
-        except OSError as e:
-            Path(tmp.name).unlink(missing_ok=True)
+    fd, tmp = temporary_file(dest)  # the mode any new file gets (umask), as dest will keep it
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed https/http URLs
+            for block in iter(lambda: response.read(1 << 20), b""):
+                f.write(block)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
             raise DataError(f"cannot download {url} ({e})") from None
-    if sha256_file(Path(tmp.name)) not in sha256:
-        Path(tmp.name).unlink(missing_ok=True)
+        raise
+    if sha256_file(tmp) not in sha256:
+        tmp.unlink(missing_ok=True)
         raise DataError(f"{url}: the downloaded file's SHA-256 is not the expected one; nothing kept")
-    os.replace(tmp.name, dest)
+    os.replace(tmp, dest)
 
 
 def download(name: str, root: Path | None = None) -> Path:
