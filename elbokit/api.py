@@ -31,6 +31,7 @@ from .likelihoods import LIKELIHOODS, Categorical, likelihood_for_data
 from .models.latents import LatentSpec
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
 from .models.vae import VAEConfig, VAEModule
+from .progress import progress_bar
 from .training import TrainConfig, Trainer, evaluate_terms, seeded
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -110,6 +111,11 @@ class LatentModel:
     on_nan = "rollback"
     max_retries = 5
 
+    def _show_progress(self) -> bool | None:
+        """``show`` for :func:`~elbokit.progress.progress_bar`: True with ``progress=True``,
+        else None (drawn as the ``elbokit`` command decides: on a terminal)."""
+        return True if getattr(self, "progress", False) else None
+
     # -- inputs --------------------------------------------------------------------------
     def torch_dtype(self) -> torch.dtype:
         """The ``dtype`` option as a torch dtype, refusing anything but float32/float64."""
@@ -166,9 +172,12 @@ class LatentModel:
         """``(estimate [n], stderr [n])`` of log p(x) with ``k`` importance samples."""
         module, x = self._fitted(), self.as_tensor(X)
         estimates, errors = [], []
-        with seeded(seed):
+        # The slow part of scoring (k = 5000 weights per example): a bar counting them.
+        with seeded(seed), progress_bar(total=len(x) * k, desc=f"log p(x), k={k}", unit="w",
+                                        unit_scale=True, show=self._show_progress()) as bar:
             for start in range(0, len(x), batch_size):
-                est, err = bounds.log_likelihood(module, x[start:start + batch_size], k, chunk)
+                est, err = bounds.log_likelihood(module, x[start:start + batch_size], k, chunk,
+                                                 drawn=bar.update)
                 estimates.append(est)
                 errors.append(err)
         return torch.cat(estimates).double().cpu().numpy(), torch.cat(errors).double().cpu().numpy()
@@ -244,6 +253,8 @@ class LatentModel:
             raise CheckpointError(f"{path}: holds a {kind!r} model, not a {cls.kind or 'known'} one")
         estimator_class = MODEL_KINDS[kind]
         estimator = estimator_class(**record["params"])
+        # Whether bars were drawn was the saving session's choice (a terminal), not the model's.
+        estimator.progress = False
         module = estimator_class.module_class(estimator_class.config_class(**record["module"]))
         try:
             module.load_state_dict(state)
@@ -580,8 +591,11 @@ class Mixture(LatentModel):
     def _best_em(self, X: np.ndarray, where: str, first: MixtureModule
                  ) -> tuple[MixtureModule, list[float]]:
         """EM from ``n_init`` starts; the one with the highest training log-likelihood wins."""
+        show = self._show_progress()
+        starts = f" (start 1 of {self.n_init})" if self.n_init > 1 else ""
         best, best_history = first, fit_em(first, self.as_tensor(X, first, where),
-                                          self.max_iter, self.tol, alpha=self.smoothing)
+                                          self.max_iter, self.tol, alpha=self.smoothing,
+                                          show=show, desc=f"EM{starts}")
         for restart in range(1, self.n_init):
             seed, self.seed = self.seed, self.seed + restart
             try:
@@ -589,7 +603,8 @@ class Mixture(LatentModel):
             finally:
                 self.seed = seed
             history = fit_em(module, self.as_tensor(X, module, where), self.max_iter, self.tol,
-                             alpha=self.smoothing)
+                             alpha=self.smoothing, show=show,
+                             desc=f"EM (start {restart + 1} of {self.n_init})")
             if history[-1] > best_history[-1]:
                 best, best_history = module, history
         return best, best_history

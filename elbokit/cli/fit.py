@@ -166,7 +166,8 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     o = p.add_argument_group("evaluation and report")
     o.add_argument("--eval-k", type=positive_int, default=1000,
                    help="importance samples for the final log p(x) estimate (1000)")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--quiet", action="store_true",
+                   help="no progress bars (drawn only when stderr is a terminal anyway)")
     o.add_argument("--no-report", action="store_true",
                    help="skip the figures and report.html written at the end")
 
@@ -395,7 +396,6 @@ def _run(args: argparse.Namespace) -> int:
         distributed.on_rank_zero(context, create)
     main = context is None or context.is_main
 
-    vae.progress = not args.quiet and sys.stderr.isatty()
     source = config["data"]["source"]
     try:
         vae.fit(run_data.training(), run_data.split("val") if vae.val_fraction > 0 else None,
