@@ -26,7 +26,7 @@ import torch
 from . import bounds, distributed
 from .checkpoint import atomic_write, has_checkpoint, load_model, save_model
 from .data import NpyStream, check_matrix, check_probabilities, split_indices
-from .errors import CheckpointError, ConfigError, ConvergenceWarning
+from .errors import CheckpointError, ConfigError, ConvergenceWarning, DataWarning, describe_rows
 from .likelihoods import LIKELIHOODS, Categorical, likelihood_for_data
 from .models.latents import LatentSpec
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
@@ -88,6 +88,29 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
     if run_dir is not None and (run_dir / "model.json").exists():
         # The run's saved model is the best one, also across a resume.
         module.load_state_dict(load_model(run_dir)[1])
+
+
+# Scores below this many nats per feature are no fit but a mismatch of model and data: a
+# Gaussian pays about 1,000 nats for one value 45 of its standard deviations away, while a
+# Bernoulli or categorical likelihood pays a few tens at most for its worst value.
+ABSURD_NATS_PER_FEATURE = 1000.0
+
+
+def _warn_absurd(elbo: float, log_likelihood: np.ndarray, dim: int) -> None:
+    """Warn (one line) when a mean ELBO is absurd for data of ``dim`` features (below
+    -:data:`ABSURD_NATS_PER_FEATURE` per feature), naming the rows whose log p(x) estimates
+    ``[n]`` are (when not all of them)."""
+    limit = -ABSURD_NATS_PER_FEATURE * dim
+    if not elbo < limit:
+        return
+    worst = log_likelihood < limit
+    verb = "scores" if worst.sum() == 1 else "score"
+    rows = (f"; {describe_rows(worst)} {verb} below {limit:.3g} nats"
+            if worst.any() and not worst.all() else "")
+    warnings.warn(f"the ELBO, {elbo:.4g} nats per example, is {elbo / dim:.3g} nats per feature: "
+                  "the data lie far outside what the model learned (a header row read as data, "
+                  f"outliers, another scale or unit than the training data?){rows}", DataWarning,
+                  stacklevel=3)
 
 
 def write_lines(path: Path, records: list[dict]) -> None:
@@ -202,6 +225,7 @@ class LatentModel:
             iwae = torch.cat([bounds.iwae_bound(module, x[s:s + 256], iwae_k)
                               for s in range(0, len(x), 256)]).double()
         estimate, stderr = self.log_likelihood(X, k=k, chunk=chunk, seed=seed + 1)
+        _warn_absurd(terms["elbo"], estimate, x.shape[1])
         # A discrete z small enough to sum over: the truth, beside the bounds.
         exact = float(self.score_samples(X).mean()) if bounds.enumerable(module) else None
         return {

@@ -30,9 +30,11 @@ from ..training import TrainingInterrupted
 from .common import (
     MAX_FLOAT_OPTION,
     SCORE_HEADERS,
+    add_header_option,
     diagnostics_lines,
     format_table,
     fraction,
+    in_file_rows,
     memory_guard,
     nonnegative_float,
     nonnegative_int,
@@ -68,6 +70,7 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     d.add_argument("--data", default="digits", metavar="NAME|PATH",
                    help="a named data set (see `elbokit datasets`) or a .npy/.npz/.csv/.tsv "
                    "file of shape [examples, features] (default: digits)")
+    add_header_option(d)
     d.add_argument("--binarize", nargs="?", const=0.5, type=binarization, metavar="THRESHOLD|dynamic",
                    help="map values > THRESHOLD to 1, others to 0 (default threshold 0.5); "
                    "dynamic: values in [0, 1] are probabilities, a fresh 0/1 draw per training "
@@ -266,7 +269,7 @@ def _new_stream_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, r
 def _new_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, runs.RunData]:
     if getattr(args, "stream", False):
         return _new_stream_run(args, vae)
-    data = runs.load_data(args.data, args.binarize)
+    data = runs.load_data(args.data, args.binarize, args.header)
     if args.likelihood == "categorical" and np.all(data.x >= 0):
         # Count categories over all the data, so held-out codes unseen in training still fit.
         vae.n_categories = int(data.x.max()) + 1
@@ -411,7 +414,8 @@ def _run(args: argparse.Namespace) -> int:
     for split in ("train", "test"):
         x = run_data.split(split)
         if len(x):
-            summary["splits"][split] = vae.evaluate(x, k=args.eval_k, iwae_k=50)
+            with in_file_rows(run_data.file_rows(split)):  # a warning names the data's rows
+                summary["splits"][split] = vae.evaluate(x, k=args.eval_k, iwae_k=50)
     labels = run_data.dataset.y
     if isinstance(vae, Mixture) and labels is not None and len(run_data.splits["test"]):
         # How well an unsupervised z finds the classes: agreement of components and labels.

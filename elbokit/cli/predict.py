@@ -20,7 +20,14 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..models.classifiers import Classifier, GenerativeClassifier, MultinomialNaiveBayes
 from ..models.novelty import NoveltyDetector
 from .classify import plain_label
-from .common import check_output_file, format_table, fraction, naming, write_json_output
+from .common import (
+    add_header_option,
+    check_output_file,
+    format_table,
+    fraction,
+    naming,
+    write_json_output,
+)
 
 SNIPPET = 40  # characters of each text shown in the table
 
@@ -35,6 +42,7 @@ def add_parser(sub, name: str) -> None:
                    help="text runs: a UTF-8 file of texts, one per line (blank lines skipped); "
                    "numeric runs: rows of numbers (.npy, .npz, .csv, .tsv), preprocessed like the "
                    "run's data (0/1 pixels for digits)")
+    add_header_option(p)
     p.add_argument("--method", default=None, metavar="NAME",
                    help="only this saved method (default: every method in the run)")
     p.add_argument("--threshold", type=fraction, default=None,
@@ -73,7 +81,7 @@ def _inputs(args: argparse.Namespace, config: dict) -> tuple[list[str], np.ndarr
                           "give them with --file rows.npy|.csv")
     if args.file is None:
         raise ConfigError("no rows to classify: give --file rows.npy|.csv")
-    x = datasets.read_file(args.file).x
+    x = datasets.read_file(args.file, args.header).x
     datasets.check_matrix(x, str(args.file), features["dim"])
     return [f"row {i}" for i in range(len(x))], x, None
 
