@@ -26,11 +26,12 @@ import torch
 from . import bounds, distributed
 from .checkpoint import atomic_write, has_checkpoint, load_model, save_model
 from .data import NpyStream, check_matrix, check_probabilities, split_indices
-from .errors import CheckpointError, ConfigError, ConvergenceWarning
+from .errors import CheckpointError, ConfigError, ConvergenceWarning, DataWarning, describe_rows
 from .likelihoods import LIKELIHOODS, Categorical, likelihood_for_data
 from .models.latents import LatentSpec
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
 from .models.vae import VAEConfig, VAEModule
+from .progress import progress_bar
 from .training import DEFAULT_EPOCHS, TrainConfig, Trainer, evaluate_terms, seeded
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -89,6 +90,29 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
         module.load_state_dict(load_model(run_dir)[1])
 
 
+# Scores below this many nats per feature are no fit but a mismatch of model and data: a
+# Gaussian pays about 1,000 nats for one value 45 of its standard deviations away, while a
+# Bernoulli or categorical likelihood pays a few tens at most for its worst value.
+ABSURD_NATS_PER_FEATURE = 1000.0
+
+
+def _warn_absurd(elbo: float, log_likelihood: np.ndarray, dim: int) -> None:
+    """Warn (one line) when a mean ELBO is absurd for data of ``dim`` features (below
+    -:data:`ABSURD_NATS_PER_FEATURE` per feature), naming the rows whose log p(x) estimates
+    ``[n]`` are (when not all of them)."""
+    limit = -ABSURD_NATS_PER_FEATURE * dim
+    if not elbo < limit:
+        return
+    worst = log_likelihood < limit
+    verb = "scores" if worst.sum() == 1 else "score"
+    rows = (f"; {describe_rows(worst)} {verb} below {limit:.3g} nats"
+            if worst.any() and not worst.all() else "")
+    warnings.warn(f"the ELBO, {elbo:.4g} nats per example, is {elbo / dim:.3g} nats per feature: "
+                  "the data lie far outside what the model learned (a header row read as data, "
+                  f"outliers, another scale or unit than the training data?){rows}", DataWarning,
+                  stacklevel=3)
+
+
 def write_lines(path: Path, records: list[dict]) -> None:
     """A JSON-lines file, written atomically."""
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in records).encode())
@@ -109,6 +133,11 @@ class LatentModel:
     compile = False
     on_nan = "rollback"
     max_retries = 5
+
+    def _show_progress(self) -> bool | None:
+        """``show`` for :func:`~elbokit.progress.progress_bar`: True with ``progress=True``,
+        else None (drawn as the ``elbokit`` command decides: on a terminal)."""
+        return True if getattr(self, "progress", False) else None
 
     # -- inputs --------------------------------------------------------------------------
     def schedule_options(self) -> dict:
@@ -173,9 +202,12 @@ class LatentModel:
         """``(estimate [n], stderr [n])`` of log p(x) with ``k`` importance samples."""
         module, x = self._fitted(), self.as_tensor(X)
         estimates, errors = [], []
-        with seeded(seed):
+        # The slow part of scoring (k = 5000 weights per example): a bar counting them.
+        with seeded(seed), progress_bar(total=len(x) * k, desc=f"log p(x), k={k}", unit="w",
+                                        unit_scale=True, show=self._show_progress()) as bar:
             for start in range(0, len(x), batch_size):
-                est, err = bounds.log_likelihood(module, x[start:start + batch_size], k, chunk)
+                est, err = bounds.log_likelihood(module, x[start:start + batch_size], k, chunk,
+                                                 drawn=bar.update)
                 estimates.append(est)
                 errors.append(err)
         return torch.cat(estimates).double().cpu().numpy(), torch.cat(errors).double().cpu().numpy()
@@ -200,6 +232,7 @@ class LatentModel:
             iwae = torch.cat([bounds.iwae_bound(module, x[s:s + 256], iwae_k)
                               for s in range(0, len(x), 256)]).double()
         estimate, stderr = self.log_likelihood(X, k=k, chunk=chunk, seed=seed + 1)
+        _warn_absurd(terms["elbo"], estimate, x.shape[1])
         # A discrete z small enough to sum over: the truth, beside the bounds.
         exact = float(self.score_samples(X).mean()) if bounds.enumerable(module) else None
         return {
@@ -251,6 +284,8 @@ class LatentModel:
             raise CheckpointError(f"{path}: holds a {kind!r} model, not a {cls.kind or 'known'} one")
         estimator_class = MODEL_KINDS[kind]
         estimator = estimator_class(**record["params"])
+        # Whether bars were drawn was the saving session's choice (a terminal), not the model's.
+        estimator.progress = False
         module = estimator_class.module_class(estimator_class.config_class(**record["module"]))
         try:
             module.load_state_dict(state)
@@ -626,8 +661,11 @@ class Mixture(LatentModel):
     def _best_em(self, X: np.ndarray, where: str, first: MixtureModule
                  ) -> tuple[MixtureModule, list[float]]:
         """EM from ``n_init`` starts; the one with the highest training log-likelihood wins."""
+        show = self._show_progress()
+        starts = f" (start 1 of {self.n_init})" if self.n_init > 1 else ""
         best, best_history = first, fit_em(first, self.as_tensor(X, first, where),
-                                          self.max_iter, self.tol, alpha=self.smoothing)
+                                          self.max_iter, self.tol, alpha=self.smoothing,
+                                          show=show, desc=f"EM{starts}")
         for restart in range(1, self.n_init):
             seed, self.seed = self.seed, self.seed + restart
             try:
@@ -635,7 +673,8 @@ class Mixture(LatentModel):
             finally:
                 self.seed = seed
             history = fit_em(module, self.as_tensor(X, module, where), self.max_iter, self.tol,
-                             alpha=self.smoothing)
+                             alpha=self.smoothing, show=show,
+                             desc=f"EM (start {restart + 1} of {self.n_init})")
             if history[-1] > best_history[-1]:
                 best, best_history = module, history
         return best, best_history

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -237,7 +238,8 @@ def iwae(model: LatentVariableModel, x: torch.Tensor, k: int, kl: KL = "auto") -
 
 @torch.no_grad()
 def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int = 1000,
-                   chunk: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+                   chunk: int = 100, drawn: Callable[[int], object] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Importance-sampled estimate of log p(x) with its Monte-Carlo standard error.
 
     ``x: [batch, dim]`` -> ``(estimate [batch], stderr [batch])``. The ``k`` proposals from
@@ -246,6 +248,8 @@ def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int = 1000,
     estimate = log mean_i w_i (a stochastic lower bound whose bias falls as O(1/k));
     stderr   = sd(w) / (sqrt(k) mean(w)), the delta-method error of the log of the mean,
     computed from running log-sum-exps of log w and 2 log w so that nothing overflows.
+    ``drawn(m)``: called after each chunk with the m = chunk * batch weights it drew (a
+    progress bar's ``update``).
     """
     if k < 2:
         raise ValueError(f"log_likelihood needs k >= 2 samples for a standard error, not {k}")
@@ -260,6 +264,8 @@ def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int = 1000,
         lse1 = part1 if lse1 is None else torch.logaddexp(lse1, part1)
         lse2 = part2 if lse2 is None else torch.logaddexp(lse2, part2)
         remaining -= n
+        if drawn is not None:
+            drawn(n * len(x))
     log_k = math.log(k)
     estimate = lse1 - log_k
     # ratio = mean(w^2) / mean(w)^2 >= 1; unbiased variance of w relative to mean(w)^2 is

@@ -6,7 +6,8 @@ files), not a bug: the CLI prints its message on one line and exits with status 
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -21,6 +22,11 @@ class DataError(ElbokitError):
 
 class ConfigError(ElbokitError):
     """An impossible option value or combination of options."""
+
+
+class DataWarning(UserWarning):
+    """Data that can be read but look wrong (a numeric header, an extreme outlier, absurd
+    scores), or were read with a guess the user should know about (an index column dropped)."""
 
 
 class ConvergenceWarning(UserWarning):
@@ -60,3 +66,20 @@ def describe_rows(mask: np.ndarray, limit: int = 5) -> str:
     shown = ", ".join(str(i) for i in idx[:limit])
     more = f" (and {len(idx) - limit} more{among})" if len(idx) > limit else ""
     return f"{'row' if len(idx) == 1 else 'rows'} {shown}{more} (counting from 0)"
+
+
+def describe_column(j: int, columns: Sequence[str] | None = None) -> str:
+    """``column "height" (3)`` for column ``j`` (counting from 0; shown from 1, as in a
+    spreadsheet) of a table whose header names it, else ``column 3``."""
+    name = columns[j] if columns is not None and j < len(columns) else ""
+    if not name:
+        return f"column {j + 1}"
+    shown = name if len(name) <= 40 else name[:37] + "..."
+    # JSON quoting: a name with quotes, tabs or newlines still gives a one-line message.
+    return f"column {json.dumps(shown, ensure_ascii=False)} ({j + 1})"
+
+
+def brief(error: BaseException, limit: int = 160) -> str:
+    """An exception's message on one short line (numpy quotes whole headers in its own)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -15,6 +15,7 @@ the drawing from :mod:`elbokit.plots`, the HTML from :mod:`elbokit.report`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +54,11 @@ def diagnose(model: LatentModel, x: np.ndarray, scores: dict | None = None) -> d
 @torch.no_grad()
 def write_figures(model: LatentModel, run_dir: Path, x: np.ndarray, labels: np.ndarray | None,
                   image_shape: tuple[int, int] | None, found: dict | None = None,
-                  seed: int = 0) -> list[str]:
+                  seed: int = 0, columns: Sequence[str] | None = None) -> list[str]:
     """Draw every figure that applies to ``model`` into ``run_dir/figures/`` from the
     held-out examples ``x: [n, dim]`` (with ``labels: [n]`` when known) and the run's
-    history; ``found``: :func:`diagnose`'s result (computed when None). Returns the files."""
+    history; ``found``: :func:`diagnose`'s result (computed when None); ``columns``: the
+    ``dim`` names of a table's columns. Returns the files."""
     out = Path(run_dir) / FIGURES
     out.mkdir(parents=True, exist_ok=True)
     module = model._fitted()
@@ -71,11 +73,11 @@ def write_figures(model: LatentModel, run_dir: Path, x: np.ndarray, labels: np.n
     if history:
         save("training_curves.png", lambda p: plots.training_curves(history, path=p))
     save("samples.png", lambda p: plots.samples(model.sample(N_SAMPLES, seed=seed, mean=True),
-                                                 image_shape, path=p))
+                                                 image_shape, path=p, columns=columns))
     shown = x[:N_SHOWN]
     if isinstance(model, VAE):
         save("reconstructions.png", lambda p: plots.reconstructions(
-            shown, model.reconstruct(shown), image_shape, path=p))
+            shown, model.reconstruct(shown), image_shape, path=p, columns=columns))
         save("latent_space.png", lambda p: plots.latent_scatter(
             model.transform(x), labels, path=p))
     else:  # a mixture: its posterior over components
@@ -120,4 +122,4 @@ def draw_run(model: LatentModel, run_dir: Path, run_data: runs.RunData,
             write_json(summary_path, {**summary, "diagnostics": found})
     labels = run_data.dataset.y
     return write_figures(model, run_dir, x, labels[index] if labels is not None else None,
-                         run_data.dataset.image_shape, found)
+                         run_data.dataset.image_shape, found, columns=run_data.dataset.columns)

@@ -210,6 +210,8 @@ def calibration_plot(y_true: Sequence | np.ndarray, scores: Mapping[str, Sequenc
 ELBO_TERMS = (("elbo", "ELBO"), ("reconstruction", "reconstruction E_q[log p(x|z)]"),
               ("kl", "KL(q(z|x) ‖ p(z))"))
 MAX_LEGEND_LABELS = 20  # more distinct labels than this get a colour bar instead of a legend
+HEATMAP_SDS = 3.0  # a standardized heatmap's colour scale: -3 to 3 column standard deviations
+MAX_COLUMN_NAMES = 40  # more features than this are numbered, not named, on a heatmap's axis
 
 
 def _array(x: object, name: str, shape: str) -> np.ndarray:
@@ -274,18 +276,40 @@ def _image_grid(ax: Axes, images: np.ndarray, limits: tuple[float, float],
                    labelleft=row_labels is not None)
 
 
-def _heatmap(figure: Figure, ax: Axes | list[Axes], x: np.ndarray, limits: tuple[float, float],
-             ylabel: str, title: str) -> None:
-    """``x: [n, dim]`` as a heatmap on ``ax`` (features across, rows down), with a colour bar
-    (for ``ax`` a list: the first of them draws; the bar serves all)."""
+def _standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column ``(mean [dim], sd [dim])`` of ``x: [n, dim]`` (sd 1 for a constant column),
+    the scale of a heatmap: columns of 1e-4 and 1e4 are then both visible."""
+    sd = x.std(axis=0)
+    return x.mean(axis=0), np.where(sd > 0, sd, 1.0)
+
+
+def _heatmap(figure: Figure, ax: Axes | list[Axes], x: np.ndarray,
+             scale: tuple[np.ndarray, np.ndarray], ylabel: str, title: str,
+             columns: Sequence[str] | None) -> None:
+    """``x: [n, dim]`` as a heatmap on ``ax`` (features across, rows down), each column
+    standardized by ``scale`` (``(mean [dim], sd [dim])``, see :func:`_standardizer`) on a
+    diverging colour scale of +-:data:`HEATMAP_SDS` with a colour bar (for ``ax`` a list:
+    the first of them draws; the bar serves all); features named by ``columns`` (when at
+    most :data:`MAX_COLUMN_NAMES`), else numbered."""
     from matplotlib.ticker import MaxNLocator
 
     target = ax[0] if isinstance(ax, list) else ax
-    image = target.imshow(x, aspect="auto", cmap="viridis", vmin=limits[0], vmax=limits[1])
+    image = target.imshow((x - scale[0]) / scale[1], aspect="auto", cmap="RdBu_r",
+                          vmin=-HEATMAP_SDS, vmax=HEATMAP_SDS)
     target.set(xlabel="feature", ylabel=ylabel, title=title)
-    target.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if columns is not None and len(columns) == x.shape[1] and len(columns) <= MAX_COLUMN_NAMES:
+        names = [_short(c) for c in columns]
+        for each in ax if isinstance(ax, list) else [ax]:  # shared: the bottom one shows them
+            each.set_xticks(np.arange(x.shape[1]), names, fontsize="small",
+                            rotation=90 if max(map(len, names)) > 6 else 0)
+    else:
+        target.xaxis.set_major_locator(MaxNLocator(integer=True))
     target.yaxis.set_major_locator(MaxNLocator(integer=True))
-    figure.colorbar(image, ax=ax, label="value")
+    figure.colorbar(image, ax=ax, label="(value - column mean) / column sd", extend="both")
+
+
+def _short(name: str, limit: int = 16) -> str:
+    return name if len(name) <= limit else name[:limit - 1] + "…"
 
 
 def _dedupe_steps(history: Sequence[Mapping]) -> tuple[str, list[tuple[int, Mapping]]]:
@@ -368,19 +392,21 @@ def training_curves(history: Sequence[Mapping], path: str | Path | None = None) 
 
 
 def samples(x: np.ndarray, image_shape: Sequence[int] | None, path: str | Path | None = None,
-            title: str = "Samples from the prior") -> Figure:
+            title: str = "Samples from the prior", columns: Sequence[str] | None = None) -> Figure:
     """Draws from a model, ``x: [n, dim]`` (e.g. E[x | z] for z from the prior).
 
     With ``image_shape`` ``(h, w)`` (``h * w == dim``): a grid of grey images, ceil(sqrt(n))
     columns, no ticks, on the grey scale [0, 1] when the values lie in it (else their range);
-    600 x 600 pixels. Without: a heatmap of the n rows by dim features with a colour bar;
-    600 x 450 pixels.
+    600 x 600 pixels. Without: a heatmap of the n rows by dim features, each feature
+    standardized by the samples' own mean and sd (features of any scale side by side), with a
+    colour bar, the features named by ``columns`` (a table's header) when given; 600 x 450
+    pixels.
     """
     x = _array(x, "samples", "[n, dim]")
     shape = _image_shape(image_shape, x.shape[1])
     if shape is None:
         figure, ax = new_figure()
-        _heatmap(figure, ax, x, (float(x.min()), float(x.max())), "sample", title)
+        _heatmap(figure, ax, x, _standardizer(x), "sample", title, columns)
         return _save(figure, path)
     n = len(x)
     columns = int(np.ceil(np.sqrt(n)))
@@ -394,13 +420,17 @@ def samples(x: np.ndarray, image_shape: Sequence[int] | None, path: str | Path |
 
 
 def reconstructions(originals: np.ndarray, reconstructed: np.ndarray,
-                    image_shape: Sequence[int] | None, path: str | Path | None = None) -> Figure:
+                    image_shape: Sequence[int] | None, path: str | Path | None = None,
+                    columns: Sequence[str] | None = None) -> Figure:
     """Examples beside their reconstructions, both ``[n, dim]`` (n <= 16 typical), on one
     colour scale; 600 x 450 pixels.
 
     With ``image_shape`` ``(h, w)``: grey images, min(n, max(8, ceil(sqrt(2 n)))) columns, each
     row of originals (labelled "original") above the row of their reconstructions (labelled
-    "reconstruction"). Without: two heatmaps, originals above reconstructions.
+    "reconstruction"). Without: two heatmaps, originals above reconstructions, both
+    standardized per feature by the originals' mean and sd (features of any scale side by
+    side, and a reconstruction's error in the originals' units), features named by
+    ``columns`` when given.
     """
     originals = _array(originals, "originals", "[n, dim]")
     reconstructed = _array(reconstructed, "reconstructions", "[n, dim]")
@@ -412,10 +442,10 @@ def reconstructions(originals: np.ndarray, reconstructed: np.ndarray,
     if shape is None:
         figure = _blank_figure(layout="constrained")
         axes = list(figure.subplots(2, 1, sharex=True, sharey=True))
-        limits = (float(min(originals.min(), reconstructed.min())),
-                  float(max(originals.max(), reconstructed.max())))
-        _heatmap(figure, axes, originals, limits, "original", title)
-        axes[1].imshow(reconstructed, aspect="auto", cmap="viridis", vmin=limits[0], vmax=limits[1])
+        scale = _standardizer(originals)
+        _heatmap(figure, axes, originals, scale, "original", title, columns)
+        axes[1].imshow((reconstructed - scale[0]) / scale[1], aspect="auto", cmap="RdBu_r",
+                       vmin=-HEATMAP_SDS, vmax=HEATMAP_SDS)
         axes[1].set(xlabel="feature", ylabel="reconstruction")
         axes[0].set_xlabel("")
         return _save(figure, path)

@@ -401,7 +401,7 @@ def _configuration_section(page: _Page, config: dict) -> None:
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     split = data.get("split") if isinstance(data.get("split"), dict) else None
     body.append("<h3>Data</h3>")
-    pairs = [(k, data[k]) for k in ("source", "n_examples", "dim", "image_shape", "binarize")
+    pairs = [(k, data[k]) for k in ("source", "header", "n_examples", "dim", "image_shape", "binarize")
              if k in data]
     if split is not None:
         pairs.append(("split", f"seed {_plain(split.get('seed'))}, test fraction "

@@ -51,6 +51,14 @@ class RunData:
             raise ConfigError(f"unknown split {name!r}; use train, val, test or all")
         return x[self.splits[name]]
 
+    def file_rows(self, name: str) -> np.ndarray | None:
+        """Where the examples of split ``name`` are in the data (rows counting from 0, a
+        table's header not counted), for messages about them; None for a streamed run (its
+        held rows are a sample of the file)."""
+        if self.stream is not None:
+            return None
+        return np.arange(len(self.dataset.x)) if name == "all" else self.splits[name]
+
     def training(self) -> np.ndarray | datasets.NpyStream:
         """The training examples as training sees them (probabilities when dynamic); a
         streamed run's stream."""
@@ -65,10 +73,13 @@ class RunData:
         return self.dataset.meta["fixed"]
 
 
-def load_data(spec: str, binarize: float | str | None = None) -> datasets.Dataset:
-    """Read a data set and apply the run's preprocessing: binarization at a threshold, or
-    ``"dynamic"`` (values must be probabilities in [0, 1]; they are sampled in training)."""
-    data = datasets.load(spec)
+def load_data(spec: str, binarize: float | str | None = None, header: str = "auto"
+              ) -> datasets.Dataset:
+    """Read a data set (``header``: whether a table's first row names its columns, see
+    :func:`elbokit.data.read_file`) and apply the run's preprocessing: binarization at a
+    threshold, or ``"dynamic"`` (values must be probabilities in [0, 1]; they are sampled in
+    training)."""
+    data = datasets.load(spec, header)
     if binarize == "dynamic":
         outside = ((data.x < 0) | (data.x > 1)).any(axis=1)
         if outside.any():
@@ -86,7 +97,8 @@ def prepare_data(data_config: dict, data: datasets.Dataset | None = None) -> Run
     if data_config.get("stream"):
         return prepare_stream(data_config)
     if data is None:
-        data = load_data(data_config["source"], data_config.get("binarize"))
+        data = load_data(data_config["source"], data_config.get("binarize"),
+                         data_config.get("header") or "auto")
     split = data_config["split"]
     if "test_index" in data.meta:
         splits = datasets.official_split(len(data.x), data.meta["test_index"],
@@ -110,15 +122,32 @@ def check_validation_split(n_val: int, n: int, val_fraction: float, where: str) 
 
 def data_record(spec: str, data: datasets.Dataset, binarize: float | None, seed: int,
                 test_fraction: float, val_fraction: float) -> dict:
+    """``config["data"]`` of a new run. A table's header is recorded as read ("yes"/"no",
+    whatever "auto" decided), so later commands read the file the same way, and its column
+    names (``elbokit sample -o x.csv`` writes them, figures label columns with them)."""
     source = spec if spec in datasets.NAMED else str(Path(spec).resolve())
+    header = data.meta.get("header")
     return {
         "source": source, "binarize": binarize,
+        **({} if header is None else {"header": "yes" if header else "no"}),
+        "columns": list(data.columns) if data.columns is not None else None,
         "split": {"seed": seed, "test_fraction": test_fraction, "val_fraction": val_fraction,
                   **({"official": True} if "test_index" in data.meta else {})},
         "n_examples": int(data.x.shape[0]), "dim": int(data.x.shape[1]),
         "image_shape": list(data.image_shape) if data.image_shape else None,
         "fingerprint": data.fingerprint,
     }
+
+
+def column_names(data_config: dict) -> list[str] | None:
+    """The names a run's table header gave its ``dim`` columns (``config["data"]``), or None
+    (no header, not a table, a run from before they were recorded, or a hand-edited
+    config.json whose names are not ``dim`` strings)."""
+    names = data_config.get("columns")
+    if (isinstance(names, list) and len(names) == data_config.get("dim")
+            and all(isinstance(n, str) for n in names)):
+        return names
+    return None
 
 
 def prepare_stream(data_config: dict) -> RunData:

@@ -84,6 +84,7 @@ from .checkpoint import (
 )
 from .data.stream import NpyStream, permutation
 from .errors import CheckpointError, ConfigError, ElbokitError
+from .progress import progress_bar, shown
 
 ON_NAN = ("rollback", "stop")
 LR_SCHEDULES = ("plateau", "constant")
@@ -356,7 +357,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.dist = distributed.current()
         self.main = self.dist is None or self.dist.is_main
-        self.progress = progress and self.main
+        # Asked for (progress=True), or the elbokit command on a terminal; one bar, rank 0's.
+        self.progress = (progress or shown()) and self.main
         self.on_improve = on_improve
         self.batch_transform = batch_transform
         self.device = next(model.parameters()).device  # where the caller put the model
@@ -589,9 +591,9 @@ class Trainer:
         history: list[dict] = []
         start_epoch = self.state["epoch"]
         start, self._resume_at = self._resume_at, None
-        bar = tqdm(total=cfg.epochs * steps,
-                   initial=start_epoch * steps + (start[0] if start is not None else 0),
-                   unit="step", disable=not self.progress, dynamic_ncols=True, leave=False)
+        bar = progress_bar(total=cfg.epochs * steps, desc="training",
+                           initial=start_epoch * steps + (start[0] if start is not None else 0),
+                           unit="step", show=self.progress)
         try:
             with self._interrupts:
                 for epoch in range(start_epoch + 1, cfg.epochs + 1):

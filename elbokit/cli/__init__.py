@@ -10,7 +10,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from .. import distributed
 from ..errors import ElbokitError
+from ..progress import on_terminal, showing, write_line
 from . import classify, datasets, evaluate, fit, predict, report, sample, sweep
 from .common import Parser
 
@@ -34,7 +36,7 @@ def one_line(message: str) -> str:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"elbokit: warning: {one_line(str(message))}", file=sys.stderr)
+    write_line(f"elbokit: warning: {one_line(str(message))}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command].run(args) or 0
+        # Progress bars on a terminal only (never in pipes, files, tests, CI), and from one
+        # process under torchrun.
+        bars = on_terminal(getattr(args, "quiet", False)) and distributed.launched_rank() == 0
+        with showing(bars):
+            return COMMANDS[args.command].run(args) or 0
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 2
     except ElbokitError as e:

@@ -41,6 +41,7 @@ from ..models.classifiers import (
 )
 from ..models.novelty import NoveltyDetector
 from ..models.semisupervised import SemiSupervisedClassifier
+from ..progress import progress_bar
 from .common import (
     add_json_option,
     check_output_file,
@@ -247,41 +248,43 @@ def _run(args: argparse.Namespace) -> int:
     negative = np.unique(y_train)[0]
     results, rows, models, scores, details = {}, [], {}, {}, {}
     scored: list[tuple[str, float | None, dict]] = []  # (method, threshold, binary report) per row
-    for method in methods:
-        model = _fit(method, _model(method, likelihood, args, featurizer is not None),
-                     x_train, y_train, labelled, negative)
-        if method == ONE_CLASS:
-            report = binary_report(y_test, model.novelty_score(x_test), threshold=model.threshold_,
-                                   positive=np.unique(y_train)[-1], scores=True)
-            rows.append([method, "val", report["accuracy"], report["precision"], report["recall"],
-                         report["f1"], report["roc_auc"], report["pr_auc"]])
-            scored.append((method, None, report))
-            results[method] = report | {"positive": str(np.unique(y_train)[-1]),
-                                        "score": "-log p(x)", "threshold_rule": model.rule_}
-            details[method] = {"at_threshold": results[method]}
+    with progress_bar(methods, desc="classify", unit="method") as bar:
+        for method in bar:
+            bar.set_postfix_str(method)  # each method's own training draws its bar below this one
+            model = _fit(method, _model(method, likelihood, args, featurizer is not None),
+                         x_train, y_train, labelled, negative)
+            if method == ONE_CLASS:
+                report = binary_report(y_test, model.novelty_score(x_test), threshold=model.threshold_,
+                                       positive=np.unique(y_train)[-1], scores=True)
+                rows.append([method, "val", report["accuracy"], report["precision"], report["recall"],
+                             report["f1"], report["roc_auc"], report["pr_auc"]])
+                scored.append((method, None, report))
+                results[method] = report | {"positive": str(np.unique(y_train)[-1]),
+                                            "score": "-log p(x)", "threshold_rule": model.rule_}
+                details[method] = {"at_threshold": results[method]}
+                models[method] = model
+                continue
             models[method] = model
-            continue
-        models[method] = model
-        proba = model.predict_proba(x_test)
-        if binary:
-            positive = model.classes_[-1]
-            scores[method] = proba[:, -1]
-            by_threshold = {}
-            for t in thresholds:
-                report = by_threshold[f"{t:g}"] = binary_report(y_test, proba[:, -1], threshold=t,
-                                                                positive=positive)
-                rows.append([method, t, report["accuracy"], report["precision"],
-                             report["recall"], report["f1"], report["roc_auc"], report["pr_auc"]])
-                scored.append((method, t, report))
-            results[method] = binary_report(y_test, proba[:, -1], threshold=args.threshold,
-                                            positive=positive) | {"positive": str(positive)}
-            details[method] = {"at_threshold": results[method], "by_threshold": by_threshold}
-        else:
-            report = multiclass_report(y_test, model.classes_[proba.argmax(1)],
-                                       labels=model.classes_)
-            rows.append([method, report["accuracy"], report["macro_f1"]])
-            results[method] = {k: report[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
-            details[method] = report
+            proba = model.predict_proba(x_test)
+            if binary:
+                positive = model.classes_[-1]
+                scores[method] = proba[:, -1]
+                by_threshold = {}
+                for t in thresholds:
+                    report = by_threshold[f"{t:g}"] = binary_report(y_test, proba[:, -1], threshold=t,
+                                                                    positive=positive)
+                    rows.append([method, t, report["accuracy"], report["precision"],
+                                 report["recall"], report["f1"], report["roc_auc"], report["pr_auc"]])
+                    scored.append((method, t, report))
+                results[method] = binary_report(y_test, proba[:, -1], threshold=args.threshold,
+                                                positive=positive) | {"positive": str(positive)}
+                details[method] = {"at_threshold": results[method], "by_threshold": by_threshold}
+            else:
+                report = multiclass_report(y_test, model.classes_[proba.argmax(1)],
+                                           labels=model.classes_)
+                rows.append([method, report["accuracy"], report["macro_f1"]])
+                results[method] = {k: report[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+                details[method] = report
     out = human_output(args.json)
     if binary:
         print(format_table(("method", "threshold", "accuracy", "precision", "recall", "F1",

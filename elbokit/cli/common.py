@@ -13,8 +13,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
+
 from ..checkpoint import atomic_write
-from ..errors import ConfigError, DataError
+from ..data import HEADER_CHOICES
+from ..errors import ConfigError, DataError, numbered_rows
 
 
 class Parser(argparse.ArgumentParser):
@@ -63,6 +66,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def add_header_option(group) -> None:
+    """``--header``, on every command that reads a table of numbers (one declaration)."""
+    group.add_argument("--header", default="auto", choices=HEADER_CHOICES,
+                       help="whether a .csv/.tsv file's first row names its columns; auto "
+                       "(default): when it holds a name, or numbers that are clearly column "
+                       "numbers or years (with a warning)")
+
+
 def widths(text: str) -> tuple[int, ...]:
     """``"256,256"`` -> (256, 256); ``""`` or ``"none"`` -> () (no hidden layer)."""
     if text.strip().lower() in ("", "none"):
@@ -90,6 +101,12 @@ def memory_guard(what: str, advice: str) -> Iterator[None]:
         asked = re.search(r"allocate (\d+) bytes", str(e))
         size = f" ({int(asked.group(1)):,} bytes asked for)" if asked else ""
         raise ConfigError(f"{what} does not fit in memory{size}; {advice}") from None
+
+
+def in_file_rows(rows: np.ndarray | None) -> contextlib.AbstractContextManager:
+    """Inside the block, messages name example ``i`` of a split as row ``rows[i]`` of the
+    data (see :func:`elbokit.errors.numbered_rows`); ``None``: as given."""
+    return numbered_rows(rows) if rows is not None else contextlib.nullcontext()
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

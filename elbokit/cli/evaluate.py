@@ -10,11 +10,13 @@ from .. import figures, runs
 from ..api import MODEL_KINDS, LatentModel
 from .common import (
     SCORE_HEADERS,
+    add_header_option,
     add_json_option,
     check_output_file,
     diagnostics_lines,
     format_table,
     human_output,
+    in_file_rows,
     memory_guard,
     positive_int,
     score_note,
@@ -35,6 +37,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--data", default=None, metavar="PATH",
                    help="score this file (same width, same preprocessing as the run) instead "
                    "of the run's own data")
+    add_header_option(p)
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
                    help="which part of the run's data to score (default test; ignored with --data)")
     p.add_argument("--k", type=positive_int, default=5000,
@@ -51,17 +54,19 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 2:
         raise runs.ConfigError("--k must be at least 2 (the standard error needs two samples)")
     vae = LatentModel.load(args.run)
+    rows = None  # the file's own rows
     if args.data is not None:
-        x = runs.load_data(args.data, config["data"].get("binarize")).x
+        x = runs.load_data(args.data, config["data"].get("binarize"), args.header).x
         split, where = "file", args.data
     else:
         run_data = runs.prepare_data(config["data"])
         runs.check_fingerprint(run_data, config)
         x, split, where = run_data.split(args.split), args.split, config["data"]["source"]
+        rows = run_data.file_rows(args.split)
         if len(x) == 0:
             raise runs.ConfigError(f"{args.run}: the {args.split} split is empty")
     vae.as_tensor(x, where=where)  # width and support checked before any work
-    with memory_guard("the evaluation", "use a smaller --k or --iwae-k"):
+    with memory_guard("the evaluation", "use a smaller --k or --iwae-k"), in_file_rows(rows):
         scores = vae.evaluate(x, k=args.k, iwae_k=args.iwae_k, seed=args.seed)
         found = figures.diagnose(vae, x, scores)
     result = {**scores, "split": split, "source": str(where), "seed": args.seed,

@@ -30,9 +30,11 @@ from ..training import DEFAULT_EPOCHS, LR_SCHEDULES, TrainingInterrupted
 from .common import (
     MAX_FLOAT_OPTION,
     SCORE_HEADERS,
+    add_header_option,
     diagnostics_lines,
     format_table,
     fraction,
+    in_file_rows,
     memory_guard,
     nonnegative_float,
     nonnegative_int,
@@ -67,6 +69,7 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     d.add_argument("--data", default="digits", metavar="NAME|PATH",
                    help="a named data set (see `elbokit datasets`) or a .npy/.npz/.csv/.tsv "
                    "file of shape [examples, features] (default: digits)")
+    add_header_option(d)
     d.add_argument("--binarize", nargs="?", const=0.5, type=binarization, metavar="THRESHOLD|dynamic",
                    help="map values > THRESHOLD to 1, others to 0 (default threshold 0.5); "
                    "dynamic: values in [0, 1] are probabilities, a fresh 0/1 draw per training "
@@ -199,7 +202,8 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     o = p.add_argument_group("evaluation and report")
     o.add_argument("--eval-k", type=positive_int, default=1000,
                    help="importance samples for the final log p(x) estimate (1000)")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--quiet", action="store_true",
+                   help="no progress bars (drawn only when stderr is a terminal anyway)")
     o.add_argument("--no-report", action="store_true",
                    help="skip the figures and report.html written at the end")
 
@@ -324,7 +328,7 @@ def _new_stream_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, r
 def _new_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, runs.RunData]:
     if getattr(args, "stream", False):
         return _new_stream_run(args, vae)
-    data = runs.load_data(args.data, args.binarize)
+    data = runs.load_data(args.data, args.binarize, args.header)
     if args.likelihood == "categorical" and np.all(data.x >= 0):
         # Count categories over all the data, so held-out codes unseen in training still fit.
         vae.n_categories = int(data.x.max()) + 1
@@ -457,7 +461,6 @@ def _run(args: argparse.Namespace) -> int:
         distributed.on_rank_zero(context, create)
     main = context is None or context.is_main
 
-    vae.progress = not args.quiet and sys.stderr.isatty()
     source = config["data"]["source"]
     if args.resume and finished is not None and finished >= vae.epochs and main:
         print(f"(the run has finished its {finished} epochs: nothing to train; its scores, "
@@ -476,7 +479,8 @@ def _run(args: argparse.Namespace) -> int:
     for split in ("train", "test"):
         x = run_data.split(split)
         if len(x):
-            summary["splits"][split] = vae.evaluate(x, k=args.eval_k, iwae_k=50)
+            with in_file_rows(run_data.file_rows(split)):  # a warning names the data's rows
+                summary["splits"][split] = vae.evaluate(x, k=args.eval_k, iwae_k=50)
     labels = run_data.dataset.y
     if isinstance(vae, Mixture) and labels is not None and len(run_data.splits["test"]):
         # How well an unsupervised z finds the classes: agreement of components and labels.

@@ -21,6 +21,7 @@ from ..models.classifiers import Classifier, GenerativeClassifier, MultinomialNa
 from ..models.novelty import NoveltyDetector
 from .classify import plain_label
 from .common import (
+    add_header_option,
     add_json_option,
     check_output_file,
     format_table,
@@ -43,6 +44,7 @@ def add_parser(sub, name: str) -> None:
                    help="text runs: a UTF-8 file of texts, one per line (blank lines skipped); "
                    "numeric runs: rows of numbers (.npy, .npz, .csv, .tsv), preprocessed like the "
                    "run's data (0/1 pixels for digits)")
+    add_header_option(p)
     p.add_argument("--method", default=None, metavar="NAME",
                    help="only this saved method (default: every method in the run)")
     p.add_argument("--threshold", type=fraction, default=None,
@@ -80,7 +82,7 @@ def _inputs(args: argparse.Namespace, config: dict) -> tuple[list[str], np.ndarr
                           "give them with --file rows.npy|.csv")
     if args.file is None:
         raise ConfigError("no rows to classify: give --file rows.npy|.csv")
-    x = datasets.read_file(args.file).x
+    x = datasets.read_file(args.file, args.header).x
     datasets.check_matrix(x, str(args.file), features["dim"])
     return [f"row {i}" for i in range(len(x))], x, None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,17 @@ def image_grid(images: np.ndarray, path_buffer, columns: int | None = None) -> N
     plt.imsave(path_buffer, grid, cmap="gray", format="png")
 
 
+def write_csv(buffer, x: np.ndarray, columns: list[str] | None) -> None:
+    """``x: [n, dim]`` as CSV into the binary ``buffer``, under the training data's header
+    when it had one (quoted as needed: names may hold commas), so that the samples read
+    back (and line up in a spreadsheet) like the data."""
+    if columns is not None:
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow(columns)
+        buffer.write(line.getvalue().encode())
+    np.savetxt(buffer, x, delimiter=",", fmt="%.6g")
+
+
 def run(args: argparse.Namespace) -> int:
     config = runs.read_config(args.run, kinds=tuple(MODEL_KINDS))
     shape = config["data"].get("image_shape")
@@ -67,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     elif suffix == ".npy":
         write_bytes_output(output, lambda f: np.save(f, x))
     else:
-        write_bytes_output(output, lambda f: np.savetxt(f, x, delimiter=",", fmt="%.6g"))
+        columns = runs.column_names(config["data"])
+        write_bytes_output(output, lambda f: write_csv(f, x, columns))
     print(f"wrote {args.n} samples to {output}")
     return 0

@@ -78,7 +78,7 @@ def _prepare(out: Path, args: argparse.Namespace) -> list[float]:
         shutil.rmtree(out)
     if (out / "config.json").exists():
         config = runs.read_config(out, kinds=("sweep",))
-        saved = config["params"]
+        saved = {"header": "auto", **config["params"]}  # sweeps from before --header: auto
         differ = sorted(k for k in set(saved) | set(options) if saved.get(k) != options.get(k))
         if differ:
             raise ConfigError(f"--out {out}: holds a sweep with other options ({', '.join(differ)}); "

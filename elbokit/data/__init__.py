@@ -7,9 +7,8 @@ and the rows or line at fault.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,14 +17,18 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..errors import DataError, describe_rows
+from ..errors import DataError, DataWarning, brief, describe_column, describe_rows
 from .stream import NpyStream as NpyStream  # data larger than memory
 from .stream import parse_size as parse_size
+from .table import HEADER_CHOICES as HEADER_CHOICES
+from .table import read_csv as read_csv  # text.py's labelled tables use the same rules
+from .table import read_table
 
 
 @dataclass
 class Dataset:
-    """``x: [n, dim]`` (float64), optional labels ``y: [n]``, and where it came from."""
+    """``x: [n, dim]`` (float64), optional labels ``y: [n]``, and where it came from;
+    ``columns``: the ``dim`` names a table's header gave its columns."""
 
     x: np.ndarray
     source: str
@@ -33,6 +36,7 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None
     description: str = ""
     meta: dict = field(default_factory=dict)
+    columns: tuple[str, ...] | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -101,12 +105,6 @@ def _as_matrix(array: np.ndarray, where: str) -> tuple[np.ndarray, tuple[int, ..
     return array.reshape(array.shape[0], int(np.prod(array.shape[1:]))).astype(np.float64), image_shape
 
 
-def _brief(error: BaseException, limit: int = 160) -> str:
-    """An exception's message on one short line (numpy quotes whole headers in its own)."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def read_npy_header(file: BinaryIO, size: int, where: str
                     ) -> tuple[np.dtype, tuple[int, ...], bool, int]:
     """``(dtype, shape, fortran_order, data bytes)`` from the header of the ``.npy`` bytes
@@ -123,7 +121,7 @@ def read_npy_header(file: BinaryIO, size: int, where: str
                 else np.lib.format.read_array_header_2_0)
         shape, fortran, dtype = read(file)  # headers over 10,000 bytes are refused
     except Exception as e:  # ValueError, EOFError, SyntaxError, TokenError, ... on bad bytes
-        raise DataError(f"{where}: cannot read as .npy ({_brief(e)})") from None
+        raise DataError(f"{where}: cannot read as .npy ({brief(e)})") from None
     if dtype.hasobject:
         raise DataError(f"{where}: holds Python objects (dtype {dtype}), which elbokit never "
                         "unpickles; save an array of numbers")
@@ -191,74 +189,22 @@ def check_labels(y: np.ndarray, n: int, where: str) -> None:
                         "a NaN or inf label")
 
 
-def _read_table(path: Path) -> Dataset:
-    """CSV/TSV of numbers; a first line that is not all numbers is taken as a header."""
-    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    numbered = [(line, r) for line, r in read_csv(text, str(path), delimiter)
-                if r and any(c.strip() for c in r)]
-    # A header has a name in it; a first row of numbers with an empty cell is data (and
-    # refused below), not a header that would silently drop the row.
-    if numbered and any(c.strip() and not _is_number(c) for c in numbered[0][1]):
-        numbered = numbered[1:]  # header
-    if not numbered:
-        raise DataError(f"{path}: no data rows")
-    width = len(numbered[0][1])
-    values = np.empty((len(numbered), width))
-    for row_index, (line, row) in enumerate(numbered):
-        if len(row) != width:
-            raise DataError(f"{path}: line {line} has {len(row)} fields, expected {width}")
-        for col, cell in enumerate(row):
-            try:
-                values[row_index, col] = float(cell)
-            except ValueError:
-                raise DataError(f"{path}: line {line}, column {col + 1}: {cell.strip()!r} "
-                                "is not a number") from None
-    return Dataset(x=values, source=str(path))
+def _read_table(path: Path, header: str = "auto") -> Dataset:
+    """A CSV/TSV table of numbers (see :mod:`elbokit.data.table`)."""
+    x, columns = read_table(path, header)
+    return Dataset(x=x, source=str(path), columns=columns, meta={"header": columns is not None})
 
 
-def read_csv(text: str, where: str, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL
-             ) -> list[tuple[int, list[str]]]:
-    """``(line, fields)`` for each record of CSV/TSV ``text`` (line: where the record starts,
-    counting from 1). Any newline convention (LF, CRLF, CR alone) is accepted; malformed
-    quoting (a quote never closed, text after a closing quote) and fields over the csv
-    module's size limit are refused with the line, rather than read as something else."""
-    stream = io.StringIO(text, newline=None)  # universal newlines: CR and CRLF become LF
-    reader = csv.reader(stream, delimiter=delimiter, quoting=quoting,
-                        strict=quoting != csv.QUOTE_NONE)
-    rows: list[tuple[int, list[str]]] = []
-    start = 1
-    try:
-        for row in reader:
-            rows.append((start, row))
-            start = reader.line_num + 1
-    except csv.Error as e:
-        problem = (f"a field longer than {csv.field_size_limit():,} characters"
-                   if "field limit" in str(e) else
-                   f"malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({_brief(e)})")
-        raise DataError(f"{where}: line {start}: {problem}") from None
-    return rows
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
-
-
-READERS: dict[str, Callable[[Path], Dataset]] = {
+READERS: dict[str, Callable[..., Dataset]] = {
     ".npy": _read_npy, ".npz": _read_npz, ".csv": _read_table, ".tsv": _read_table,
     ".tab": _read_table, ".txt": _read_table,
 }
 
 
-def read_file(path: str | Path) -> Dataset:
-    """Read ``.npy``, ``.npz`` (array ``x``, optional ``y``) or a CSV/TSV table of numbers."""
+def read_file(path: str | Path, header: str = "auto") -> Dataset:
+    """Read ``.npy``, ``.npz`` (array ``x``, optional ``y``) or a CSV/TSV table of numbers
+    (``header``: whether its first row names the columns: "auto", "yes" or "no"; see
+    :mod:`elbokit.data.table`)."""
     path = Path(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
@@ -267,26 +213,30 @@ def read_file(path: str | Path) -> Dataset:
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        data = reader(path)
+        data = reader(path, header) if reader is _read_table else reader(path)
     except DataError:
         raise
     except MemoryError:
         raise DataError(f"{path}: too large to read into memory") from None
     except Exception as e:  # whatever numpy, zipfile or zlib raise on bytes that are not data
-        raise DataError(f"{path}: cannot read as {path.suffix} ({_brief(e)})") from None
+        raise DataError(f"{path}: cannot read as {path.suffix} ({brief(e)})") from None
     return data
 
 
-def load(spec: str) -> Dataset:
-    """A named data set (see :data:`NAMED`) or a file path; validated for finite values."""
+def load(spec: str, header: str = "auto") -> Dataset:
+    """A named data set (see :data:`NAMED`) or a file path (``header``: see
+    :func:`read_file`); validated for finite values, and a file's rows for extreme outliers
+    (a one-line warning, see :func:`warn_outliers`)."""
     if spec in NAMED:
         data = NAMED[spec][0]()
     elif Path(spec).suffix.lower() in READERS or Path(spec).exists():
-        data = read_file(spec)
+        data = read_file(spec, header)
     else:
         raise DataError(f"unknown data set {spec!r}: use one of {', '.join(NAMED)} "
                         f"or a path to a {', '.join(READERS)} file")
     check_matrix(data.x, data.source)
+    if spec not in NAMED:
+        warn_outliers(data.x, data.source, data.columns)
     return data
 
 
@@ -316,6 +266,48 @@ def check_matrix(x: np.ndarray, where: str, dim: int | None = None) -> None:
         raise DataError(f"{where}: {describe_rows(huge)} "
                         f"{'has' if huge.sum() == 1 else 'have'} values of magnitude above "
                         f"{MAX_ABS_VALUE:g}, whose squares overflow float32; rescale the data")
+
+
+# A value this many interquartile ranges from its column's median is an extreme outlier: for
+# normal data 67 standard deviations (a log-density of -2,250 nats in that value alone),
+# while long-tailed data rarely reach it (a lognormal's largest of 10^5 values, sigma = 1:
+# about 50).
+OUTLIER_IQRS = 100
+QUANTILE_ROWS = 10_000  # the quantiles come from at most this many rows, evenly spaced
+
+
+def warn_outliers(x: np.ndarray, where: str, columns: tuple[str, ...] | None = None) -> None:
+    """Warn (one line, :class:`~elbokit.errors.DataWarning`) when rows of ``x: [n, dim]``
+    hold a value more than :data:`OUTLIER_IQRS` interquartile ranges from its column's
+    median: a header read as data, a typo, a value in another unit. Such a row dominates a
+    Gaussian model's standardization, its fit and its scores. Columns whose quartiles
+    coincide (mostly one value: binary pixels, sparse counts) are not judged; nor are fewer
+    than 4 rows."""
+    n = len(x)
+    if n < 4:
+        return
+    sample = x[::max(1, n // QUANTILE_ROWS)]
+    q1, median, q3 = np.percentile(sample, [25, 50, 75], axis=0)
+    judged = np.flatnonzero(q3 > q1)
+    if len(judged) == 0:
+        return
+    center, iqr = median[judged], (q3 - q1)[judged]
+    outlying = np.zeros(n, dtype=bool)
+    for start in range(0, n, 4096):  # a block of rows at a time: no copy of the whole of x
+        far = np.abs(x[start:start + 4096, judged] - center) > OUTLIER_IQRS * iqr
+        outlying[start:start + len(far)] = far.any(axis=1)
+    if not outlying.any():
+        return
+    rows = np.flatnonzero(outlying)  # the rare case: measure how far
+    distance = np.abs(x[rows][:, judged] - center) / iqr
+    i, j = np.unravel_index(np.argmax(distance), distance.shape)
+    row, col, distance = int(rows[i]), int(judged[j]), float(distance[i, j])
+    what = (f"are extreme outliers (the worst: {x[row, col]:.6g} in row {row}, "
+            if outlying.sum() > 1 else f"is an extreme outlier ({x[row, col]:.6g} in ")
+    warnings.warn(f"{where}: {describe_rows(outlying)} {what}{describe_column(col, columns)} "
+                  f"is {distance:.3g} interquartile ranges from the column's median "
+                  f"{median[col]:.6g}): a header read as data, a typo or another unit? Such rows "
+                  "dominate a Gaussian model's fit and scores", DataWarning, stacklevel=3)
 
 
 def check_probabilities(x: np.ndarray, where: str) -> None:

@@ -61,6 +61,7 @@ from ..data import as_matrix
 from ..errors import CheckpointError, ConfigError, DataError, ElbokitError, describe_rows
 from ..likelihoods import Multinomial
 from ..nets import ACTIVATIONS, mlp
+from ..progress import progress_bar
 from ..training import seeded
 
 __all__ = [
@@ -224,7 +225,7 @@ def fit_conditional(module: DiscriminativeModule, x: torch.Tensor, y: torch.Tens
     n = x.shape[0]
     history = []
     module.train()
-    for _ in range(epochs):
+    for _ in progress_bar(range(epochs), desc="training", unit="epoch"):
         total, batches = 0.0, 0
         for idx in torch.randperm(n, generator=generator).split(batch_size):
             loss = F.nll_loss(module.log_proba(x[idx]), y[idx])

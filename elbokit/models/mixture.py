@@ -42,6 +42,7 @@ from torch import nn
 
 from ..errors import ConfigError, DataError
 from ..likelihoods import Categorical, Gaussian, ObservationModel, build_likelihood
+from ..progress import progress_bar
 
 __all__ = [
     "EMOptions", "INIT_METHODS", "M_STEPS", "MixtureConfig", "MixtureModule",
@@ -318,7 +319,8 @@ def _as_data(module: MixtureModule, x: torch.Tensor | np.ndarray, where: str) ->
 
 
 def fit_em(module: MixtureModule, x: torch.Tensor | np.ndarray, max_iter: int = 100, tol: float = 1e-6,
-           reg: float = 1e-6, *, alpha: float = 1e-2, eps: float = 1e-6) -> list[float]:
+           reg: float = 1e-6, *, alpha: float = 1e-2, eps: float = 1e-6,
+           show: bool | None = None, desc: str = "EM") -> list[float]:
     """Fit by expectation-maximization from the module's current parameters.
 
     E-step: r_bk = p(z = k | x_b), the exact posterior. M-step: pi_k = N_k / N with
@@ -334,6 +336,7 @@ def fit_em(module: MixtureModule, x: torch.Tensor | np.ndarray, max_iter: int = 
     parameters and after each M-step, so the last entry is the fitted module's. Stops when
     an iteration improves it by less than ``tol``, or after ``max_iter`` M-steps (then the
     history has ``max_iter + 1`` entries and EM may not have converged).
+    ``show``, ``desc``: the progress bar's (see :func:`elbokit.progress.progress_bar`).
     """
     if max_iter < 1:
         raise ConfigError(f"max_iter must be >= 1, not {max_iter}")
@@ -342,12 +345,15 @@ def fit_em(module: MixtureModule, x: torch.Tensor | np.ndarray, max_iter: int = 
     x = _as_data(module, x, "training data")
     log_px, log_resp = _e_step(module, x)
     history = [log_px.mean().item()]
-    for _ in range(max_iter):
-        _m_step(module, x, log_resp.exp(), m_step, options)
-        log_px, log_resp = _e_step(module, x)
-        history.append(log_px.mean().item())
-        if history[-1] - history[-2] < tol:
-            break
+    with progress_bar(total=max_iter, desc=desc, unit="iteration", show=show) as bar:
+        for _ in range(max_iter):
+            _m_step(module, x, log_resp.exp(), m_step, options)
+            log_px, log_resp = _e_step(module, x)
+            history.append(log_px.mean().item())
+            bar.update()
+            bar.set_postfix(log_likelihood=f"{history[-1]:.4g}", refresh=False)
+            if history[-1] - history[-2] < tol:
+                break
     return history
 
 
