@@ -691,3 +691,21 @@ class Mixture(LatentModel):
 
 
 MODEL_KINDS: dict[str, type[LatentModel]] = {"vae": VAE, "mixture": Mixture}
+
+# Command-line options (as argparse names them) that set a constructor parameter of
+# another name.
+OPTION_PARAMETERS = {"components": "n_components"}
+
+
+def options_for(kind: str, options: dict) -> dict:
+    """The entries of ``options`` (command-line options by argparse name, e.g. the shared
+    options ``elbokit sweep`` records) that apply to a model of ``kind``, in their order:
+    all but those setting a constructor parameter that only other kinds take (a VAE has no
+    ``components``, a mixture no ``hidden``). Options no constructor takes (the data's,
+    the evaluation's) apply to every kind."""
+    def parameters(cls: type[LatentModel]) -> set[str]:
+        return set(list(inspect.signature(cls.__init__).parameters)[1:])
+
+    own = parameters(MODEL_KINDS[kind])
+    foreign = set().union(*(parameters(cls) for cls in MODEL_KINDS.values())) - own
+    return {k: v for k, v in options.items() if OPTION_PARAMETERS.get(k, k) not in foreign}

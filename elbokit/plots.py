@@ -32,7 +32,7 @@ Bad input (wrong shapes, NaN, nothing to draw) raises a one-line
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,8 @@ from .metrics import binary_report, positive_class
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with elbokit
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
 
 __all__ = ["FIGURE_SIZE", "DPI", "new_figure", "png_bytes", "svg_bytes", "save_png",
            "precision_recall_curve", "calibration_plot", "training_curves", "samples",
@@ -677,6 +679,70 @@ def _padded(v: np.ndarray, low: float = 0.1, high: float = 0.2) -> tuple[float, 
     return lo - low * span, hi + high * span
 
 
+# Where a label may go relative to its point: (dx, dy) in points, and the alignment that
+# makes the text extend away from the point. Nearest first; the farther ones are for crowds.
+_LABEL_SPOTS = tuple((sx * dx, sy * dy, "left" if sx > 0 else "right", "bottom" if sy > 0 else "top")
+                     for dx, dy in ((6, 4), (10, 10), (18, 2), (4, 18), (26, 16))
+                     for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1)))
+
+
+def _overlap(a: Bbox, b: Bbox) -> float:
+    """The area (pixels^2) two boxes share, 0 when they are disjoint."""
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(width, 0.0) * max(height, 0.0)
+
+
+def _outside(box: Bbox, frame: Bbox) -> float:
+    """How far (pixels, summed over the four sides) ``box`` sticks out of ``frame``."""
+    return (max(frame.x0 - box.x0, 0.0) + max(box.x1 - frame.x1, 0.0)
+            + max(frame.y0 - box.y0, 0.0) + max(box.y1 - frame.y1, 0.0))
+
+
+def _place_text(figure: Figure, ax: Axes, make: Callable[[int], Text], n_spots: int,
+                obstacles: list[Bbox], required: bool = True) -> Text | None:
+    """Draw ``make(spot)`` for spot 0, 1, ... ``n_spots - 1`` and keep the first text that
+    lies inside the axes and overlaps none of ``obstacles`` (display boxes, to which its box
+    is added). Failing that: ``required``, the one that sticks out and overlaps least;
+    otherwise none (returns None). The texts stay out of the layout, so placing them cannot
+    move the axes under them."""
+    renderer = figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    best, best_cost, best_box = None, np.inf, None
+    for spot in range(n_spots):
+        text = make(spot)
+        text.set_in_layout(False)
+        box = text.get_window_extent(renderer)
+        # Sticking out of the axes weighs more than overlapping: a pixel out counts as much
+        # as 1,000 square pixels of overlap.
+        cost = 1e3 * _outside(box, frame) + sum(_overlap(box, other) for other in obstacles)
+        if cost < best_cost:
+            if best is not None:
+                best.remove()
+            best, best_cost, best_box = text, cost, box
+        else:
+            text.remove()
+        if cost == 0:
+            break
+    if best is not None and best_cost > 0 and not required:
+        best.remove()
+        return None
+    if best_box is not None:
+        obstacles.append(best_box)
+    return best
+
+
+def _coincident_groups(xy: np.ndarray, within: float) -> list[list[int]]:
+    """Indices of the points ``xy: [n, 2]`` (pixels) grouped so that points closer than
+    ``within`` share a group (single linkage), in order of their first member."""
+    groups: list[list[int]] = []
+    for i, point in enumerate(xy):
+        near = [g for g in groups if np.min(np.hypot(*(xy[g] - point).T)) < within]
+        merged = [j for g in near for j in g] + [i]
+        groups = [g for g in groups if g not in near] + [sorted(merged)]
+    return sorted(groups)
+
+
 def rate_distortion(points: Sequence[Mapping], path: str | Path | None = None,
                     svg_path: str | Path | None = None) -> Figure:
     """A beta sweep in the rate-distortion plane: ``points`` ``[{"beta", "rate" (the KL, nats),
@@ -684,26 +750,29 @@ def rate_distortion(points: Sequence[Mapping], path: str | Path | None = None,
     up, each point annotated with its beta and the points joined in order of beta; the beta = 1
     point (the ELBO's own trade-off) starred, with its line of equal ELBO dotted; dashed grey
     lines of equal ELBO (rate + distortion = -ELBO, slope -1) across the plot, each labelled
-    with its -ELBO. 600 x 450 pixels; with ``svg_path`` also an SVG (written atomically, no
-    metadata).
+    with its -ELBO where it is long enough. 600 x 450 pixels; with ``svg_path`` also an SVG
+    (written atomically, no metadata).
+
+    Layout: the legend sits below the axes, where it can hide nothing whatever the sweep's
+    shape; every label is placed, from a few candidate spots, inside the axes clear of the
+    points, of the labels placed before it and of the star; points closer than a marker share
+    one label ("β=3, 10").
     """
     from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import Bbox
 
     beta, rate, distortion = _rate_distortion_points(points).T
-    figure, ax = new_figure()
+    figure = _blank_figure(layout="constrained")
+    ax = figure.add_subplot()
     (x0, x1), (y0, y1) = _padded(rate), _padded(distortion)
     levels = [c for c in MaxNLocator(nbins=6).tick_values(x0 + y0, x1 + y1) if x0 + y0 < c < x1 + y1]
+    segments = []
     for k, c in enumerate(levels):
         lo, hi = max(x0, c - y1), min(x1, c - y0)  # where rate + distortion = c is in view
         ax.plot([lo, hi], [c - lo, c - hi], linestyle="--", color="grey", linewidth=0.8, zorder=1,
                 label="equal ELBO: rate + distortion = −ELBO" if k == 0 else None)
-        at = hi - 0.03 * (hi - lo)  # the lower-right end, below the sweep, away from the legend
-        ax.text(at, c - at, f"−ELBO = {c:g}", rotation=-45, rotation_mode="anchor",
-                transform_rotates_text=True, fontsize="x-small", color="dimgrey", ha="right",
-                va="bottom")
+        segments.append((c, lo, hi))
     ax.plot(rate, distortion, marker="o", color="C0", zorder=3, label="β sweep (joined in order of β)")
-    for b, r, d in zip(beta, rate, distortion, strict=True):
-        ax.annotate(f"β={b:g}", (r, d), xytext=(7, 5), textcoords="offset points", fontsize="small")
     one = np.flatnonzero(np.isclose(beta, 1.0))
     if len(one):
         r, d = rate[one[0]], distortion[one[0]]
@@ -715,7 +784,34 @@ def rate_distortion(points: Sequence[Mapping], path: str | Path | None = None,
     ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="rate: KL(q(z|x) ‖ p(z)) (nats)",
            ylabel="distortion: −E_q[log p(x|z)] (nats)", title="Rate-distortion: the β sweep")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small")
+    figure.legend(loc="outside lower center", ncol=2, fontsize="small", frameon=False)
+    figure.canvas.draw()  # runs the layout: from here on, data map to their final pixels
+
+    # Labels go where they hide nothing: the points (a marker's box; the star's is larger)
+    # and every label placed before are obstacles. beta labels first, being the data.
+    xy = ax.transData.transform(np.column_stack([rate, distortion]))  # [n, 2] pixels
+    marker = 6 * figure.dpi / 72  # the default marker size, 6 points, in pixels
+    obstacles = [Bbox.from_bounds(px - marker / 2, py - marker / 2, marker, marker) for px, py in xy]
+    if len(one):
+        star = 16 * figure.dpi / 72
+        px, py = xy[one[0]]
+        obstacles.append(Bbox.from_bounds(px - star / 2, py - star / 2, star, star))
+    for group in _coincident_groups(xy, within=marker):
+        label = "β=" + ", ".join(f"{beta[i]:g}" for i in group)
+        r, d = rate[group[0]], distortion[group[0]]
+        _place_text(figure, ax, lambda spot, label=label, r=r, d=d: ax.annotate(
+            label, (r, d), xytext=_LABEL_SPOTS[spot][:2], textcoords="offset points",
+            ha=_LABEL_SPOTS[spot][2], va=_LABEL_SPOTS[spot][3], fontsize="small"),
+            len(_LABEL_SPOTS), obstacles)
+    for c, lo, hi in segments:
+        # Along the line: near its lower-right end, else its upper-left one, else its middle
+        # or quarters; left out where none fits (a short line in a corner, say).
+        spots = [(hi - 0.03 * (hi - lo), "right"), (lo + 0.03 * (hi - lo), "left"),
+                 *((lo + t * (hi - lo), "center") for t in (0.5, 0.25, 0.75))]
+        _place_text(figure, ax, lambda spot, c=c, spots=spots: ax.text(
+            spots[spot][0], c - spots[spot][0], f"−ELBO = {c:g}", rotation=-45,
+            rotation_mode="anchor", transform_rotates_text=True, fontsize="x-small",
+            color="dimgrey", ha=spots[spot][1], va="bottom"), len(spots), obstacles, required=False)
     _save(figure, path)
     if svg_path is not None:
         atomic_write(svg_path, svg_bytes(figure))

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import runs
-from .api import MODEL_KINDS
+from .api import MODEL_KINDS, options_for
 from .checkpoint import atomic_write
 from .errors import ElbokitError
 
@@ -87,9 +87,8 @@ SWEEP_CAPTION = (
     "Each point is one run of the sweep, placed by its rate (the KL term, nats) and its distortion "
     "(minus the reconstruction term, nats). Since ELBO = -(distortion + rate), the diagonal "
     "lines of slope -1 are lines of equal ELBO, and lines nearer the origin are better. "
-    "β = 1 maximizes the ELBO itself; a low β buys low distortion with a high rate (sharp "
-    "reconstructions, an expensive code); a high β drives the rate towards 0 until the posterior "
-    "collapses and the decoder ignores z.")
+    "A low β buys low distortion with a high rate (sharp reconstructions, an expensive code); a "
+    "high β drives the rate towards 0 until the posterior collapses and the decoder ignores z.")
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; line-height: 1.5;
@@ -703,6 +702,9 @@ def _sweep_report(page: _Page, sweep_dir: Path, config: dict) -> None:
     body.append('<p class="note">Every run of the sweep was fitted with these options; only β, '
                 "the weight of the KL term in the training objective, differs.</p>")
     params = config.get("params")
+    if isinstance(params, dict) and params.get("model", "vae") in MODEL_KINDS:
+        # Sweeps written before the sweep recorded only its model's options list others too.
+        params = options_for(params.get("model", "vae"), params)
     body.append(_key_values(sorted(params.items())) if isinstance(params, dict) else
                 _missing("config.json records no options (<code>params</code>)."))
     if isinstance(data, dict):
@@ -730,13 +732,36 @@ def _sweep_report(page: _Page, sweep_dir: Path, config: dict) -> None:
         "on the KL term minimizes D + β R, so each β picks a different trade-off: β = 1 is the "
         "ELBO itself, a low β buys low distortion with a high rate, and a high β pushes the rate "
         "to 0, where the posterior collapses and z is ignored.</dd></dl>")
+    finding = _best_beta(members, sweep.get("split")) if isinstance(members, list) else None
     figure = _figure(sweep_dir / SWEEP_FIGURE,
                      "Rate-distortion plane: one point per β, with lines of equal ELBO",
-                     esc(SWEEP_CAPTION))
+                     esc(SWEEP_CAPTION + (f" {finding}" if finding else "")))
     if figure is None:
         body.append(_missing(f"No figure {SWEEP_FIGURE} in this sweep directory."))
     else:
         body.append(figure)
+
+
+def _best_beta(members: list, split: Any) -> str | None:
+    """What the runs table shows, in words (text, not yet escaped): which β had the best
+    ELBO, and how that squares with β = 1 training on the ELBO itself. None without scores."""
+    scored = [(beta, elbo) for m in members if isinstance(m, dict)
+              for beta, elbo in [(_number(m.get("beta")), _number(m.get("elbo")))]
+              if beta is not None and elbo is not None]
+    if not scored:
+        return None
+    best = max(elbo for _, elbo in scored)
+    winners = [beta for beta, elbo in scored if elbo == best]
+    text = (f"On the {_plain(split or '?')} split the best ELBO, {fmt(best)} nats, came from "
+            f"β = {', '.join(_beta(b) for b in winners)}.")
+    at_one = [elbo for beta, elbo in scored if beta == 1]
+    if 1 in winners:
+        return text + " That is β = 1, whose training objective is the ELBO itself."
+    if at_one:
+        text += (f" β = 1 ({fmt(at_one[0])}) trains on the ELBO itself, so it would have the "
+                 "best training ELBO if trained to the optimum; with training stopped early, "
+                 "and on held-out data, another β can score higher, as here.")
+    return text
 
 
 def _beta(value: Any) -> str:

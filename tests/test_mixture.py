@@ -50,13 +50,22 @@ def bernoulli_data(rng: np.random.Generator, n: int, k: int, d: int,
     return (rng.uniform(size=(n, d)) < protos[labels]).astype(float), labels
 
 
-def gaussian_data(rng: np.random.Generator, n: int, k: int, d: int) -> np.ndarray:
+def gaussian_data(rng: np.random.Generator, n: int, k: int, d: int,
+                  units: tuple[float, float] = (0.1, 10.0)) -> np.ndarray:
+    """``units``: the smallest and largest column scale (geometrically spaced)."""
     centers = rng.normal(scale=2.0, size=(k, d))
     scales = rng.uniform(0.3, 2.0, size=(k, d))
     labels = rng.integers(0, k, n)
     # An offset and unequal units per dimension exercise the standardization.
-    units = np.geomspace(0.1, 10.0, d)
-    return 5.0 + units * (centers[labels] + scales[labels] * rng.normal(size=(n, d)))
+    return 5.0 + np.geomspace(*units, d) * (centers[labels] + scales[labels] * rng.normal(size=(n, d)))
+
+
+def standardized(module: MixtureModule, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """(x in the Gaussian model's standardized units, log|Jacobian| = sum_d log unit_d): a
+    density fitted to the standardized data scores x with the Jacobian subtracted."""
+    obs = module.observation
+    shift, unit = obs.shift.numpy(), obs.unit.numpy()
+    return (x - shift) / unit, float(np.log(unit).sum())
 
 
 def multinomial_data(rng: np.random.Generator, n: int, k: int, d: int) -> np.ndarray:
@@ -231,28 +240,35 @@ def test_em_for_counts_is_monotone(name):
             assert_monotone(log_likelihood)
 
 
-def test_diagonal_gaussian_em_matches_scikit_learn():
+@pytest.mark.parametrize("units", [(0.1, 10.0), (1e-4, 1e4)])
+def test_diagonal_gaussian_em_matches_scikit_learn(units):
+    """EM step by step is scikit-learn's on standardized data: reg is a fraction of each
+    column's variance (reg_covar=1e-6 on standardized data), so columns 1e-4 .. 1e4 fit as
+    well as columns 0.1 .. 10 (with reg in data units the 1e-4 column lost ~2 nats)."""
     rng = np.random.default_rng(5)
     k, d = 3, 4
-    x = gaussian_data(rng, 900, k, d)
+    x = gaussian_data(rng, 900, k, d, units)
     train, test = x[:600], x[600:]
     module = make("gaussian", train, k, gaussian_scale="decoder")
+    (u_train, log_jacobian), (u_test, _) = standardized(module, train), standardized(module, test)
+    unit, shift = module.observation.unit.numpy(), module.observation.shift.numpy()
     # One starting point for both: equal weights, k training points as means, the data's
     # variance for every component.
     weights = np.full(k, 1 / k)
-    means = train[rng.choice(len(train), k, replace=False)]
-    variances = np.tile(train.var(0), (k, 1))
-    sklearn_start = dict(weights_init=weights, means_init=means, precisions_init=1 / variances,
-                         covariance_type="diag", reg_covar=1e-6, init_params="random", random_state=0)
+    start = rng.choice(len(train), k, replace=False)
+    means, variances = train[start], np.tile(train.var(0), (k, 1))
+    sklearn_start = dict(weights_init=weights, means_init=u_train[start],
+                         precisions_init=unit**2 / variances, covariance_type="diag",
+                         reg_covar=1e-6, init_params="random", random_state=0)
 
     # Converged: the same held-out log-likelihood.
     set_gaussian_parameters(module, weights, means, variances)
     history = fit_em(module, train, max_iter=1000, tol=1e-10, reg=1e-6)
-    reference = GaussianMixture(k, tol=1e-10, max_iter=1000, **sklearn_start).fit(train)
+    reference = GaussianMixture(k, tol=1e-10, max_iter=1000, **sklearn_start).fit(u_train)
     assert reference.converged_ and len(history) < 1001
     ours = module.log_marginal(torch.as_tensor(test)).mean().item()
-    # nats per example; measured 6e-8: scikit-learn stops one M-step later than fit_em.
-    assert abs(ours - reference.score(test)) < 1e-3
+    # nats per example; measured 1.2e-7 (both units): scikit-learn stops one M-step later.
+    assert abs(ours - (reference.score(u_test) - log_jacobian)) < 1e-3
     assert_monotone(history)
 
     # The same number of iterations: the same parameters (the same algorithm, step by step).
@@ -260,11 +276,54 @@ def test_diagonal_gaussian_em_matches_scikit_learn():
     fit_em(module, train, max_iter=10, tol=-math.inf, reg=1e-6)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        reference = GaussianMixture(k, tol=0, max_iter=10, **sklearn_start).fit(train)
+        reference = GaussianMixture(k, tol=0, max_iter=10, **sklearn_start).fit(u_train)
     fitted = [t.numpy() for t in gaussian_parameters(module)]
-    for ours_, theirs in zip(fitted, (reference.weights_, reference.means_, reference.covariances_),
-                             strict=True):
+    expected = (reference.weights_, shift + unit * reference.means_, unit**2 * reference.covariances_)
+    for ours_, theirs in zip(fitted, expected, strict=True):
         np.testing.assert_allclose(ours_, theirs, rtol=1e-8)
+
+
+def column_gaussian_log_pdf(x: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """log N(x; loc, scale^2) summed over columns: ``[n, D] -> [n]``."""
+    return (-0.5 * ((x - loc) / scale) ** 2 - np.log(scale) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def test_gaussian_mixture_fits_columns_of_any_scale():
+    """Issue 12 (6): a column of standard deviation 1e-4 cost ~1.8 nats per example, because
+    EM's variance floor reg was absolute (1e-6 in data units, 100 times that column's
+    variance). Now the fit is equivariant: rescaling columns only adds the Jacobian."""
+    from elbokit import Mixture
+
+    rng = np.random.default_rng(12)
+    scales = np.geomspace(1e-4, 1e4, 6)
+    x = 3.0 + scales * rng.normal(size=(300, 6))
+
+    # K = 1: the per-column Gaussian MLE, in closed form. reg moves each column's variance by
+    # the fraction 1e-6, and the MLE is a stationary point, so log p(x) moves by
+    # O(D reg^2) ~ 1e-11 nats: the tolerance is float64 rounding of terms of size ~10.
+    closed_form = np.mean(column_gaussian_log_pdf(x, x.mean(0), x.std(0)))
+    one = Mixture(n_components=1, dtype="float64").fit(x)
+    assert one.score(x) == pytest.approx(closed_form, abs=1e-9)  # was 2.3 nats lower
+    # float32 (the default): rounding of 6 columns' log-densities of size ~10 (measured 2e-5).
+    assert Mixture(n_components=1).fit(x).score(x) == pytest.approx(closed_form, abs=1e-4)
+
+    # K = 3, well-separated planted components, each fitted from 5 k-means starts. The
+    # scale-free reference is scikit-learn on standardized data (its reg_covar is absolute,
+    # so on the raw data it pays for the 1e-4 column as we did). Both converge (tol 1e-8) to
+    # the same optimum; allowed: 1e-4 nats per example of convergence slack.
+    x = 3.0 + scales * gaussian_data(rng, 600, 3, 6, units=(1.0, 1.0))
+    ours = Mixture(n_components=3, n_init=5, tol=1e-8, max_iter=1000, dtype="float64").fit(x)
+    u, log_jacobian = standardized(ours.module_, x)
+    reference = GaussianMixture(3, covariance_type="diag", n_init=5, tol=1e-8, max_iter=1000,
+                                random_state=0).fit(u)
+    raw = GaussianMixture(3, covariance_type="diag", n_init=5, tol=1e-8, max_iter=1000,
+                          random_state=0).fit(x)
+    assert ours.converged_ and reference.converged_
+    assert ours.score(x) >= reference.score(u) - log_jacobian - 1e-4
+    assert ours.score(x) >= raw.score(x) - 1e-4
+    # Equivariance: the same data in unit scale scores the same, up to the Jacobian.
+    rescaled = Mixture(n_components=3, n_init=5, tol=1e-8, max_iter=1000, dtype="float64").fit(u)
+    assert ours.score(x) == pytest.approx(rescaled.score(u) - log_jacobian, abs=1e-6)
 
 
 def test_gaussian_parameters_round_trip_and_respect_the_variance_floor():

@@ -271,9 +271,76 @@ def test_rate_distortion(tmp_path):
     assert len(equal_elbo) >= 3
     for line in equal_elbo:  # rate + distortion constant along each, labelled with that -ELBO
         total = line.get_xdata() + line.get_ydata()
+        # (a line may go unlabelled where no label fits; in this figure every one fits)
         assert np.ptp(total) < 1e-9 and f"−ELBO = {total[0]:g}" in texts
         for x, y in line.get_xydata()[[0, -1]]:  # from edge to edge of the plot
             assert np.isclose(x, ax.get_xlim()).any() or np.isclose(y, ax.get_ylim()).any()
+
+
+# The sweep of issue 12 (`elbokit sweep --beta 0.1,0.5,1,3,10 --data digits --latent-dim 2
+# --hidden 64,64 --epochs 5`) as measured: beta 3 and 10 fall on the same pixels, and their
+# labels were drawn over each other. In POINTS the legend (then inside the axes) hid the
+# label of -ELBO = 50, and that of -ELBO = 30 ran into beta = 0.1's.
+DIGITS_SWEEP = [{"beta": b, "rate": r, "distortion": d} for b, r, d in [
+    (0.1, 4.5305, 24.8232), (0.5, 1.2563, 25.1101), (1.0, 0.5597, 25.3825),
+    (3.0, 0.0208, 25.7851), (10.0, 0.0051, 25.7781)]]
+COLLAPSED = [{"beta": b, "rate": 0.0, "distortion": 25.0} for b in (1, 3, 10, 30)] + [
+    {"beta": 0.1, "rate": 3.0, "distortion": 24.0}]
+
+
+def _layout(figure) -> tuple[list[str], list[float]]:
+    """(problems, labelled betas) of a rendered rate-distortion figure, from the display boxes
+    of its artists: a text of the axes (beta or -ELBO label) outside the axes, over the
+    legend or over another text; the title, an axis label or the legend outside the figure."""
+    renderer = figure.canvas.get_renderer()
+    ax = figure.axes[0]
+    (legend,) = figure.legends or [ax.get_legend()]  # wherever the figure puts it
+    axes, legend_box = ax.get_window_extent(renderer), legend.get_window_extent(renderer)
+
+    def inside(box, outer) -> bool:  # to 0.01 pixel: the extents are floats
+        return (box.x0 >= outer.x0 - 0.01 and box.x1 <= outer.x1 + 0.01
+                and box.y0 >= outer.y0 - 0.01 and box.y1 <= outer.y1 + 0.01)
+
+    problems = [f"the {name} sticks out of the figure" for name, artist in
+                (("title", ax.title), ("x label", ax.xaxis.label), ("y label", ax.yaxis.label),
+                 ("legend", legend)) if not inside(artist.get_window_extent(renderer), figure.bbox)]
+    boxes = [(text.get_text(), text.get_window_extent(renderer)) for text in ax.texts]
+    for i, (name, box) in enumerate(boxes):
+        if not inside(box, axes):
+            problems.append(f"{name!r} sticks out of the axes")
+        if box.overlaps(legend_box):
+            problems.append(f"{name!r} is under the legend")
+        problems += [f"{name!r} overlaps {other!r}" for other, box2 in boxes[i + 1:] if box.overlaps(box2)]
+    betas = [float(b) for name, _ in boxes if name.startswith("β=") for b in name[2:].split(", ")]
+    return problems, sorted(betas)
+
+
+@pytest.mark.parametrize("points", [POINTS, DIGITS_SWEEP, COLLAPSED], ids=["points", "digits", "collapsed"])
+def test_rate_distortion_labels_are_inside_and_clear_of_the_legend_and_each_other(tmp_path, points):
+    figure = plots.rate_distortion(points, path=tmp_path / "rd.png")  # rendered as saved
+    problems, labelled = _layout(figure)
+    assert problems == []
+    assert labelled == sorted(p["beta"] for p in points)  # every beta named, once
+    if points is DIGITS_SWEEP:  # the two coincident points share one label
+        assert "β=3, 10" in {t.get_text() for t in figure.axes[0].texts}
+
+
+def test_rate_distortion_labels_fit_sweeps_of_any_shape():
+    """20 random sweeps: 2 to 8 betas, rates falling and distortions rising on scales from
+    0.01 to 1000 nats, a fifth of the rates exactly 0 (collapsed members on one spot)."""
+    rng = np.random.default_rng(12)
+    for _ in range(20):
+        betas = np.unique(np.round(np.exp(rng.uniform(-4, 4, rng.integers(2, 9))), 3))
+        n, scale = len(betas), 10 ** rng.uniform(-2, 3)
+        rate = np.sort(rng.exponential(1, n))[::-1] * scale * (rng.random(n) > 0.2)
+        distortion = 20 + np.sort(rng.exponential(1, n)) * scale * rng.uniform(0.1, 3)
+        points = [{"beta": b, "rate": r, "distortion": d}
+                  for b, r, d in zip(betas, rate, distortion, strict=True)]
+        figure = plots.rate_distortion(points)
+        plots.png_bytes(figure)  # rendered as saved
+        problems, labelled = _layout(figure)
+        assert problems == [], points
+        assert labelled == sorted(betas.tolist()), points
 
 
 def test_files_are_reproducible_and_free_of_urls(images):

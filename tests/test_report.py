@@ -184,12 +184,16 @@ def test_unreadable_optional_files_are_named_and_evaluation_json_is_used(tmp_pat
     assert "No posterior collapse" in text and 'class="warning"' not in text
 
 
-def make_sweep(sweep: Path) -> Path:
+def make_sweep(sweep: Path, low_beta_elbo: float = -20.5) -> Path:
+    """A sweep over beta 0.1, 1, 10 (10 unfinished); beta = 0.1 scores ``low_beta_elbo``,
+    beta = 1 -18. Its config.json lists mixture options, as sweeps written before issue 12."""
     sweep.mkdir()
     write_config(sweep, {"kind": "sweep", "betas": [0.1, 1.0, 10.0],
-                         "params": {"data": "digits", "latent_dim": 2, "epochs": 5}})
-    points = [{"beta": 0.1, "dir": "beta-0.1", "rate": 12.5, "distortion": 8.0, "elbo": -20.5,
-               "reconstruction": -8.0, "kl": 12.5, "active_units": 2},
+                         "params": {"data": "digits", "latent_dim": 2, "epochs": 5, "model": "vae",
+                                    "components": 10, "fit": "em", "max_iter": 200, "n_init": 1}})
+    points = [{"beta": 0.1, "dir": "beta-0.1", "rate": 12.5, "distortion": -12.5 - low_beta_elbo,
+               "elbo": low_beta_elbo, "reconstruction": 12.5 + low_beta_elbo, "kl": 12.5,
+               "active_units": 2},
               {"beta": 1.0, "dir": "beta-1", "rate": 6.0, "distortion": 12.0, "elbo": -18.0,
                "reconstruction": -12.0, "kl": 6.0, "active_units": 2},
               {"beta": 10.0, "dir": "beta-10", "rate": None, "distortion": None, "elbo": None,
@@ -217,10 +221,27 @@ def test_sweep_report_has_its_table_figure_and_links(capsys, tmp_path):
     assert "<td>beta-10 (not finished)</td>" in text
     assert text.count('<tr class="best">') == 1 and "<strong>-18.000</strong> (best)" in text
     assert "12.500" in text and "8.000" in text and '<td class="num">0.1</td>' in text
+    # Issue 12 (11): the text says what the table shows, and lists only a VAE's options.
+    assert "the best ELBO, -18.000 nats, came from β = 1. That is β = 1" in text
+    assert "maximizes the ELBO itself" not in text
+    for option in ("components", "fit", "max_iter", "n_init"):
+        assert f"<code>{option}</code>" not in text
     member = report.write_report(sweep / "beta-1").read_text()  # a member links back to the sweep
     check_self_contained(member)
     assert 'One run of the sweep <a href="../report.html">sweep</a>' in member
     assert text.count("<img") == 1 and "lines of equal ELBO" in text and "collapses" in text
+
+
+def test_sweep_report_names_the_best_beta_from_its_scores(tmp_path):
+    """Issue 12 (11): the report claimed "β = 1 maximizes the ELBO itself" above a table in
+    which β = 0.5 was best; the text now comes from the scores."""
+    text = report.write_report(make_sweep(tmp_path / "sweep", low_beta_elbo=-17.25)).read_text()
+    assert "<strong>-17.250</strong> (best)" in text
+    assert "the best ELBO, -17.250 nats, came from β = 0.1. β = 1 (-18.000) trains on" in text
+    assert "as here." in text and "That is β = 1" not in text
+    (tmp_path / "sweep" / "sweep.json").write_text('{"runs": []}')  # no scores: no claim
+    text = report.write_report(tmp_path / "sweep").read_text()
+    assert "the best ELBO" not in text and "β = 1 (" not in text
 
 
 def test_one_line_errors_and_no_report(capsys, tmp_path):

@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 from .. import plots, report, runs
+from ..api import options_for
 from ..checkpoint import read_json, write_json
 from ..errors import ConfigError
 from . import fit
@@ -64,9 +65,10 @@ def member_dir(out: Path, beta: float) -> Path:
 
 
 def _options(args: argparse.Namespace) -> dict:
-    """The fit options shared by every member (what must match to continue a sweep)."""
+    """The fit options shared by every member (what must match to continue a sweep): those
+    that apply to the model swept (a VAE sweep records no mixture option)."""
     skip = {"beta", "out", "overwrite", "command", "quiet", "no_report", "resume"}
-    options = {k: v for k, v in sorted(vars(args).items()) if k not in skip}
+    options = options_for(args.model, {k: v for k, v in sorted(vars(args).items()) if k not in skip})
     return json.loads(json.dumps(options, default=str))  # as config.json will hold them
 
 
@@ -78,7 +80,9 @@ def _prepare(out: Path, args: argparse.Namespace) -> list[float]:
         shutil.rmtree(out)
     if (out / "config.json").exists():
         config = runs.read_config(out, kinds=("sweep",))
-        saved = {"header": "auto", **config["params"]}  # sweeps from before --header: auto
+        # Sweeps written before --header read their data with "auto"; those written before
+        # options were filtered by model still continue.
+        saved = options_for(args.model, {"header": "auto", **config["params"]})
         differ = sorted(k for k in set(saved) | set(options) if saved.get(k) != options.get(k))
         if differ:
             raise ConfigError(f"--out {out}: holds a sweep with other options ({', '.join(differ)}); "

@@ -168,7 +168,11 @@ class MixtureModule(nn.Module):
 class EMOptions:
     """Regularization of the closed-form M-steps.
 
-    ``reg``: added to every Gaussian variance, in data units (scikit-learn's ``reg_covar``).
+    ``reg``: added to every Gaussian variance as a fraction of its column's variance in the
+    training data, i.e. in the model's standardized units (scikit-learn's ``reg_covar`` on
+    standardized data). Relative, so rescaling a column only adds its Jacobian to log p(x):
+    in data units a column of standard deviation 1e-4 has variance 1e-8, and an absolute
+    floor of 1e-6 would widen its components 100-fold (about 2.3 nats per example lost).
     ``alpha``: pseudo-count added to every (component, word) or (component, dimension,
     category) count of multinomial and categorical data, so no probability is 0 (a MAP
     estimate under a symmetric Dirichlet(1 + alpha) prior).
@@ -234,10 +238,14 @@ def _m_step_gaussian(obs: ObservationModel, x: torch.Tensor, resp: torch.Tensor,
     """Weighted means and diagonal variances, computed in the model's standardized units
     u = (x - shift) / unit (where the data are centred, so E[u^2] - m^2 loses little):
 
-        m_k = sum_b r_bk u_b / N_k,   v_k = sum_b r_bk u_b^2 / N_k - m_k^2 + reg / unit^2
+        m_k = sum_b r_bk u_b / N_k,   v_k = sum_b r_bk u_b^2 / N_k - m_k^2 + reg
 
-    ``reg`` is in data units like scikit-learn's ``reg_covar``, hence the division by unit^2.
-    Scale "dim" pools the variances over components (sum_k N_k v_k / N), "shared" also over
+    ``reg`` is added in standardized units, i.e. reg * unit^2 in data units: a fraction of
+    each column's own variance. The floor only has to keep a component from collapsing onto
+    a point, a singularity with no scale of its own, so its size must come from the data
+    (as the weak data-dependent prior of Fraley & Raftery 2007 does); an absolute floor
+    would also make the fit depend on the units a column happens to be recorded in. Scale
+    "dim" pools the variances over components (sum_k N_k v_k / N), "shared" also over
     dimensions.
     """
     assert isinstance(obs, Gaussian)
@@ -246,7 +254,7 @@ def _m_step_gaussian(obs: ObservationModel, x: torch.Tensor, resp: torch.Tensor,
     var = (resp.T @ u.square() / nk[:, None] - loc.square()).clamp_min(0)  # [K, D]
     if obs.scale != "decoder":
         var = (nk[:, None] * var).sum(0) / nk.sum()  # [D]
-    var = var + options.reg / obs.unit.square()
+    var = var + options.reg
     if obs.scale == "shared":
         var = var.mean().reshape(1)
     return _gaussian_component_params(obs, loc, var)
