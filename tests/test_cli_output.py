@@ -99,6 +99,6 @@ def test_every_option_has_help_text_and_shows_its_default():
 def test_defaults_show_in_the_rendered_help(capsys):
     code, out, _ = run(capsys, "fit", "--help")
     assert code == 0
-    for text in ("(default 128)", "(default 0.001)", "(default 0)", "(default float32)",
+    for text in ("(default 128)", "else 1e-3)", "(default 0)", "(default float32)",
                  "(default relu)"):
         assert text in " ".join(out.split()), text

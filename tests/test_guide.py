@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from documented import SPREAD
 
 from elbokit.cli import main
 
@@ -41,13 +42,21 @@ def test_every_command_of_the_guide_runs(tmp_path, monkeypatch, capsys):
         assert code == 0, f"{command}\n{err}"
     assert (tmp_path / "runs/guide/vae/report.html").is_file()
     assert (tmp_path / "runs/guide/sweep/report.html").is_file()
-    # The numbers the guide quotes are the ones the commands produce. Same seed, same
-    # numbers on this CPU; 0.05 nats allows for another CPU's float rounding.
+    # The numbers the guide quotes are the ones the commands produce: to the digits printed
+    # on the machine that wrote the guide; on another CPU within 4 seed-to-seed standard
+    # deviations of each number (SPREAD, measured by benchmarks/seed_spread.py; a floor of
+    # 0.01 nats), since training carries a last-bit rounding difference that far.
     text = GUIDE.read_text().replace("−", "-")
     test = json.loads((tmp_path / "runs/guide/vae/summary.json").read_text())["splits"]["test"]
-    assert test["elbo"] == pytest.approx(-20.50, abs=0.05) and "ELBO is -20.50" in text
+    quoted = float(re.search(r"the ELBO is (-[\d.]+) nats per image", text).group(1))
+    assert test["elbo"] == pytest.approx(quoted, abs=tolerance("guide", "elbo"))
     for run in json.loads((tmp_path / "runs/guide/sweep/sweep.json").read_text())["runs"]:
         row = re.search(rf"\| {run['beta']:g} \| ([\d.]+) \| ([\d.]+) \| (-[\d.]+) \|", text)
         assert row, run["beta"]
-        quoted = [float(v) for v in row.groups()]
-        assert quoted == pytest.approx([run["rate"], run["distortion"], run["elbo"]], abs=0.05)
+        name = f"guide-beta-{run['beta']:g}"
+        for key, value in zip(("rate", "distortion", "elbo"), row.groups(), strict=True):
+            assert run[key] == pytest.approx(float(value), abs=tolerance(name, key)), (name, key)
+
+
+def tolerance(name: str, key: str) -> float:
+    return max(4 * SPREAD[name][key], 0.01)

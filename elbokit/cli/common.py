@@ -69,9 +69,9 @@ def fraction(text: str) -> float:
 def add_header_option(group) -> None:
     """``--header``, on every command that reads a table of numbers (one declaration)."""
     group.add_argument("--header", default="auto", choices=HEADER_CHOICES,
-                       help="whether a .csv/.tsv file's first row names its columns; auto "
-                       "(default): when it holds a name, or numbers that are clearly column "
-                       "numbers or years (with a warning)")
+                       help="whether a .csv/.tsv file's first row names its columns; auto: "
+                       "when it holds a name, or numbers that are clearly column numbers or "
+                       "years (with a warning) (default auto)")
 
 
 def widths(text: str) -> tuple[int, ...]:
