@@ -21,12 +21,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from . import bounds, distributed
 from .checkpoint import atomic_write, has_checkpoint, load_model, save_model
 from .data import NpyStream, check_matrix, check_probabilities, split_indices
-from .errors import CheckpointError, ConfigError, ConvergenceWarning, DataWarning, describe_rows
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    ConvergenceWarning,
+    DataError,
+    DataWarning,
+    NotFittedError,
+    describe_rows,
+)
 from .likelihoods import LIKELIHOODS, Categorical, likelihood_for_data
 from .models.latents import LatentSpec
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
@@ -83,7 +93,7 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
     else:
         x = estimator.as_tensor(X, module, where)
     estimator.history_ = trainer.fit(x, x_val, resume=resume)
-    estimator.epochs_trained_ = trainer.state["epoch"]
+    estimator.epochs_trained_ = estimator.n_iter_ = trainer.state["epoch"]
     estimator.stopped_early_ = trainer.state["stopped_early"]
     if run_dir is not None and (run_dir / "model.json").exists():
         # The run's saved model is the best one, also across a resume.
@@ -118,10 +128,26 @@ def write_lines(path: Path, records: list[dict]) -> None:
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
-class LatentModel:
+def dense_matrix(X: object, where: str) -> np.ndarray:
+    """``X`` as a float64 array; sparse and complex data are refused in one line (a sparse
+    matrix would become an array of objects, complex numbers would lose their imaginary
+    part)."""
+    if scipy.sparse.issparse(X):
+        raise DataError(f"{where}: sparse input is not supported; pass a dense array "
+                        "(X.toarray())")
+    if np.iscomplexobj(X):
+        raise DataError(f"{where}: complex values are not supported")
+    return np.asarray(X, dtype=np.float64)
+
+
+class LatentModel(TransformerMixin, BaseEstimator):
     """What every fitted latent-variable model offers: scores, bounds, samples, save/load.
 
     Subclasses set ``kind``, ``module_class`` and ``config_class`` and implement ``fit``.
+    A scikit-learn estimator: ``get_params(deep)``, ``set_params``, ``sklearn.base.clone``,
+    a readable repr, ``fit(X, y=None)`` (y is ignored: the model learns p(x)), ``transform``
+    and ``fit_transform`` (a step of a ``Pipeline``), ``score(X)`` the mean log-likelihood
+    (what ``GridSearchCV`` maximizes), ``n_features_in_`` once fitted.
     """
 
     kind = ""
@@ -162,7 +188,7 @@ class LatentModel:
         module = getattr(self, "module_", None)
         if module is None:
             name = type(self).__name__
-            raise ConfigError(f"this {name} is not fitted yet: call fit(X) or {name}.load(path)")
+            raise NotFittedError(f"this {name} is not fitted yet: call fit(X) or {name}.load(path)")
         return module
 
     def as_tensor(self, X: np.ndarray, module: torch.nn.Module | None = None,
@@ -170,7 +196,7 @@ class LatentModel:
         """``X: [n, dim]`` as a tensor for the model (its dtype, on its device), after checking
         that it fits (width, finite values, the likelihood's support); errors name ``where``."""
         module = module or self._fitted()
-        X = np.asarray(X, dtype=np.float64)
+        X = dense_matrix(X, where)
         if X.ndim == 1:
             X = X[None, :]
         check_matrix(X, where, module.config.dim)
@@ -191,8 +217,9 @@ class LatentModel:
                               for s in range(0, len(x), 256)]).double().cpu().numpy()
         return self.log_likelihood(X, k=k, chunk=chunk, seed=seed)[0]
 
-    def score(self, X: np.ndarray, k: int = 1000) -> float:
-        """Mean log-likelihood estimate per example (nats)."""
+    def score(self, X: np.ndarray, y: object = None, k: int = 1000) -> float:
+        """Mean log-likelihood estimate per example (nats); ``y`` is ignored (scikit-learn's
+        signature: model selection scores a density by it)."""
         return float(self.score_samples(X, k=k).mean())
 
     @torch.no_grad()
@@ -263,10 +290,17 @@ class LatentModel:
         return x.double().cpu().numpy()
 
     # -- persistence ---------------------------------------------------------------------
-    def get_params(self) -> dict:
-        """The constructor's arguments, as given (scikit-learn convention)."""
-        names = list(inspect.signature(type(self).__init__).parameters)[1:]
-        return {name: getattr(self, name) for name in names}
+    def _check_unsupervised(self, y: object) -> None:
+        """``fit(X, y)``: y is ignored, but 2-D data there is a validation set passed where
+        scikit-learn's signature puts y (the earlier ``fit(X, X_val)``): refused, not
+        silently dropped."""
+        if y is not None and np.ndim(y) == 2:
+            raise ConfigError("fit(X, y): y is ignored by a density model and this one is 2-D; "
+                              "pass validation data as fit(X, X_val=...)")
+
+    def _fitted_width(self) -> None:
+        """``n_features_in_`` (scikit-learn): the width the fitted model takes."""
+        self.n_features_in_ = int(self.module_.config.dim)
 
     def save(self, path: str | Path) -> None:
         """Write ``path/model.safetensors`` and ``path/model.json`` (atomically)."""
@@ -283,7 +317,9 @@ class LatentModel:
         if kind not in MODEL_KINDS or (cls is not LatentModel and MODEL_KINDS[kind] is not cls):
             raise CheckpointError(f"{path}: holds a {kind!r} model, not a {cls.kind or 'known'} one")
         estimator_class = MODEL_KINDS[kind]
-        estimator = estimator_class(**record["params"])
+        # JSON has no tuples: sequences (hidden widths, image shapes) come back as lists.
+        estimator = estimator_class(**{k: tuple(v) if isinstance(v, list) else v
+                                       for k, v in record["params"].items()})
         # Whether bars were drawn was the saving session's choice (a terminal), not the model's.
         estimator.progress = False
         module = estimator_class.module_class(estimator_class.config_class(**record["module"]))
@@ -292,6 +328,7 @@ class LatentModel:
         except RuntimeError as e:
             raise CheckpointError(f"{path}: weights do not match the configuration ({e})") from None
         estimator.module_ = module.to(estimator.torch_dtype()).eval()
+        estimator._fitted_width()
         return estimator
 
 
@@ -348,7 +385,7 @@ class VAE(LatentModel):
                  on_nan: str = "rollback", max_retries: int = 5) -> None:
         self.latent_dim = latent_dim
         self.latent = latent
-        self.hidden = tuple(hidden)
+        self.hidden = hidden  # scikit-learn: __init__ stores; build() checks and converts
         self.likelihood = likelihood
         self.gaussian_scale = gaussian_scale
         self.n_categories = n_categories
@@ -436,13 +473,13 @@ class VAE(LatentModel):
         file decided, for a module built on a sample of a stream's rows."""
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
-        X = np.asarray(X, dtype=np.float64)
+        X = dense_matrix(X, where)
         check_matrix(X, where)
         observation = likelihood_for_data(likelihood or self.likelihood, X, where,
                                           self.gaussian_scale, n_categories or self.n_categories)
         spec = self.latent_spec()
         config = VAEConfig(dim=X.shape[1], latent_dim=spec.n, latent=spec.kind,
-                           categories=spec.categories, hidden=self.hidden,
+                           categories=spec.categories, hidden=tuple(self.hidden),
                            encoder=self.encoder_architecture(), decoder=self.decoder,
                            activation=self.activation, likelihood=observation.config(),
                            image_shape=self.image_shape)
@@ -451,7 +488,7 @@ class VAE(LatentModel):
         return module.to(self.torch_dtype())
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, X: np.ndarray | NpyStream, X_val: np.ndarray | None = None,
+    def fit(self, X: np.ndarray | NpyStream, y: object = None, X_val: np.ndarray | None = None,
             run_dir: str | Path | None = None, resume: bool = False, where: str = "data") -> VAE:
         """Maximize the ELBO (or IWAE_k) on ``X: [n, dim]``, an array or a
         :class:`~elbokit.data.NpyStream` (data larger than memory, see :meth:`_stream_module`;
@@ -459,8 +496,9 @@ class VAE(LatentModel):
         held out).
 
         ``run_dir``: write metrics.jsonl, a checkpoint per epoch and the best model there;
-        ``resume=True`` continues from its checkpoint.
+        ``resume=True`` continues from its checkpoint. ``y``: ignored (scikit-learn).
         """
+        self._check_unsupervised(y)
         if isinstance(X, NpyStream):
             n_val = min(round(len(X) * self.val_fraction), X.holdout_rows)
             if X_val is None and n_val > 0:
@@ -484,6 +522,7 @@ class VAE(LatentModel):
         fit_with_trainer(self, module, self.train_config(), X, X_val, run_dir, resume, where,
                          dynamic=self.dynamic_binarization)
         self.module_.eval()
+        self._fitted_width()
         return self
 
     def _dynamic_likelihood(self) -> str:
@@ -602,8 +641,18 @@ class Mixture(LatentModel):
         self.on_nan = on_nan
         self.max_retries = max_retries
 
-    def get_params(self) -> dict:
-        return super().get_params() | {"fit": self.fit_method}
+    def get_params(self, deep: bool = True) -> dict:
+        # The parameter "fit" is kept as fit_method: an attribute "fit" would hide the method.
+        return super().get_params(deep) | {"fit": self.fit_method}
+
+    def set_params(self, **params: object) -> Mixture:
+        if "fit" in params:
+            self.fit_method = params.pop("fit")
+        return super().set_params(**params)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """The exact posterior over components, :meth:`predict_proba`: ``[n, K]``."""
+        return self.predict_proba(X)
 
     def check(self, X: np.ndarray, where: str = "data") -> None:
         """Refuse impossible options or data before anything is fitted or written."""
@@ -616,7 +665,7 @@ class Mixture(LatentModel):
                               "revisit every example); stream the file to a VAE instead")
         if self.fit_method not in self.fits:
             raise ConfigError(f"fit must be one of {', '.join(self.fits)}, not {self.fit_method!r}")
-        X = np.asarray(X, dtype=np.float64)
+        X = dense_matrix(X, where)
         check_matrix(X, where)
         observation = likelihood_for_data(self.likelihood, X, where, self.gaussian_scale)
         config = MixtureConfig(dim=X.shape[1], n_components=self.n_components,
@@ -627,9 +676,11 @@ class Mixture(LatentModel):
         return init_from_data(module, self.as_tensor(X, module, where), self.seed, self.init,
                               alpha=self.smoothing)
 
-    def fit(self, X: np.ndarray, X_val: np.ndarray | None = None, run_dir: str | Path | None = None,
-            resume: bool = False, where: str = "data") -> Mixture:
-        """Fit on ``X: [n, dim]``; with ``run_dir``, write metrics.jsonl and the model there."""
+    def fit(self, X: np.ndarray, y: object = None, X_val: np.ndarray | None = None,
+            run_dir: str | Path | None = None, resume: bool = False, where: str = "data") -> Mixture:
+        """Fit on ``X: [n, dim]``; with ``run_dir``, write metrics.jsonl and the model there.
+        ``y``: ignored (scikit-learn)."""
+        self._check_unsupervised(y)
         if self.n_init < 1:
             raise ConfigError(f"n_init must be >= 1, not {self.n_init}")
         module = self.build(X, where).to(self.torch_device())
@@ -646,6 +697,7 @@ class Mixture(LatentModel):
             self.history_ = [{"iteration": i, "train": {"log_likelihood": value}}
                              for i, value in enumerate(history)]
             self.epochs_trained_, self.stopped_early_ = len(history) - 1, False
+            self.n_iter_ = self.epochs_trained_
             if run_dir is not None:
                 write_lines(run_dir / "metrics.jsonl", self.history_)
                 self.save(run_dir)
@@ -656,6 +708,7 @@ class Mixture(LatentModel):
                                  **self.schedule_options())
             fit_with_trainer(self, module, config, X, X_val, run_dir, resume, where)
         self.module_.eval()
+        self._fitted_width()
         return self
 
     def _best_em(self, X: np.ndarray, where: str, first: MixtureModule

@@ -10,18 +10,23 @@ import json
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 
 class ElbokitError(Exception):
     """A problem with what the user gave us; the message says what and where."""
 
 
-class DataError(ElbokitError):
+class DataError(ElbokitError, ValueError):
     """Data that cannot be read or does not fit the model (shape, values, NaN, ...)."""
 
 
-class ConfigError(ElbokitError):
+class ConfigError(ElbokitError, ValueError):
     """An impossible option value or combination of options."""
+
+
+class NotFittedError(ConfigError, _SklearnNotFittedError):
+    """A model used before ``fit`` (or ``load``); scikit-learn's ``NotFittedError`` too."""
 
 
 class DataWarning(UserWarning):

@@ -183,7 +183,7 @@ def test_a_short_fit_improves_the_held_out_elbo_and_save_load_keeps_the_scores(t
     vae = VAE(latent_dim=8, hidden=(64,), encoder="conv", decoder="conv", epochs=4, lr=3e-3, seed=0)
     vae.module_ = vae.build(train).eval()
     before = vae.elbo(test, n_samples=5)["elbo"]
-    vae.fit(train, val)
+    vae.fit(train, X_val=val)
     after = vae.elbo(test, n_samples=5)["elbo"]
     # Untrained about -50 nats; after 4 epochs about -25 (measured). The MC error of a
     # 359-example, 5-sample mean is ~0.1 nats: a 15-nat margin is not noise.

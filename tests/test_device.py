@@ -48,7 +48,8 @@ def test_device_is_saved_and_a_resume_may_change_it(capsys, tmp_path):
 
 
 def _fit(train: np.ndarray, val: np.ndarray, **options) -> VAE:
-    return VAE(**({"latent_dim": 2, "hidden": (16,), "seed": 0, "patience": None} | options)).fit(train, val)
+    options = {"latent_dim": 2, "hidden": (16,), "seed": 0, "patience": None} | options
+    return VAE(**options).fit(train, X_val=val)
 
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,

@@ -201,7 +201,7 @@ def test_discrete_vae_trains_on_digits_with_each_estimator(digits_split, estimat
               hidden=(128,), epochs=25, lr=3e-3, seed=0)
     vae.module_ = vae.build(train).eval()
     before = vae.elbo(test, n_samples=20)["elbo"]
-    vae.fit(train, val)
+    vae.fit(train, X_val=val)
     after = vae.elbo(test, n_samples=20)["elbo"]
     # Untrained: about -45 nats; trained: -21 to -24 (measured). The ELBO's MC error here
     # (359 examples x 20 samples) is below 0.1 nats, so a 15-nat margin is far beyond noise.
@@ -210,7 +210,7 @@ def test_discrete_vae_trains_on_digits_with_each_estimator(digits_split, estimat
 
 def test_enumerated_training_reaches_the_exact_likelihood_scale(digits_split):
     train, val, test = digits_split
-    vae = VAE(latent="categorical:10", hidden=(128,), epochs=25, lr=3e-3, seed=0).fit(train, val)
+    vae = VAE(latent="categorical:10", hidden=(128,), epochs=25, lr=3e-3, seed=0).fit(train, X_val=val)
     scores = vae.evaluate(test, k=200, iwae_k=10)
     exact = scores["exact_log_likelihood"]
     assert exact is not None
@@ -223,9 +223,9 @@ def test_enumerated_training_reaches_the_exact_likelihood_scale(digits_split):
 def test_estimator_state_survives_a_checkpoint(tmp_path, digits_split):
     train, val, _ = digits_split
     options = dict(latent="bernoulli:12", estimator="reinforce", hidden=(16,), patience=None, seed=0)
-    VAE(epochs=2, **options).fit(train, val, run_dir=tmp_path / "a")
-    VAE(epochs=1, **options).fit(train, val, run_dir=tmp_path / "b")
-    VAE(epochs=2, **options).fit(train, val, run_dir=tmp_path / "b", resume=True)
+    VAE(epochs=2, **options).fit(train, X_val=val, run_dir=tmp_path / "a")
+    VAE(epochs=1, **options).fit(train, X_val=val, run_dir=tmp_path / "b")
+    VAE(epochs=2, **options).fit(train, X_val=val, run_dir=tmp_path / "b", resume=True)
     a = (tmp_path / "a" / "checkpoint" / "model.safetensors").read_bytes()
     b = (tmp_path / "b" / "checkpoint" / "model.safetensors").read_bytes()
     assert a == b  # the moving average and learned baseline were restored exactly

@@ -88,7 +88,7 @@ def test_the_averaged_weights_are_validated_and_returned():
     import elbokit.api as api
     original, api.Trainer = api.Trainer, Spy
     try:
-        vae.fit(x[:1000], x[1000:1200])
+        vae.fit(x[:1000], X_val=x[1000:1200])
     finally:
         api.Trainer = original
     returned = [p.detach() for p in vae.module_.parameters()]

@@ -71,7 +71,7 @@ def test_training_on_digits_improves_the_held_out_elbo(digits_split):
     untrained = vae.build(train)
     vae.module_ = untrained.eval()
     before = vae.elbo(test, n_samples=10)["elbo"]
-    vae.fit(train, val)
+    vae.fit(train, X_val=val)
     after = vae.elbo(test, n_samples=10)["elbo"]
     # Untrained: about -44 nats (64 coin flips, 64 log 2 = 44.4); trained: about -19.
     # A margin of 15 nats is far beyond the MC noise (SE < 0.1 nats with 359 x 10 samples).
@@ -85,7 +85,7 @@ def test_training_on_digits_improves_the_held_out_elbo(digits_split):
 
 def test_iwae_training_runs_and_scores(digits_split):
     train, val, test = digits_split
-    vae = VAE(latent_dim=4, hidden=(64,), epochs=3, iwae_k=5, seed=0).fit(train, val)
+    vae = VAE(latent_dim=4, hidden=(64,), epochs=3, iwae_k=5, seed=0).fit(train, X_val=val)
     scores = vae.evaluate(test, k=100, iwae_k=20)
     assert scores["log_likelihood"]["estimate"] >= scores["elbo"] - 0.5
     assert scores["iwae"]["k"] == 20 and scores["n_examples"] == len(test)
@@ -114,11 +114,11 @@ def _tensors_equal(a: dict, b: dict) -> bool:
 def test_resume_continues_bit_for_bit(tmp_path, digits_split):
     train, val, _ = digits_split
     options = dict(latent_dim=4, hidden=(32,), batch_size=128, patience=None, seed=3)
-    VAE(epochs=4, **options).fit(train, val, run_dir=tmp_path / "straight")
-    VAE(epochs=2, **options).fit(train, val, run_dir=tmp_path / "split")
+    VAE(epochs=4, **options).fit(train, X_val=val, run_dir=tmp_path / "straight")
+    VAE(epochs=2, **options).fit(train, X_val=val, run_dir=tmp_path / "split")
     state, *_ = load_checkpoint(tmp_path / "split")
     assert state["epoch"] == 2
-    resumed = VAE(epochs=4, **options).fit(train, val, run_dir=tmp_path / "split", resume=True)
+    resumed = VAE(epochs=4, **options).fit(train, X_val=val, run_dir=tmp_path / "split", resume=True)
     assert [h["epoch"] for h in resumed.history_] == [3, 4]
     a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "split")
     assert a[0] == b[0]  # epoch, best validation ELBO, early-stopping counters
@@ -128,13 +128,13 @@ def test_resume_continues_bit_for_bit(tmp_path, digits_split):
     lines = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").open()]
     assert [line["epoch"] for line in lines] == [1, 2, 3, 4]
     with pytest.raises(ConfigError, match="resume=True"):
-        VAE(epochs=4, **options).fit(train, val, run_dir=tmp_path / "split")
+        VAE(epochs=4, **options).fit(train, X_val=val, run_dir=tmp_path / "split")
 
 
 def test_early_stopping_keeps_the_best_model(tmp_path, digits_split):
     train, val, _ = digits_split
     vae = VAE(latent_dim=4, hidden=(32,), epochs=60, patience=2, lr=3e-2, seed=0)
-    vae.fit(train, val, run_dir=tmp_path)
+    vae.fit(train, X_val=val, run_dir=tmp_path)
     history = vae.history_
     best = max(history, key=lambda h: h["val"]["elbo"])
     assert len(history) < 60 and history[-1]["epoch"] - best["epoch"] == 2

@@ -466,7 +466,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"(the run has finished its {finished} epochs: nothing to train; its scores, "
               "summary and report are computed again from the saved model)")
     try:
-        vae.fit(run_data.training(), run_data.split("val") if vae.val_fraction > 0 else None,
+        vae.fit(run_data.training(), X_val=run_data.split("val") if vae.val_fraction > 0 else None,
                 run_dir=out, resume=args.resume, where=source)
     except CheckpointWriteError as e:  # full disk, read-only directory: what to do then
         raise CheckpointWriteError(f"{e}; once fixed, continue with: elbokit fit --out {out} "
