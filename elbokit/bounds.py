@@ -197,7 +197,7 @@ def _terms(model: LatentVariableModel, x: torch.Tensor, k: int, kl: KL,
     divergence = kl_divergence(weights.posterior, weights.prior, weights, kl)
     elbo = reconstruction - divergence
     if beta is None:
-        surrogate = _log_mean_exp(weights.log_w)
+        surrogate = log_mean_exp(weights.log_w)
     elif free_bits > 0:
         surrogate = reconstruction - beta * free_bits_penalty(weights.posterior, weights.prior, free_bits)
     elif beta == 1:
@@ -220,14 +220,15 @@ def elbo(model: LatentVariableModel, x: torch.Tensor, n_samples: int = 1, kl: KL
     return _terms(model, x, n_samples, kl, beta, free_bits)
 
 
-def _log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
-    """log (1/k) sum_i exp(log_w_i) over the leading axis, stably."""
-    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """log (1/k) sum_i exp(values_i) over ``dim`` (of size k), stably: the one place every
+    bound, estimator and diagnostic averages weights given as logarithms."""
+    return torch.logsumexp(values, dim) - math.log(values.shape[dim])
 
 
 def iwae_bound(model: LatentVariableModel, x: torch.Tensor, k: int) -> torch.Tensor:
     """The importance-weighted bound IWAE_k per example: ``x: [batch, dim]`` -> ``[batch]``."""
-    return _log_mean_exp(sample_log_weights(model, x, k).log_w)
+    return log_mean_exp(sample_log_weights(model, x, k).log_w)
 
 
 def iwae(model: LatentVariableModel, x: torch.Tensor, k: int, kl: KL = "auto") -> Terms:

@@ -97,7 +97,7 @@ def mutual_information(model: LatentVariableModel, x: torch.Tensor, max_examples
             zs = z[s:s + chunk]  # [c, *event]
             # log q(z_c | x_j) for every pair: [c, N] via broadcasting z over q's batch.
             pairs = q.log_prob(zs.reshape(len(zs), 1, *zs.shape[1:]).expand(len(zs), n, *q.event_shape))
-            log_aggregate.append(pairs.logsumexp(-1) - math.log(n))
+            log_aggregate.append(bounds.log_mean_exp(pairs, -1))
     estimate = float((log_q_own - torch.cat(log_aggregate)).mean())
     # I(x; z) >= 0, but the one-sample estimate is noisy and can fall below 0 when z carries
     # (almost) nothing about x (e.g. -6e-4 nats, or -2e-9 from rounding for a collapsed

@@ -246,12 +246,12 @@ class VIMCO(Estimator):
         log_q = q.log_prob(z)  # [k, B]
         reconstruction_samples = model.likelihood(z).log_prob(x)
         log_w = reconstruction_samples + p.log_prob(z) - log_q  # [k, B]
-        bound = torch.logsumexp(log_w, 0) - math.log(k)
+        bound = bounds.log_mean_exp(log_w)
         with torch.no_grad():
             others = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)  # [k, B]
             eye = torch.eye(k, dtype=torch.bool, device=x.device)[:, :, None]  # [i, j, 1]
             replaced = torch.where(eye, others[:, None, :], log_w[None, :, :])  # [i, j, B]
-            leave_one_out = torch.logsumexp(replaced, 1) - math.log(k)  # [k, B]
+            leave_one_out = bounds.log_mean_exp(replaced, 1)  # [k, B]
         surrogate = bound + ((bound.detach() - leave_one_out) * log_q).sum(0)
         divergence = _analytic_kl(q, p, self.kl)
         if divergence is None:
@@ -337,7 +337,7 @@ class DReG(Estimator):
         if log_w.requires_grad:  # the encoder's path term: sum_i w~_i^2 (d log w_i / d z_i) . z_i
             (path,) = torch.autograd.grad(log_w, z_stopped, weights * weights, retain_graph=True)
             surrogate = surrogate + (path * z).reshape(k, z.shape[1], -1).sum(-1).sum(0)
-        bound = torch.logsumexp(log_w.detach(), 0) - math.log(k)  # IWAE_k
+        bound = bounds.log_mean_exp(log_w.detach())  # IWAE_k
         surrogate = surrogate + (bound - surrogate).detach()  # reads IWAE_k, same gradient
         reconstruction = log_likelihood.mean(0)
         divergence = _analytic_kl(q, p, self.kl)

@@ -216,3 +216,14 @@ def test_elbo_terms_equal_the_distribution_objects_reference(k):
     expected = torch.autograd.grad(reference.sum(), list(model.parameters()))
     for got, want in zip(grads, expected, strict=True):
         assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_log_mean_exp_is_the_log_of_the_mean_without_overflow():
+    from elbokit.bounds import log_mean_exp
+
+    values = torch.randn(7, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for dim in (0, 1, -1):
+        expected = values.exp().mean(dim).log()
+        assert torch.allclose(log_mean_exp(values, dim), expected, rtol=0, atol=1e-12)
+    # exp(1000) overflows float64; the shifted form does not, and shifting commutes.
+    assert torch.allclose(log_mean_exp(values + 1000.0), log_mean_exp(values) + 1000.0, atol=1e-9)

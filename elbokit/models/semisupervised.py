@@ -167,7 +167,7 @@ class M2Module(nn.Module):
         batch, c = x.shape[0], self.config.n_classes
         y = torch.arange(c, device=x.device).repeat_interleave(batch)
         weights = bounds.sample_log_weights(self.given(y), x.repeat(c, 1), k)
-        log_px_given_y = weights.log_w.logsumexp(0) - torch.log(torch.tensor(float(k)))
+        log_px_given_y = bounds.log_mean_exp(weights.log_w)
         return log_px_given_y.view(c, batch).T + self.class_log_prior
 
 
