@@ -383,6 +383,7 @@ class Trainer:
         # Polyak averaging: an exponential moving average of the model's weights, which is
         # what is validated, kept and returned (see _update_average).
         self.params_model = list(model.parameters())
+        self._weights = [p.detach() for p in self.params_model]  # views: stepped in place
         self.average = ([p.detach().clone() for p in self.params_model] if config.ema > 0
                         else None)
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -689,7 +690,7 @@ class Trainer:
         schedule a score with less noise."""
         t = self.state["ema_updates"] = self.state.get("ema_updates", 0) + 1
         decay = min(self.config.ema, (1 + t) / (10 + t))
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.params_model], 1 - decay)
+        torch._foreach_lerp_(self.average, self._weights, 1 - decay)
 
     @contextlib.contextmanager
     def averaged_weights(self) -> Iterator[None]:
