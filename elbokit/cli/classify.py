@@ -20,7 +20,7 @@ moved into place only when complete (a failure leaves nothing, or the old run, b
 from __future__ import annotations
 
 import argparse
-import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -296,7 +296,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"threshold chosen on validation ({results[ONE_CLASS]['threshold_rule']}))",
                   file=out)
         for line in undefined_scores(y_test, np.unique(y_train)[-1], scored):
-            print(f"elbokit: warning: {line}", file=sys.stderr)
+            warnings.warn(line, stacklevel=2)  # one line, as every CLI warning (cli.main)
     else:
         print(format_table(("method", "accuracy", "macro F1"), rows), file=out)
         classes = np.unique(y_train)

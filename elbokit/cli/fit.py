@@ -12,6 +12,7 @@ import argparse
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -354,9 +355,8 @@ def write_figures_and_report(vae: LatentModel, out: Path, run_data: runs.RunData
         figures.draw_run(vae, out, run_data, found)
         print(f"report: {report.write_report(out)}")
     except (ElbokitError, OSError, ValueError) as e:
-        print(f"elbokit: warning: the figures or report could not be written ({e}); "
-              f"the trained model is saved; retry with: elbokit report {out} --redraw",
-              file=sys.stderr)
+        warnings.warn(f"the figures or report could not be written ({e}); the trained model "
+                      f"is saved; retry with: elbokit report {out} --redraw", stacklevel=2)
 
 
 def run(args: argparse.Namespace) -> int:
