@@ -75,14 +75,14 @@ def write_figures(model: LatentModel, run_dir: Path, x: np.ndarray, labels: np.n
     save("samples.png", lambda p: plots.samples(model.sample(N_SAMPLES, seed=seed, mean=True),
                                                  image_shape, path=p, columns=columns))
     shown = x[:N_SHOWN]
-    if isinstance(model, VAE):
+    if hasattr(model, "predict_proba"):  # a mixture: its posterior over components
+        save("latent_space.png", lambda p: plots.latent_scatter(
+            model.predict_proba(x), labels, path=p, title="Posterior p(z | x) over components"))
+    else:
         save("reconstructions.png", lambda p: plots.reconstructions(
             shown, model.reconstruct(shown), image_shape, path=p, columns=columns))
         save("latent_space.png", lambda p: plots.latent_scatter(
             model.transform(x), labels, path=p))
-    else:  # a mixture: its posterior over components
-        save("latent_space.png", lambda p: plots.latent_scatter(
-            model.predict_proba(x), labels, path=p, title="Posterior p(z | x) over components"))
     kl = found.get("kl_per_dimension")
     if isinstance(model, VAE) and module.config.latent == "gaussian" and kl is not None:
         dims = np.argsort(kl)[::-1][:TRAVERSAL_DIMS].tolist()  # the dimensions that carry most

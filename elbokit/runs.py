@@ -282,6 +282,7 @@ _DATA = {"source": str, "fingerprint": str,
 REQUIRED: dict[str, dict] = {
     "vae": {"data": _DATA, "params": dict},
     "mixture": {"data": _DATA, "params": dict},
+    "custom": {"data": _DATA, "params": dict, "model": {"reference": str}},
     "sweep": {"betas": list, "params": dict},
     "classifier": {"features": {"type": str}, "methods": list, "threshold": (int, float)},
 }
