@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from elbokit import VAE, Mixture
-from elbokit.data import NAMED, split_indices
+from elbokit.data import DATASETS, split_indices
 from elbokit.data.text import BagOfWords, load_sms_spam
 from elbokit.errors import ConfigError, DataError
 from elbokit.metrics import ZERO_DIVISION, binary_report, multiclass_report, positive_class
@@ -284,7 +284,7 @@ def test_binary_report_refuses_bad_input():
 def test_digits_multiclass():
     """Ten classes: a discriminative and a generative (a Bernoulli mixture per digit)
     classifier on binarized digits, scored by multiclass_report."""
-    data = NAMED["digits"][0]()
+    data = DATASETS["digits"]()
     parts = split_indices(len(data.x), seed=0, test_fraction=0.3, val_fraction=0.0)
     X_train, y_train = data.x[parts["train"]], data.y[parts["train"]]
     X_test, y_test = data.x[parts["test"]], data.y[parts["test"]]

@@ -21,6 +21,7 @@ from ..checkpoint import has_checkpoint
 from ..data.stream import DEFAULT_BUDGET, parse_size
 from ..errors import ConfigError, ElbokitError
 from ..likelihoods import LIKELIHOODS, Gaussian
+from ..models.latents import latent_help
 from ..models.vae import ARCHITECTURES
 from ..nets import ACTIVATIONS
 from ..training import DEFAULT_EPOCHS, LR_SCHEDULES, TrainingInterrupted
@@ -96,11 +97,10 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     m.add_argument("--latent-dim", type=positive_int, default=8,
                    help="dimensions of a Gaussian z (8); same as --latent gaussian:N")
     m.add_argument("--latent", default=None, metavar="SPEC",
-                   help="latent space: gaussian:N, categorical:K, categorical:NxK (N variables "
-                   "with K states), bernoulli:N (N bits)")
-    m.add_argument("--likelihood", default="auto", choices=("auto", *LIKELIHOODS),
-                   help="observation model p(x|z); auto: bernoulli for 0/1 data, else gaussian "
-                   "(default auto)")
+                   help=f"latent space: {latent_help()}")
+    m.add_argument("--likelihood", default="auto", choices=("auto", *LIKELIHOODS.names()),
+                   help=f"observation model p(x|z): {LIKELIHOODS.describe()}; auto: bernoulli "
+                   "for 0/1 data, else gaussian (default auto)")
     m.add_argument("--gaussian-scale", default="dim", choices=Gaussian.scales,
                    help="gaussian variance: one per dimension, one shared, or from the decoder "
                    "(default dim)")

@@ -57,7 +57,7 @@ from .classifiers import (
     _class_prior,
     encode_labels,
 )
-from .latents import LatentSpace, LatentSpec
+from .latents import LatentSpec
 
 __all__ = ["M2Config", "M2Module", "ClassConditional", "SemiSupervisedObjective",
            "SemiSupervisedClassifier"]
@@ -109,7 +109,7 @@ class M2Module(nn.Module):
         c = config.n_classes
         self.observation = observation or build_likelihood(config.likelihood, config.dim)
         config.likelihood = self.observation.config()
-        self.latent = LatentSpace(LatentSpec("gaussian", config.latent_dim))
+        self.latent = LatentSpec("gaussian", config.latent_dim).build()
         # q(y | x) is the discriminative module itself: one classifier, not a copy of one.
         self.classifier = DiscriminativeModule(config.dim, c, config.classifier_hidden,
                                                config.activation, config.transform)
