@@ -9,10 +9,12 @@ rank 0 before training ends the others too (one line, from rank 0).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from .. import distributed, estimators, plugins, workflows
@@ -24,7 +26,7 @@ from ..likelihoods import LIKELIHOODS, Gaussian
 from ..models.latents import latent_help
 from ..models.vae import ARCHITECTURES
 from ..nets import ACTIVATIONS
-from ..training import DEFAULT_EPOCHS, LR_SCHEDULES, TrainingInterrupted
+from ..training import DEFAULT_EPOCHS, LR_SCHEDULES, TrainConfig, TrainingInterrupted
 from .common import (
     MAX_FLOAT_OPTION,
     SCORE_HEADERS,
@@ -248,11 +250,17 @@ def binarization(text: str) -> float | str:
     return value
 
 
-def schedule_options(args: argparse.Namespace) -> dict:
-    """The learning-rate schedule and convergence options, as the facades take them."""
-    return {"lr_schedule": args.lr_schedule, "lr_patience": args.lr_patience,
-            "lr_factor": args.lr_factor, "min_lr": args.min_lr, "tolerance": args.tolerance,
-            "ema": args.ema}
+def training_options(args: argparse.Namespace) -> dict:
+    """The facades' training parameters from the options: every field of
+    :class:`~elbokit.training.TrainConfig` the command line has (one declaration), and
+    those of the estimator around the loop (validation split, precision, device)."""
+    names = {f.name for f in fields(TrainConfig)} | {"val_fraction", "dtype"}
+    options = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    options["epochs"] = args.epochs or DEFAULT_EPOCHS  # None: the default, or a run's own
+    options["patience"] = args.patience or None  # 0: never stop early
+    options["device"] = getattr(args, "device", None) or "cpu"
+    options["compile"] = bool(getattr(args, "compile", None))
+    return options
 
 
 def open_unit(text: str) -> float:
@@ -273,58 +281,33 @@ def unit_interval(text: str) -> float:
 
 def _estimator(args: argparse.Namespace) -> LatentModel:
     """The model the options describe, its options checked before any data is read."""
+    training = training_options(args)
     if args.model not in ("vae", "mixture"):  # a user's model: PATH.py:Class, module:Class, plugin
         model = LatentModel(plugins.normalize(args.model), model_options=args.model_options,
-                            epochs=args.epochs or DEFAULT_EPOCHS, batch_size=args.batch_size,
-                            lr=args.lr, estimator=args.estimator, n_samples=args.n_samples,
-                            iwae_k=args.iwae_k, beta=args.beta, kl=args.kl,
-                            kl_warmup=args.kl_warmup, free_bits=args.free_bits,
-                            temperature=args.temperature, min_temperature=args.min_temperature,
-                            anneal_rate=args.anneal_rate, baseline=args.baseline,
-                            val_fraction=args.val_fraction, patience=args.patience or None,
-                            seed=args.seed, dtype=args.dtype, **schedule_options(args),
-                            on_nan=args.on_nan, max_retries=args.max_retries,
-                            device=getattr(args, "device", None) or "cpu",
-                            compile=bool(getattr(args, "compile", None)))
+                            **training)
         model.train_config()  # refuse impossible training options before reading any data
-        model.torch_device()
-        return model
-    if args.model_options is not None:
+    elif args.model_options is not None:
         raise ConfigError(f"--model-options configure a user's --model PATH.py:Class; "
                           f"--model {args.model} takes its own options")
-    if args.model == "mixture":
+    elif args.model == "mixture":
         if args.gaussian_scale == "dim" and args.likelihood in ("auto", "gaussian"):
             args.gaussian_scale = "decoder"  # a diagonal covariance per component
-        mixture = Mixture(n_components=args.components, likelihood=args.likelihood,
-                          gaussian_scale=args.gaussian_scale, fit=args.fit,
-                          n_init=args.n_init, max_iter=args.max_iter, epochs=args.epochs or DEFAULT_EPOCHS,
-                          batch_size=args.batch_size, lr=args.lr or 1e-2, val_fraction=args.val_fraction,
-                          patience=args.patience or None, seed=args.seed, dtype=args.dtype,
-                          **schedule_options(args),
-                          on_nan=args.on_nan, max_retries=args.max_retries,
-                          device=getattr(args, "device", None) or "cpu",
-                          compile=bool(getattr(args, "compile", None)))
-        mixture.torch_device()  # --device cuda without CUDA: one line, exit 2
-        return mixture
-    vae = VAE(latent_dim=args.latent_dim, latent=args.latent, hidden=args.hidden, likelihood=args.likelihood,
-              gaussian_scale=args.gaussian_scale, encoder=args.encoder, decoder=args.decoder,
-              activation=args.activation, epochs=args.epochs or DEFAULT_EPOCHS,
-              batch_size=args.batch_size, lr=args.lr, beta=args.beta, n_samples=args.n_samples,
-              iwae_k=args.iwae_k, kl=args.kl, estimator=args.estimator,
-              temperature=args.temperature, min_temperature=args.min_temperature,
-              anneal_rate=args.anneal_rate, baseline=args.baseline, kl_warmup=args.kl_warmup,
-              free_bits=args.free_bits, val_fraction=args.val_fraction,
-              patience=args.patience or None, seed=args.seed, dtype=args.dtype,
-                          **schedule_options(args),
-              on_nan=args.on_nan, max_retries=args.max_retries,
-              dynamic_binarization=args.binarize == "dynamic",
-              device=getattr(args, "device", None) or "cpu",
-              compile=bool(getattr(args, "compile", None)),
-              image_shape=getattr(args, "image_shape", None))
-    vae.train_config()  # refuse impossible training options before reading any data
-    vae.latent_spec()
-    vae.torch_device()  # --device cuda without CUDA: one line, exit 2
-    return vae
+        mixture_params = set(inspect.signature(Mixture).parameters)
+        model = Mixture(n_components=args.components, likelihood=args.likelihood,
+                        gaussian_scale=args.gaussian_scale, fit=args.fit, n_init=args.n_init,
+                        max_iter=args.max_iter,
+                        **{k: v for k, v in training.items() if k in mixture_params},
+                        lr=args.lr or 1e-2)
+    else:
+        model = VAE(latent_dim=args.latent_dim, latent=args.latent, hidden=args.hidden,
+                    likelihood=args.likelihood, gaussian_scale=args.gaussian_scale,
+                    encoder=args.encoder, decoder=args.decoder, activation=args.activation,
+                    dynamic_binarization=args.binarize == "dynamic",
+                    image_shape=getattr(args, "image_shape", None), **training)
+        model.train_config()  # refuse impossible training options before reading any data
+        model.latent_spec()
+    model.torch_device()  # --device cuda without CUDA: one line, exit 2
+    return model
 
 
 def run(args: argparse.Namespace) -> int:
