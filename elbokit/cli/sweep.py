@@ -25,12 +25,10 @@ from pathlib import Path
 
 from .. import plots, report, runs
 from ..api import options_for
-from ..checkpoint import read_json, write_json
+from ..checkpoint import read_json, stamp, write_json
 from ..errors import ConfigError
 from . import fit
 from .common import MAX_FLOAT_OPTION, format_table
-
-SWEEP_FORMAT = "elbokit.sweep"
 
 
 def betas(text: str) -> list[float]:
@@ -114,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
         if code:
             return code
     points = _collect(out, all_betas)
-    write_json(out / "sweep.json", {"format": SWEEP_FORMAT, "split": points[0]["split"],
-                                    "runs": points})
+    write_json(out / "sweep.json", stamp("elbokit.sweep", {"split": points[0]["split"],
+                                                           "runs": points}))
     finished = [p for p in points if p["rate"] is not None]
     plots.rate_distortion(finished, path=out / "rate_distortion.png",
                           svg_path=out / "rate_distortion.svg")
