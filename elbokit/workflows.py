@@ -31,14 +31,13 @@ from sklearn.metrics import adjusted_rand_score
 
 from . import distributed, figures, plots, plugins, report, runs
 from .api import MODEL_KINDS, VAE, LatentModel, Mixture, options_for
-from .checkpoint import CheckpointWriteError, read_json, write_json
+from .checkpoint import CheckpointWriteError, read_json, stamp, write_json
 from .data import NAMED
 from .data.stream import DEFAULT_BUDGET, parse_size
 from .errors import ConfigError, DataError, ElbokitError, in_file_rows, memory_guard
 from .training import DEFAULT_EPOCHS
 
 MAX_CATEGORIES = 2**16  # likelihood "categorical": codes 0 .. 65535
-SWEEP_FORMAT = "elbokit.sweep"
 Notify = Callable[[str], None]
 
 
@@ -369,8 +368,8 @@ def sweep(model: VAE, data: str, betas: Sequence[float], out: str | Path, *,
             fit_run(clone(model).set_params(beta=beta), data, member, write_report=write_report,
                     notify=notify, **run_options)
     points = _collect(out, all_betas)
-    write_json(out / "sweep.json", {"format": SWEEP_FORMAT, "split": points[0]["split"],
-                                    "runs": points})
+    write_json(out / "sweep.json", stamp("elbokit.sweep", {"split": points[0]["split"],
+                                                          "runs": points}))
     plots.rate_distortion([p for p in points if p["rate"] is not None],
                           path=out / "rate_distortion.png", svg_path=out / "rate_distortion.svg")
     result = Sweep(out, all_betas, points)

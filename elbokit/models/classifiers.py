@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import atomic_directory, load_tensors, read_json, save_tensors, write_json
+from ..checkpoint import SAVED_KINDS, atomic_directory, load_record, save_record
 from ..data import as_matrix
 from ..errors import CheckpointError, ConfigError, DataError, ElbokitError, describe_rows
 from ..likelihoods import Multinomial
@@ -242,8 +242,8 @@ def fit_conditional(module: DiscriminativeModule, x: torch.Tensor, y: torch.Tens
 
 # -- facades ---------------------------------------------------------------------------------
 
-CLASSIFIER_FORMAT, CLASSIFIER_VERSION = "elbokit.classifier", 1
-RECORD_FILE, TENSOR_FILE = "classifier.json", "classifier.safetensors"
+FORMAT = "elbokit.classifier"  # the saved kind (elbokit.checkpoint.SAVED_KINDS)
+RECORD_FILE = SAVED_KINDS[FORMAT].record_file
 MODEL_TAG = "elbokit_model"  # marks a LatentModel hyper-parameter (a density) in the JSON record
 
 #: Saved kind -> facade class; a subclass that sets ``kind`` registers itself here.
@@ -351,12 +351,11 @@ class Classifier:
             raise ConfigError(f"cannot save {name}: class labels must be strings or numbers")
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_directory(path) as tmp:
-            digest = save_tensors(tmp / TENSOR_FILE, self._fitted_tensors())
             state = self._save_parts(tmp)
-            write_json(tmp / RECORD_FILE, {
-                "format": CLASSIFIER_FORMAT, "version": CLASSIFIER_VERSION, "kind": self.kind,
-                "params": params, "classes": classes, "classes_dtype": self.classes_.dtype.str,
-                "n_features_in": int(self.n_features_in_), "state": state, "sha256": digest})
+            save_record(tmp, FORMAT, {
+                "kind": self.kind, "params": params, "classes": classes,
+                "classes_dtype": self.classes_.dtype.str,
+                "n_features_in": int(self.n_features_in_), "state": state}, self._fitted_tensors())
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
@@ -364,14 +363,8 @@ class Classifier:
         ``LogisticRegression.load``) it refuses a saved classifier of another kind; tensors
         whose checksum differs from the record (truncated, modified) are refused too."""
         path = Path(path)
-        if not path.is_dir():
-            raise CheckpointError(f"{path}: not a directory (expected a saved elbokit classifier)")
         where = path / RECORD_FILE
-        record = read_json(where)
-        if not isinstance(record, dict) or record.get("format") != CLASSIFIER_FORMAT:
-            raise CheckpointError(f"{where}: not an elbokit classifier record")
-        if record.get("version") != CLASSIFIER_VERSION:
-            raise CheckpointError(f"{where}: unsupported version {record.get('version')!r}")
+        record, tensors = load_record(path, FORMAT)
         kind = record.get("kind")
         saved = CLASSIFIER_KINDS.get(kind) if isinstance(kind, str) else None
         if saved is None:
@@ -380,9 +373,6 @@ class Classifier:
         if not issubclass(saved, cls):
             raise CheckpointError(f"{path}: holds a {kind!r} classifier ({saved.__name__}), "
                                   f"not a {cls.__name__}")
-        if not isinstance(record.get("sha256"), str):
-            raise CheckpointError(f"{where}: no checksum for {TENSOR_FILE}")
-        tensors = load_tensors(path / TENSOR_FILE, record["sha256"])
         try:
             model = saved(**_from_json(record["params"]))
             model.classes_ = np.array(record["classes"], dtype=np.dtype(record["classes_dtype"]))
