@@ -428,7 +428,8 @@ class LatentModel(TransformerMixin, BaseEstimator):
         missing = [m for m in ("prior", "likelihood", "posterior")
                    if not callable(getattr(module, m, None))]
         if not isinstance(module, torch.nn.Module) or missing:
-            what = f"lacks {', '.join(missing)}()" if missing else "is not a torch.nn.Module"
+            what = f"lacks {', '.join(missing)}()" if missing else ""
+            what = "is not a torch.nn.Module" if not isinstance(module, torch.nn.Module) else what
             raise ConfigError(f"{name} {what}: a model is a torch.nn.Module with prior(), "
                               "likelihood(z) and posterior(x) (see elbokit.models.base)")
         if next(module.parameters(), None) is None:

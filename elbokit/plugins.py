@@ -8,6 +8,10 @@ A model class is named by a *reference*:
                            ``elbokit.models`` (``[project.entry-points."elbokit.models"]
                            NAME = "package.module:Class"`` in its pyproject.toml)
 
+Installed packages may also list modules under ``elbokit.components``; the CLI imports them
+at start, and their ``@LIKELIHOODS.register(...)`` (and other registries') declarations make
+their components available to every command (see :func:`load_components`).
+
 Security: a run directory or a saved model records the reference it was trained with, but
 never makes elbokit import anything by itself. Loading such a run needs either an installed
 plugin whose entry point still names the recorded class, or the same reference given again
@@ -30,6 +34,7 @@ from pathlib import Path
 from .errors import CheckpointError, ConfigError
 
 ENTRY_POINT_GROUP = "elbokit.models"
+COMPONENT_GROUP = "elbokit.components"  # modules whose import registers components
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -41,6 +46,21 @@ def is_reference(text: str) -> bool:
 def installed_plugins() -> dict[str, str]:
     """The models installed packages register: entry-point name -> ``module:Class``."""
     return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_components() -> None:
+    """Import the modules installed packages list under the entry-point group
+    ``elbokit.components`` (``NAME = "package.module"``): importing one registers its
+    observation models, estimators, latent kinds or data sets, which the CLI then offers
+    (``--likelihood``, ``--estimator``, ...). A failing plugin is one line naming it."""
+    for entry in importlib.metadata.entry_points(group=COMPONENT_GROUP):
+        if entry.value in sys.modules:
+            continue
+        try:
+            entry.load()
+        except Exception as e:
+            raise ConfigError(f"the installed elbokit plugin {entry.name} ({entry.value}) failed "
+                              f"to load at {_user_frame(e)}: {type(e).__name__}: {e}") from None
 
 
 def normalize(reference: str, where: str = "--model") -> str:

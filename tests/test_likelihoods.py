@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,14 +12,13 @@ from scipy import stats
 from torch import distributions as D
 
 import elbokit
-from elbokit.errors import ConfigError, DataError, describe_rows
+from elbokit.errors import ConfigError, DataError
 from elbokit.likelihoods import (
     LIKELIHOODS,
     Bernoulli,
     Categorical,
     Gaussian,
     Multinomial,
-    ObservationModel,
     build_likelihood,
     choose_likelihood,
     likelihood_for_data,
@@ -177,24 +179,11 @@ def test_vae_gaussian_fit_is_equivariant_to_column_scales(scale):
 
 @pytest.fixture
 def poisson():
-    """A user's observation model, registered as a user would (one class, one decorator),
-    and unregistered afterwards so that no other test sees it among the choices."""
-
-    @LIKELIHOODS.register("poisson", help="counts 0, 1, 2, ...")
-    class Poisson(ObservationModel):
-        """x_d ~ Poisson(exp(params_d)): one log-rate per count."""
-
-        def forward(self, params: torch.Tensor) -> D.Distribution:
-            return D.Independent(D.Poisson(params.exp(), validate_args=False), 1)
-
-        @classmethod
-        def check(cls, x: np.ndarray, where: str) -> None:
-            bad = ~np.all((x >= 0) & (x == np.round(x)), axis=1)
-            if bad.any():
-                raise DataError(f"{where}: the Poisson likelihood needs counts, but "
-                                f"{describe_rows(bad)} have other values")
-
-    yield Poisson
+    """A user's observation model, docs/examples/poisson.py (one class, one decorator),
+    registered by running the file and unregistered afterwards so that no other test sees
+    it among the choices."""
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "poisson.py"
+    yield runpy.run_path(str(example))["Poisson"]
     LIKELIHOODS.remove("poisson")
 
 

@@ -37,7 +37,7 @@ def cli(*argv) -> tuple[int, str, str]:
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     assert code == 2 and "Traceback" not in err, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("elbokit: error"), err
+    assert len(lines) == 1 and lines[0].startswith("elbokit") and ": error: " in lines[0], err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
 
@@ -251,3 +251,35 @@ def test_a_class_without_a_file_is_loaded_from_python_only(tmp_path, digits):
         LatentModel.load(tmp_path / "m", model=cls)
     with pytest.raises(ConfigError, match="model must be"):
         LatentModel(model=42).fit(train[:10])
+
+
+def test_an_installed_component_plugin_is_offered_by_the_cli(tmp_path, monkeypatch):
+    """A package listing a module under elbokit.components: the CLI imports it at start,
+    and the observation model it registers is a --likelihood choice."""
+    from elbokit.likelihoods import LIKELIHOODS
+
+    site = tmp_path / "site"
+    (site / "counts_plugin-0.1.dist-info").mkdir(parents=True)
+    shutil.copy(EXAMPLE.parent / "poisson.py", site / "counts_plugin.py")
+    (site / "counts_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: counts-plugin\nVersion: 0.1\n")
+    (site / "counts_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[elbokit.components]\npoisson = counts_plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    counts = np.random.default_rng(0).poisson(3.0, size=(300, 5)).astype(float)
+    np.save(tmp_path / "counts.npy", counts)
+    try:
+        code, _, err = cli("fit", "--data", tmp_path / "counts.npy", "--likelihood", "poisson",
+                           "--latent-dim", "1", "--hidden", "8", "--epochs", "1", "--eval-k", "20",
+                           "--no-report", "--out", tmp_path / "run")
+        assert code == 0, err
+        assert "poisson" in LIKELIHOODS
+    finally:
+        if "poisson" in LIKELIHOODS:
+            LIKELIHOODS.remove("poisson")
+        sys.modules.pop("counts_plugin", None)
+    (site / "counts_plugin.py").write_text("raise RuntimeError('broken on purpose')\n")
+    code, _, err = cli("datasets")
+    assert_one_line_error(code, err, "plugin poisson (counts_plugin) failed to load",
+                          "RuntimeError: broken on purpose")
+    sys.modules.pop("counts_plugin", None)
