@@ -168,7 +168,7 @@ class LatentModel(TransformerMixin, BaseEstimator):
     # -- inputs --------------------------------------------------------------------------
     def schedule_options(self) -> dict:
         """The learning-rate schedule and convergence options of
-        :class:`~elbokit.training.TrainConfig` (see :meth:`Trainer._plateau`)."""
+        :class:`~elbokit.training.TrainConfig` (see :class:`~elbokit.training.EarlyStopping`)."""
         return {"lr_schedule": self.lr_schedule, "lr_patience": self.lr_patience,
                 "lr_factor": self.lr_factor, "min_lr": self.min_lr, "tolerance": self.tolerance,
                 "ema": self.ema}
