@@ -45,7 +45,8 @@ from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
 from .models.vae import VAEConfig, VAEModule
 from .progress import progress_bar
 from .registry import Registry
-from .training import DEFAULT_EPOCHS, TrainConfig, Trainer, evaluate_terms, seeded
+from .rng import seeded
+from .training import DEFAULT_EPOCHS, TrainConfig, Trainer, evaluate_terms
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

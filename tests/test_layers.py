@@ -15,7 +15,7 @@ DESIGN = PACKAGE.parent / "docs" / "design.md"
 
 # Bottom to top; a module is named by its dotted path below elbokit ("" is the package).
 LAYERS: dict[str, tuple[str, ...]] = {
-    "io": ("errors", "registry", "checkpoint", "plugins", "progress", "distributed"),
+    "io": ("errors", "registry", "checkpoint", "plugins", "progress", "distributed", "rng"),
     "maths": ("bounds", "models.base"),
     "components": ("likelihoods", "models.latents", "nets", "estimators", "data", "data.*",
                    "metrics", "diagnostics"),
