@@ -948,5 +948,7 @@ def options_for(kind: str, options: dict) -> dict:
         return set(list(inspect.signature(cls.__init__).parameters)[1:])
 
     own = parameters(MODEL_KINDS[kind])
-    foreign = set().union(*(parameters(cls) for _, cls in MODEL_KINDS.items())) - own
+    # A user's model takes no built-in's options ("model" there is the CLI's --model).
+    foreign = set().union(*(parameters(cls) for name, cls in MODEL_KINDS.items()
+                            if name != "custom")) - own
     return {k: v for k, v in options.items() if OPTION_PARAMETERS.get(k, k) not in foreign}
