@@ -25,8 +25,8 @@ a ``support_size`` attribute (inf or absent: never enumerated):
   ``SCORING_LIMIT`` = 2^16 values (a [batch, 2^16] table per batch, once).
 - ``"train"``: sums repeated every step or epoch, i.e. the ``enumerate`` estimator (and the
   ``auto`` estimator's choice of it) and the ELBO of validation and evaluation, up to
-  ``TRAINING_LIMIT`` = 2^10 values: beyond that a step costs more than a sampled estimator
-  gains by being exact.
+  ``TRAINING_LIMIT`` = 2^10 values (S decoder passes and a [batch, S] table at every step;
+  larger supports are sampled: ``auto`` picks gumbel-st).
 
 This module imports no model class: the KL shortcut of the standard-normal prior is a KL
 registered with ``torch.distributions`` next to its type (:mod:`elbokit.models.latents`).

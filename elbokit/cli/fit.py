@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from .. import distributed, estimators, figures, report, runs
+from .. import bounds, distributed, estimators, figures, report, runs
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
 from ..checkpoint import CheckpointWriteError, has_checkpoint, write_json
 from ..data import NAMED
@@ -153,7 +153,8 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="closed-form KL when registered (auto), always, or Monte Carlo")
     t.add_argument("--estimator", default="auto", choices=estimators.NAMES,
                    help="gradient estimator; auto: reparameterize a Gaussian z, enumerate a "
-                   "discrete z with <= 1024 values, else gumbel-st (default auto)")
+                   f"discrete z with <= {bounds.TRAINING_LIMIT} values, else gumbel-st "
+                   "(default auto)")
     t.add_argument("--temperature", type=positive_float, default=1.0,
                    help="gumbel: initial temperature (1.0)")
     t.add_argument("--min-temperature", type=positive_float, default=0.5,
