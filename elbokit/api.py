@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import warnings
 from collections.abc import Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ import scipy.sparse
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from . import bounds, distributed
+from . import bounds, distributed, plugins
 from .checkpoint import atomic_write, has_checkpoint, load_model, save_model
 from .data import NpyStream, check_matrix, check_probabilities, split_indices
 from .errors import (
@@ -42,7 +44,9 @@ from .models.latents import LatentSpec
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
 from .models.vae import VAEConfig, VAEModule
 from .progress import progress_bar
-from .training import DEFAULT_EPOCHS, TrainConfig, Trainer, evaluate_terms, seeded
+from .registry import Registry
+from .rng import seeded
+from .training import DEFAULT_EPOCHS, TrainConfig, Trainer, evaluate_terms
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -123,6 +127,14 @@ def _warn_absurd(elbo: float, log_likelihood: np.ndarray, dim: int) -> None:
                   stacklevel=3)
 
 
+def decode_mean(module: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """E[x | z] for ``z: [..., latent]``: the module's ``decode_mean`` when it has one (a
+    shortcut), else the mean of its likelihood."""
+    if hasattr(module, "decode_mean"):
+        return module.decode_mean(z)
+    return module.likelihood(z).mean
+
+
 def write_lines(path: Path, records: list[dict]) -> None:
     """A JSON-lines file, written atomically."""
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in records).encode())
@@ -141,16 +153,31 @@ def dense_matrix(X: object, where: str) -> np.ndarray:
 
 
 class LatentModel(TransformerMixin, BaseEstimator):
-    """What every fitted latent-variable model offers: scores, bounds, samples, save/load.
+    """Any latent-variable model, trained and scored: a user's own module, and the base of
+    :class:`VAE` and :class:`Mixture`.
 
-    Subclasses set ``kind``, ``module_class`` and ``config_class`` and implement ``fit``.
-    A scikit-learn estimator: ``get_params(deep)``, ``set_params``, ``sklearn.base.clone``,
-    a readable repr, ``fit(X, y=None)`` (y is ignored: the model learns p(x)), ``transform``
-    and ``fit_transform`` (a step of a ``Pipeline``), ``score(X)`` the mean log-likelihood
-    (what ``GridSearchCV`` maximizes), ``n_features_in_`` once fitted.
+        >>> LatentModel(MyVAE, model_options={"latent_dim": 4}, epochs=50).fit(X)
+        >>> LatentModel("my_model.py:MyVAE").fit(X).score_samples(X_test)
+
+    ``model``: a ``torch.nn.Module`` class speaking the protocol of
+    :mod:`elbokit.models.base` (``prior()``, ``likelihood(z)``, ``posterior(x)``), built as
+    ``model(dim=<the data's width>, **model_options)``; a reference to one (``"PATH.py:Class"``,
+    ``"package.module:Class"`` or the name of an installed plugin, see
+    :mod:`elbokit.plugins`); or a module instance (copied, then trained). Optional
+    capabilities the module may offer: ``check_data(x: np.ndarray [n, dim], where)`` (refuse
+    data outside the likelihood's support, one line), ``decode_mean(z)`` (E[x | z]; default
+    ``likelihood(z).mean``), and those of :mod:`elbokit.models.base`. The other parameters
+    are :class:`~elbokit.training.TrainConfig`'s, as for :class:`VAE`.
+
+    What every fitted model offers: scores, bounds, samples, save/load. A scikit-learn
+    estimator: ``get_params(deep)``, ``set_params``, ``sklearn.base.clone``, a readable repr,
+    ``fit(X, y=None)`` (y is ignored: the model learns p(x)), ``transform`` and
+    ``fit_transform`` (a step of a ``Pipeline``), ``score(X)`` the mean log-likelihood (what
+    ``GridSearchCV`` maximizes), ``n_features_in_`` once fitted. Subclasses set ``kind``,
+    ``module_class`` and ``config_class`` and build their module from their options.
     """
 
-    kind = ""
+    kind = "custom"
     module_class: type[torch.nn.Module]
     config_class: type
     kl = "auto"
@@ -160,18 +187,67 @@ class LatentModel(TransformerMixin, BaseEstimator):
     on_nan = "rollback"
     max_retries = 5
 
+    def __init__(self, model: type | torch.nn.Module | str | None = None,
+                 model_options: dict | None = None, epochs: int = DEFAULT_EPOCHS,
+                 batch_size: int = 128, lr: float | None = None, estimator: str = "auto",
+                 n_samples: int = 1, iwae_k: int | None = None, beta: float = 1.0,
+                 kl: str = "auto", kl_warmup: int = 0, free_bits: float = 0.0,
+                 temperature: float = 1.0, min_temperature: float = 0.5,
+                 anneal_rate: float = 1e-4, baseline: str = "both", val_fraction: float = 0.1,
+                 patience: int | None = 10, lr_schedule: str = "plateau", lr_patience: int = 3,
+                 lr_factor: float = 0.5, min_lr: float = 1e-6, tolerance: float = 1e-5,
+                 ema: float = 0.999, seed: int = 0, dtype: str = "float32",
+                 progress: bool = False, device: str = "cpu", compile: bool = False,
+                 on_nan: str = "rollback", max_retries: int = 5) -> None:
+        self.model = model
+        self.model_options = model_options
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.estimator = estimator
+        self.n_samples = n_samples
+        self.iwae_k = iwae_k
+        self.beta = beta
+        self.kl = kl
+        self.kl_warmup = kl_warmup
+        self.free_bits = free_bits
+        self.temperature = temperature
+        self.min_temperature = min_temperature
+        self.anneal_rate = anneal_rate
+        self.baseline = baseline
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.lr_schedule = lr_schedule
+        self.lr_patience = lr_patience
+        self.lr_factor = lr_factor
+        self.min_lr = min_lr
+        self.tolerance = tolerance
+        self.ema = ema
+        self.seed = seed
+        self.dtype = dtype
+        self.progress = progress
+        self.device = device
+        self.compile = compile
+        self.on_nan = on_nan
+        self.max_retries = max_retries
+
     def _show_progress(self) -> bool | None:
         """``show`` for :func:`~elbokit.progress.progress_bar`: True with ``progress=True``,
         else None (drawn as the ``elbokit`` command decides: on a terminal)."""
         return True if getattr(self, "progress", False) else None
 
     # -- inputs --------------------------------------------------------------------------
-    def schedule_options(self) -> dict:
-        """The learning-rate schedule and convergence options of
-        :class:`~elbokit.training.TrainConfig` (see :meth:`Trainer._plateau`)."""
-        return {"lr_schedule": self.lr_schedule, "lr_patience": self.lr_patience,
-                "lr_factor": self.lr_factor, "min_lr": self.min_lr, "tolerance": self.tolerance,
-                "ema": self.ema}
+    def train_config(self) -> TrainConfig:
+        """The :class:`~elbokit.training.TrainConfig` of this estimator: every field of it
+        that is also a parameter here (one declaration of the training options), with the
+        learning rate of :meth:`learning_rate`."""
+        params = self.get_params(deep=False)
+        options = {f.name: params[f.name] for f in fields(TrainConfig) if f.name in params}
+        return TrainConfig(**{**options, "lr": self.learning_rate()})
+
+    def learning_rate(self) -> float:
+        """``lr=None``: Adam's usual 1e-3."""
+        return 1e-3 if self.lr is None else self.lr
 
     def torch_dtype(self) -> torch.dtype:
         """The ``dtype`` option as a torch dtype, refusing anything but float32/float64."""
@@ -199,8 +275,15 @@ class LatentModel(TransformerMixin, BaseEstimator):
         X = dense_matrix(X, where)
         if X.ndim == 1:
             X = X[None, :]
-        check_matrix(X, where, module.config.dim)
-        module.observation.check_data(X, where)
+        check_matrix(X, where, self._width(module))
+        observation = getattr(module, "observation", None)
+        if observation is not None:
+            observation.check_data(X, where)
+        elif hasattr(module, "check_data"):  # a user module's own check (optional)
+            try:
+                module.check_data(X, where)
+            except ValueError as e:  # the user's one line, as elbokit's own data errors
+                raise DataError(str(e)) from None
         parameter = next(module.parameters())
         return torch.as_tensor(X, dtype=parameter.dtype, device=parameter.device)
 
@@ -286,8 +369,90 @@ class LatentModel(TransformerMixin, BaseEstimator):
         module = self._fitted()
         with seeded(seed):
             z = module.prior().sample((n,))
-            x = module.decode_mean(z) if mean else module.likelihood(z).sample()
+            x = decode_mean(module, z) if mean else module.likelihood(z).sample()
         return x.double().cpu().numpy()
+
+    @torch.no_grad()
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Posterior means E_q[z | x]: ``[n, dim] -> [n, latent]`` (a z of several event
+        dimensions flattened)."""
+        module, x = self._fitted(), self.as_tensor(X)
+        return module.posterior(x).mean.reshape(len(x), -1).double().cpu().numpy()
+
+    @torch.no_grad()
+    def reconstruct(self, X: np.ndarray) -> np.ndarray:
+        """E[x | z = E_q[z | x]]: ``[n, dim] -> [n, dim]``."""
+        module, x = self._fitted(), self.as_tensor(X)
+        return decode_mean(module, module.posterior(x).mean).double().cpu().numpy()
+
+    # -- a user's own module -------------------------------------------------------------
+    def model_class(self) -> type:
+        """The class ``model`` names (imported now when it is a reference)."""
+        if isinstance(self.model, str):
+            return plugins.load_class(plugins.normalize(self.model, "model"), "model")
+        if isinstance(self.model, torch.nn.Module):
+            return type(self.model)
+        if isinstance(self.model, type):
+            return self.model
+        raise ConfigError("model must be a torch.nn.Module class, an instance of one, or a "
+                          f"reference 'PATH.py:Class' / 'package.module:Class', not {self.model!r}")
+
+    def reference(self) -> str:
+        """How a saved model or run records ``model``: a normalized reference."""
+        if isinstance(self.model, str):
+            return plugins.normalize(self.model, "model")
+        return plugins.reference_of(self.model_class())
+
+    def build(self, X: np.ndarray, where: str = "data") -> torch.nn.Module:
+        """The untrained module for data like ``X: [n, dim]``: ``model(dim=dim,
+        **model_options)`` (seeded), or a copy of the ``model`` instance; checked to speak
+        the protocol and to accept ``X``."""
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
+        X = dense_matrix(X, where)
+        check_matrix(X, where)
+        module = self._construct(self.model_class(), X.shape[1])
+        self.as_tensor(X[:1], module, where)  # width, finite values, the module's own checks
+        return module
+
+    def _construct(self, cls: type, dim: int) -> torch.nn.Module:
+        name = getattr(cls, "__qualname__", repr(cls))
+        if isinstance(self.model, torch.nn.Module):
+            module = copy.deepcopy(self.model)  # scikit-learn: fit never changes a parameter
+        else:
+            options = dict(self.model_options or {})
+            with seeded(self.seed):
+                try:
+                    module = cls(dim=dim, **options)
+                except TypeError as e:
+                    raise ConfigError(f"{name}(dim={dim}, **{options}) failed: {e}") from None
+        missing = [m for m in ("prior", "likelihood", "posterior")
+                   if not callable(getattr(module, m, None))]
+        if not isinstance(module, torch.nn.Module) or missing:
+            what = f"lacks {', '.join(missing)}()" if missing else ""
+            what = "is not a torch.nn.Module" if not isinstance(module, torch.nn.Module) else what
+            raise ConfigError(f"{name} {what}: a model is a torch.nn.Module with prior(), "
+                              "likelihood(z) and posterior(x) (see elbokit.models.base)")
+        if next(module.parameters(), None) is None:
+            raise ConfigError(f"{name} has no parameters to train")
+        module.elbokit_dim = dim  # the width it takes, for modules without a config
+        return module.to(self.torch_dtype())
+
+    def check(self, X: np.ndarray, where: str = "data") -> None:
+        """Refuse impossible options, data or model before anything is trained or written."""
+        self.train_config().objective(self.build(X, where))
+
+    def fit(self, X: np.ndarray, y: object = None, X_val: np.ndarray | None = None,
+            run_dir: str | Path | None = None, resume: bool = False,
+            where: str = "data") -> LatentModel:
+        """Maximize the objective on ``X: [n, dim]`` (see :meth:`VAE.fit`: ``X_val``,
+        ``run_dir``, ``resume``; ``y`` is ignored)."""
+        self._check_unsupervised(y)
+        module = self.build(X, where)
+        fit_with_trainer(self, module, self.train_config(), X, X_val, run_dir, resume, where)
+        self.module_.eval()
+        self._fitted_width()
+        return self
 
     # -- persistence ---------------------------------------------------------------------
     def _check_unsupervised(self, y: object) -> None:
@@ -298,31 +463,67 @@ class LatentModel(TransformerMixin, BaseEstimator):
             raise ConfigError("fit(X, y): y is ignored by a density model and this one is 2-D; "
                               "pass validation data as fit(X, X_val=...)")
 
+    @staticmethod
+    def _width(module: torch.nn.Module) -> int:
+        """The number of features ``module`` takes."""
+        config = getattr(module, "config", None)
+        return int(config.dim if hasattr(config, "dim") else module.elbokit_dim)
+
     def _fitted_width(self) -> None:
         """``n_features_in_`` (scikit-learn): the width the fitted model takes."""
-        self.n_features_in_ = int(self.module_.config.dim)
+        self.n_features_in_ = self._width(self.module_)
+
+    def saved_params(self) -> dict:
+        """The parameters as JSON records them (a saved model, a run's config.json): a
+        user's ``model`` as its reference."""
+        params = self.get_params(deep=False)
+        if self.kind == "custom":
+            params["model"] = self.reference()
+        return params
+
+    def _module_record(self, module: torch.nn.Module) -> dict:
+        """What rebuilds the module (with :meth:`_restore_module`): its configuration; for a
+        user's module its width, and its reference and source digest to check on load."""
+        if self.kind != "custom":
+            return module.config.to_dict()
+        reference = self.reference()
+        return {"dim": self._width(module), "reference": reference,
+                "source_sha256": plugins.source_digest(reference)}
 
     def save(self, path: str | Path) -> None:
         """Write ``path/model.safetensors`` and ``path/model.json`` (atomically)."""
         module = self._fitted()
-        save_model(path, module, {"kind": self.kind, "params": self.get_params(),
-                                  "module": module.config.to_dict()})
+        save_model(path, module, {"kind": self.kind, "params": self.saved_params(),
+                                  "module": self._module_record(module)})
 
     @classmethod
-    def load(cls, path: str | Path) -> LatentModel:
+    def load(cls, path: str | Path, model: type | str | None = None) -> LatentModel:
         """A fitted model from :meth:`save`'s directory (or a run directory). Called on a
-        subclass, it refuses a saved model of another kind."""
+        subclass, it refuses a saved model of another kind. ``model``: for a user's own
+        model, its class or reference again (elbokit never imports code because a file
+        says so; see :mod:`elbokit.plugins`), unless an installed plugin provides it."""
         record, state = load_model(path)
         kind = record.get("kind")
         if kind not in MODEL_KINDS or (cls is not LatentModel and MODEL_KINDS[kind] is not cls):
             raise CheckpointError(f"{path}: holds a {kind!r} model, not a {cls.kind or 'known'} one")
         estimator_class = MODEL_KINDS[kind]
         # JSON has no tuples: sequences (hidden widths, image shapes) come back as lists.
-        estimator = estimator_class(**{k: tuple(v) if isinstance(v, list) else v
-                                       for k, v in record["params"].items()})
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in record["params"].items()}
+        if kind == "custom":
+            module_record = record["module"]
+            params["model"] = plugins.check_reference(
+                module_record["reference"],
+                type(model) if isinstance(model, torch.nn.Module) else model, str(path))
+            if isinstance(params["model"], str):
+                plugins.warn_if_changed(params["model"], module_record.get("source_sha256"),
+                                        str(path))
+        estimator = estimator_class(**params)
         # Whether bars were drawn was the saving session's choice (a terminal), not the model's.
         estimator.progress = False
-        module = estimator_class.module_class(estimator_class.config_class(**record["module"]))
+        if kind == "custom":
+            module = estimator._construct(estimator.model_class(), record["module"]["dim"])
+        else:
+            module = estimator_class.module_class(estimator_class.config_class(**record["module"]))
         try:
             module.load_state_dict(state)
         except RuntimeError as e:
@@ -426,16 +627,6 @@ class VAE(LatentModel):
         self.max_retries = max_retries
 
     # -- configuration -------------------------------------------------------------------
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.learning_rate(),
-                           n_samples=self.n_samples, beta=self.beta, iwae_k=self.iwae_k,
-                           kl=self.kl, estimator=self.estimator, temperature=self.temperature,
-                           min_temperature=self.min_temperature, anneal_rate=self.anneal_rate,
-                           baseline=self.baseline, kl_warmup=self.kl_warmup,
-                           free_bits=self.free_bits, patience=self.patience, seed=self.seed,
-                           on_nan=self.on_nan, max_retries=self.max_retries,
-                           **self.schedule_options())
-
     def learning_rate(self) -> float:
         """``lr=None``: 1e-2 for a model without hidden layers (linear encoder and decoder,
         like the mixtures' gradient fit), else Adam's usual 1e-3. Measured (docs/design.md):
@@ -575,12 +766,6 @@ class VAE(LatentModel):
         module, x = self._fitted(), self.as_tensor(X)
         return module.latent.flatten(module.posterior(x).mean).double().cpu().numpy()
 
-    @torch.no_grad()
-    def reconstruct(self, X: np.ndarray) -> np.ndarray:
-        """E[x | z = E_q[z | x]]: ``[n, dim] -> [n, dim]``."""
-        module, x = self._fitted(), self.as_tensor(X)
-        return module.decode_mean(module.posterior(x).mean).double().cpu().numpy()
-
 
 
 class Mixture(LatentModel):
@@ -702,10 +887,8 @@ class Mixture(LatentModel):
                 write_lines(run_dir / "metrics.jsonl", self.history_)
                 self.save(run_dir)
         else:
-            config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                 estimator="enumerate", patience=self.patience, seed=self.seed,
-                                 on_nan=self.on_nan, max_retries=self.max_retries,
-                                 **self.schedule_options())
+            # The posterior is exact: "enumerate" is gradient ascent on log p(x).
+            config = replace(self.train_config(), estimator="enumerate")
             fit_with_trainer(self, module, config, X, X_val, run_dir, resume, where)
         self.module_.eval()
         self._fitted_width()
@@ -743,7 +926,12 @@ class Mixture(LatentModel):
         return self.predict_proba(X).argmax(-1)
 
 
-MODEL_KINDS: dict[str, type[LatentModel]] = {"vae": VAE, "mixture": Mixture}
+MODEL_KINDS: Registry[type[LatentModel]] = Registry("model")
+MODEL_KINDS.add("vae", VAE, "a VAE: Gaussian, categorical or Bernoulli z, MLP/linear/conv nets")
+MODEL_KINDS.add("mixture", Mixture, "a mixture of --components K (z = component, exact "
+                "posterior)")
+MODEL_KINDS.add("custom", LatentModel, "a user's own module: --model PATH.py:Class, "
+                "package.module:Class or an installed plugin's name")
 
 # Command-line options (as argparse names them) that set a constructor parameter of
 # another name.
@@ -760,5 +948,7 @@ def options_for(kind: str, options: dict) -> dict:
         return set(list(inspect.signature(cls.__init__).parameters)[1:])
 
     own = parameters(MODEL_KINDS[kind])
-    foreign = set().union(*(parameters(cls) for cls in MODEL_KINDS.values())) - own
+    # A user's model takes no built-in's options ("model" there is the CLI's --model).
+    foreign = set().union(*(parameters(cls) for name, cls in MODEL_KINDS.items()
+                            if name != "custom")) - own
     return {k: v for k, v in options.items() if OPTION_PARAMETERS.get(k, k) not in foreign}

@@ -7,17 +7,34 @@ swapped tensor file is refused instead of silently loaded. Nothing here unpickle
 are read by the safetensors parser only (a pickle or ``torch.save`` file in place of one is
 refused, never executed), everything else is JSON.
 
-Nothing non-finite is written: a model or checkpoint whose floating-point tensors hold a NaN
-or an infinity is refused (:class:`NonFiniteError`) before any file is touched, so a good
-checkpoint is never replaced by a diverged one. A write that fails (full disk, read-only
-directory) raises :class:`CheckpointWriteError` naming the directory and the reason, and
-leaves the previous checkpoint or model as it was.
+Nothing non-finite is written: a model, classifier or checkpoint whose floating-point
+tensors hold a NaN or an infinity is refused (:class:`NonFiniteError`) before any file is
+touched, so a good checkpoint is never replaced by a diverged one. A write that fails (full
+disk, read-only directory) raises :class:`CheckpointWriteError` naming the directory and the
+reason, and leaves the previous checkpoint or model as it was.
 
 A training checkpoint is a directory (model, optimizer, state) replaced as a whole: it is
 written to ``checkpoint.tmp/``, the old ``checkpoint/`` is moved to ``checkpoint.old/``, the
 new one moved into place, and the old one removed. A crash between the two moves leaves
 ``checkpoint.old/``, which :func:`load_checkpoint` falls back to. :func:`atomic_directory`
 does that swap for any directory (saved classifiers, ``elbokit classify --out`` runs).
+
+Every JSON record elbokit saves names its kind and version (:func:`stamp`), and every reader
+checks both the one way (:func:`check_record`): a file of another kind is named ("holds an
+elbokit classifier, not an elbokit model"), one written by a newer elbokit is refused saying
+so. A kind whose layout changes gets the next version here, and its reader keeps reading the
+older ones (files saved before must still load). :func:`save_record`/:func:`load_record`
+write and read a record with its safetensors file (checksummed). The saved kinds
+(:data:`SAVED_KINDS`; all at version 1)::
+
+    kind                   files                             written by
+    elbokit.model          model.json + model.safetensors    LatentModel.save, elbokit fit
+    elbokit.checkpoint     checkpoint/state.json + tensors   save_checkpoint (fit --out)
+    elbokit.classifier     classifier.json + .safetensors    Classifier.save, classify --out
+    elbokit.novelty        novelty.json + density/ (model)   NoveltyDetector.save
+    elbokit.bag-of-words   any .json (featurizer.json)       BagOfWords.save, classify --out
+    elbokit.run            config.json of a run              fit, classify --out, sweep
+    elbokit.sweep          sweep.json                        elbokit sweep
 """
 
 from __future__ import annotations
@@ -30,6 +47,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +57,69 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .errors import CheckpointError
+from .registry import Registry
 
-FORMAT_VERSION = 1
+
+@dataclass(frozen=True)
+class SavedKind:
+    """What the registry knows of one saved kind: the ``version`` written now (readers take
+    1 to ``version``), the ``noun`` messages use ("an elbokit NOUN"), and the files
+    :func:`save_record` writes (``record_file``; ``tensor_file``, None: JSON only) in a
+    directory (None: the caller names the file, or writes several)."""
+
+    version: int
+    noun: str
+    record_file: str | None = None
+    tensor_file: str | None = None
+
+
+#: Format name (the records' ``"format"``) -> :class:`SavedKind`; help: what it is, who writes it.
+SAVED_KINDS: Registry[SavedKind] = Registry("saved kind")
+SAVED_KINDS.add("elbokit.model", SavedKind(1, "model", "model.json", "model.safetensors"),
+                "a fitted density model: LatentModel.save, the best model of elbokit fit")
+SAVED_KINDS.add("elbokit.checkpoint", SavedKind(1, "checkpoint", "state.json"),
+                "training state to resume from: save_checkpoint (elbokit fit, fit(run_dir=...))")
+SAVED_KINDS.add("elbokit.classifier",
+                SavedKind(1, "classifier", "classifier.json", "classifier.safetensors"),
+                "a fitted classifier: Classifier.save, elbokit classify --out")
+SAVED_KINDS.add("elbokit.novelty", SavedKind(1, "novelty detector", "novelty.json"),
+                "a fitted one-class detector and its density: NoveltyDetector.save")
+SAVED_KINDS.add("elbokit.bag-of-words", SavedKind(1, "bag-of-words featurizer"),
+                "a vocabulary and tokenizer: BagOfWords.save, classify --out (featurizer.json)")
+SAVED_KINDS.add("elbokit.run", SavedKind(1, "run configuration", "config.json"),
+                "how a run was made: elbokit fit, classify --out, sweep")
+SAVED_KINDS.add("elbokit.sweep", SavedKind(1, "sweep summary", "sweep.json"),
+                "rate, distortion and ELBO per beta: elbokit sweep")
+
+
+def stamp(kind: str, record: dict) -> dict:
+    """``record`` with the ``"format"`` (``kind``) and current ``"version"`` of ``kind`` (a
+    name in :data:`SAVED_KINDS`); they override any ``record`` carries (a record read back)."""
+    return {**record, "format": kind, "version": SAVED_KINDS[kind].version}
+
+
+def check_record(record: Any, kind: str, where: str | Path) -> dict:
+    """``record`` (read from JSON) when it is a stamped record of ``kind`` that this elbokit
+    reads (version 1 to the current one); else a one-line :class:`CheckpointError` naming
+    ``where`` and what the record is instead: not a JSON object, another elbokit kind, not
+    elbokit's, or written by a newer elbokit."""
+    saved = SAVED_KINDS[kind]
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{where}: not an elbokit {saved.noun} (not a JSON object)")
+    found = record.get("format")
+    if found != kind:
+        if isinstance(found, str) and found in SAVED_KINDS:
+            raise CheckpointError(f"{where}: holds an elbokit {SAVED_KINDS[found].noun}, "
+                                  f"not an elbokit {saved.noun}")
+        raise CheckpointError(f"{where}: not an elbokit {saved.noun} ("
+                              + ("no format" if found is None else f"format {found!r}") + ")")
+    version = record.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{where}: malformed elbokit {saved.noun} (version {version!r})")
+    if version > saved.version:
+        raise CheckpointError(f"{where}: written by a newer elbokit (version {version}); this "
+                              f"one reads version {saved.version}")
+    return record
 
 
 class CheckpointWriteError(CheckpointError, OSError):
@@ -283,40 +362,71 @@ def load_tensors(path: str | Path, expected_sha256: str | None = None) -> dict[s
         raise CheckpointError(f"{path}: not a safetensors file ({e})") from None
 
 
-# -- models -----------------------------------------------------------------------------
+# -- records with their tensors ------------------------------------------------------------
 
-def save_model(directory: str | Path, module: torch.nn.Module, record: dict) -> None:
-    """``directory/model.safetensors`` (weights) + ``directory/model.json`` (``record`` and
-    the weights' checksum). Both are written in full before either replaces its old version,
-    so a failed write (full disk, ...) leaves the old pair whole; non-finite weights are
-    refused (:class:`NonFiniteError`) and a failed write raises :class:`CheckpointWriteError`."""
-    directory = Path(directory)
-    state = module.state_dict()
-    check_finite(state, "model")
-    data = tensor_bytes(state)
-    record = {"format": "elbokit.model", "version": FORMAT_VERSION, "sha256": sha256(data), **record}
+def save_record(directory: str | Path, kind: str, record: dict,
+                tensors: dict[str, torch.Tensor] | None = None) -> dict:
+    """Write ``directory/<record_file>`` (``record`` stamped, with the SHA-256 of the tensors)
+    and, for a kind with a ``tensor_file``, ``tensors`` (name -> tensor of any shape) there;
+    returns the record written. Both files are written in full before either replaces its
+    old version, so a failed write (full disk, ...) leaves the old pair whole; non-finite
+    tensors are refused (:class:`NonFiniteError`) and a failed write raises
+    :class:`CheckpointWriteError`."""
+    directory, saved = Path(directory), SAVED_KINDS[kind]
+    files: dict[Path, bytes] = {}
+    if saved.tensor_file is not None:
+        check_finite(tensors, saved.noun)
+        data = tensor_bytes(tensors)
+        record = {**record, "sha256": sha256(data)}
+        files[directory / saved.tensor_file] = data
+    record = stamp(kind, record)
+    files[directory / saved.record_file] = _json_bytes(record)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_many({directory / "model.safetensors": data,
-                           directory / "model.json": _json_bytes(record)})
+        atomic_write_many(files)
     except OSError as e:
-        raise CheckpointWriteError(f"{directory}: cannot write the model: {_reason(e)}", e) from e
+        raise CheckpointWriteError(f"{directory}: cannot write the {saved.noun}: {_reason(e)}",
+                                   e) from e
+    return record
+
+
+def load_record(directory: str | Path, kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(record, tensors)`` written by :func:`save_record` (``tensors`` empty for a kind
+    without a ``tensor_file``): the record checked by :func:`check_record`, the tensors
+    against its SHA-256. A directory holding another kind's record instead is named as such."""
+    directory, saved = Path(directory), SAVED_KINDS[kind]
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a directory (expected a saved elbokit "
+                              f"{saved.noun})")
+    where = directory / saved.record_file
+    if not where.exists():  # another kind's directory: say which (not a run's config.json:
+        for other in SAVED_KINDS:  # a run not trained yet holds no model.json but is one)
+            found = SAVED_KINDS[other].record_file
+            if other != "elbokit.run" and found is not None and (directory / found).is_file():
+                raise CheckpointError(f"{directory}: holds an elbokit {SAVED_KINDS[other].noun} "
+                                      f"({found}), not an elbokit {saved.noun}")
+    record = check_record(read_json(where), kind, where)
+    if saved.tensor_file is None:
+        return record, {}
+    if not isinstance(record.get("sha256"), str):
+        raise CheckpointError(f"{where}: no checksum for {saved.tensor_file}")
+    return record, load_tensors(directory / saved.tensor_file, record["sha256"])
+
+
+def save_model(directory: str | Path, module: torch.nn.Module, record: dict) -> None:
+    """``directory/model.safetensors`` (``module``'s weights) + ``directory/model.json``
+    (``record``, stamped, and the weights' checksum): :func:`save_record` of a model."""
+    save_record(directory, "elbokit.model", record, module.state_dict())
 
 
 def load_model(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """The record and state dict saved by :func:`save_model`."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: not a directory (expected a saved elbokit model)")
-    record = read_json(directory / "model.json")
-    if not isinstance(record, dict) or record.get("format") != "elbokit.model":
-        raise CheckpointError(f"{directory}/model.json: not an elbokit model record")
-    if record.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{directory}/model.json: unsupported version {record.get('version')}")
-    return record, load_tensors(directory / "model.safetensors", record.get("sha256"))
+    return load_record(directory, "elbokit.model")
 
 
 # -- training checkpoints ---------------------------------------------------------------
+
+STATE_FILE = SAVED_KINDS["elbokit.checkpoint"].record_file  # the record; tensors: one file each
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """Split an optimizer state dict into tensors (for safetensors) and JSON-able rest."""
@@ -370,9 +480,7 @@ def save_checkpoint(run_dir: str | Path, module: torch.nn.Module,
     try:
         with atomic_directory(run_dir / "checkpoint", run_dir / "checkpoint.tmp",
                               run_dir / "checkpoint.old") as tmp:
-            record = {
-                "format": "elbokit.checkpoint",
-                "version": FORMAT_VERSION,
+            record = stamp("elbokit.checkpoint", {
                 "state": state,
                 "config": config,
                 "optimizer": opt_meta,
@@ -383,8 +491,8 @@ def save_checkpoint(run_dir: str | Path, module: torch.nn.Module,
                 },
                 "extra": {name: save_tensors(tmp / f"extra-{name}.safetensors", tensors)
                           for name, tensors in extra.items()},
-            }
-            write_json(tmp / "state.json", record)
+            })
+            write_json(tmp / STATE_FILE, record)
     except OSError as e:
         raise CheckpointWriteError(f"{run_dir}: cannot write checkpoint: {_reason(e)}", e) from e
 
@@ -408,12 +516,8 @@ def _checkpoint_record(run_dir: str | Path) -> tuple[Path, dict]:
         directory = run_dir / "checkpoint.old"  # crash between the two renames
     if not directory.is_dir():
         raise CheckpointError(f"{run_dir}: no checkpoint to resume from")
-    record = read_json(directory / "state.json")
-    where = f"{directory}/state.json"
-    if not isinstance(record, dict) or record.get("format") != "elbokit.checkpoint":
-        raise CheckpointError(f"{where}: not an elbokit checkpoint")
-    if record.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{where}: unsupported checkpoint version {record.get('version')!r}")
+    where = directory / STATE_FILE
+    record = check_record(read_json(where), "elbokit.checkpoint", where)
     digests, state, extra_digests = record.get("sha256"), record.get("state"), record.get("extra", {})
     if (not isinstance(digests, dict) or not all(isinstance(digests.get(k), str)
                                                  for k in ("model", "optimizer", "rng"))
@@ -448,7 +552,7 @@ def load_checkpoint(run_dir: str | Path, model_config: dict | None = None
     ``model_config`` (the resuming model's ``config.to_dict()``), a checkpoint written for
     another model configuration is refused too."""
     directory, record = _checkpoint_record(run_dir)
-    where = f"{directory}/state.json"
+    where = directory / STATE_FILE
     digests, state, extra_digests = record["sha256"], record["state"], record.get("extra", {})
     saved = (record.get("config") or {}).get("model") if isinstance(record.get("config"), dict) else None
     if model_config is not None and saved is not None and saved != _plain(model_config):

@@ -26,7 +26,7 @@ import torch
 
 from . import bounds
 from .models.base import LatentVariableModel
-from .training import seeded
+from .rng import seeded
 
 ACTIVE_THRESHOLD = 0.01
 

@@ -7,6 +7,7 @@ files), not a bug: the CLI prints its message on one line and exits with status 
 import contextlib
 import contextvars
 import json
+import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -88,3 +89,26 @@ def brief(error: BaseException, limit: int = 160) -> str:
     """An exception's message on one short line (numpy quotes whole headers in its own)."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def memory_guard(what: str, advice: str) -> Iterator[None]:
+    """Turn a failed allocation inside the block (a model or a batch sized by the options:
+    ``--hidden 100000000``, ``-n 10**12``) into a one-line :class:`ConfigError`:
+    ``"<what> does not fit in memory (<n> bytes asked for); <advice>"``."""
+    try:
+        yield
+    except MemoryError:
+        raise ConfigError(f"{what} does not fit in memory; {advice}") from None
+    except RuntimeError as e:  # torch's allocator: "... can't allocate memory: you tried to ..."
+        if "allocate" not in str(e):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", str(e))
+        size = f" ({int(asked.group(1)):,} bytes asked for)" if asked else ""
+        raise ConfigError(f"{what} does not fit in memory{size}; {advice}") from None
+
+
+def in_file_rows(rows: np.ndarray | None) -> contextlib.AbstractContextManager:
+    """Inside the block, messages name example ``i`` of a split as row ``rows[i]`` of the
+    data (see :func:`elbokit.errors.numbered_rows`); ``None``: as given."""
+    return numbered_rows(rows) if rows is not None else contextlib.nullcontext()

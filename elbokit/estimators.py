@@ -83,10 +83,12 @@ def _analytic_kl(q: D.Distribution, p: D.Distribution, kl: str) -> torch.Tensor 
 
 
 class Estimator(nn.Module):
-    """Base: holds the options every estimator shares. ``forward(model, x: [batch, dim])``
-    returns :class:`~elbokit.bounds.Terms`, each ``[batch]``."""
+    """Base: holds the options every estimator shares, and says how the trainer scores the
+    objective it trains (:meth:`score`, :meth:`validation_terms`). ``forward(model,
+    x: [batch, dim])`` returns :class:`~elbokit.bounds.Terms`, each ``[batch]``."""
 
     pathwise = False  # gradients through z's path (reparameterization): a Gaussian z only
+    iwae_k: int | None = None  # set: the estimator trains IWAE_k, which validation then scores
 
     def __init__(self, n_samples: int = 1, beta: float = 1.0, kl: str = "auto") -> None:
         super().__init__()
@@ -127,6 +129,24 @@ class Estimator(nn.Module):
 
     def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:  # pragma: no cover
         raise NotImplementedError
+
+    def score(self, reconstruction, kl):
+        """The objective's value from its two terms (floats, or tensors of one shape):
+        reconstruction - beta KL. Without validation data the trainer follows it on the
+        training terms."""
+        return reconstruction - self.beta * kl
+
+    @torch.no_grad()
+    def validation_terms(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
+        """Held-out terms of ``x: [batch, dim]``, each ``[batch]``: the true ELBO and its two
+        terms (summed over z when it can be enumerated, else one draw), and as ``surrogate``
+        the score that early stopping maximizes: the objective trained, IWAE_k when the
+        estimator trains it, else :meth:`score` of the terms (the beta-ELBO)."""
+        exact = bounds.enumerable(model, "train")
+        terms = bounds.enumerated_elbo(model, x) if exact else bounds.elbo(model, x, kl=self.kl)
+        score = (bounds.iwae_bound(model, x, self.iwae_k) if self.iwae_k is not None
+                 else self.score(terms.reconstruction, terms.kl))
+        return Terms(terms.elbo, terms.reconstruction, terms.kl, score)
 
 
 @ESTIMATORS.register("reparameterize", help="pathwise gradients through rsample (Gaussian z); "
@@ -350,6 +370,7 @@ class VIMCO(Estimator):
 
     def __init__(self, k: int = 5, kl: str = "auto") -> None:
         super().__init__(k, 1.0, kl)
+        self.iwae_k = k
         if k < 2:
             raise ConfigError(f"vimco needs k >= 2 samples (--n-samples or --iwae-k), not {k}")
 
@@ -442,6 +463,7 @@ class DReG(Estimator):
 
     def __init__(self, k: int, kl: str = "auto") -> None:
         super().__init__(k, 1.0, kl)
+        self.iwae_k = k
         if k is None or k < 2:
             raise ConfigError(f"dreg needs --iwae-k K with K >= 2, not {k}")
 

@@ -15,6 +15,7 @@ the drawing from :mod:`elbokit.plots`, the HTML from :mod:`elbokit.report`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,8 +23,9 @@ import numpy as np
 import torch
 
 from . import diagnostics, plots, runs
-from .api import VAE, LatentModel
+from .api import LatentModel, decode_mean
 from .checkpoint import read_json, write_json
+from .models.base import describe
 
 FIGURES = "figures"
 N_SHOWN = 16  # examples in the reconstruction figure
@@ -43,12 +45,16 @@ def read_history(run_dir: Path) -> list[dict]:
 
 def diagnose(model: LatentModel, x: np.ndarray, scores: dict | None = None) -> dict:
     """:func:`elbokit.diagnostics.diagnose` on ``x: [n, dim]``, with the gap from ``scores``
-    (an ``evaluate()`` result on the same x) when given."""
+    (an ``evaluate()`` result on the same x) when given, and ``"model"``: the fitted module's
+    one-line description (:func:`elbokit.models.base.describe`), which the report shows, so
+    a model the report has never heard of describes itself."""
     elbo = scores["elbo"] if scores else None
     log_likelihood = scores["log_likelihood"]["estimate"] if scores else None
     if scores and scores.get("exact_log_likelihood") is not None:
         log_likelihood = scores["exact_log_likelihood"]
-    return diagnostics.diagnose(model._fitted(), model.as_tensor(x), elbo, log_likelihood)
+    module = model._fitted()
+    found = diagnostics.diagnose(module, model.as_tensor(x), elbo, log_likelihood)
+    return {"model": describe(module), **found}
 
 
 @torch.no_grad()
@@ -75,23 +81,26 @@ def write_figures(model: LatentModel, run_dir: Path, x: np.ndarray, labels: np.n
     save("samples.png", lambda p: plots.samples(model.sample(N_SAMPLES, seed=seed, mean=True),
                                                  image_shape, path=p, columns=columns))
     shown = x[:N_SHOWN]
-    if isinstance(model, VAE):
+    # What is drawn follows what the model can do, not its class: a posterior over
+    # components (a mixture's predict_proba), or an encoder's codes and reconstructions.
+    if hasattr(model, "predict_proba"):
+        save("latent_space.png", lambda p: plots.latent_scatter(
+            model.predict_proba(x), labels, path=p, title="Posterior p(z | x) over components"))
+    else:
         save("reconstructions.png", lambda p: plots.reconstructions(
             shown, model.reconstruct(shown), image_shape, path=p, columns=columns))
         save("latent_space.png", lambda p: plots.latent_scatter(
             model.transform(x), labels, path=p))
-    else:  # a mixture: its posterior over components
-        save("latent_space.png", lambda p: plots.latent_scatter(
-            model.predict_proba(x), labels, path=p, title="Posterior p(z | x) over components"))
     kl = found.get("kl_per_dimension")
-    if isinstance(model, VAE) and module.config.latent == "gaussian" and kl is not None:
+    # Traversals move one coordinate of a continuous z (one event dimension) through the decoder.
+    event = module.prior().event_shape
+    if math.isinf(getattr(module, "support_size", math.inf)) and len(event) == 1 and kl is not None:
         dims = np.argsort(kl)[::-1][:TRAVERSAL_DIMS].tolist()  # the dimensions that carry most
         values = np.linspace(-3, 3, TRAVERSAL_STEPS)
-        z = torch.zeros(len(dims), len(values), module.config.latent_dim,
-                        dtype=next(module.parameters()).dtype)
+        z = torch.zeros(len(dims), len(values), event[0], dtype=next(module.parameters()).dtype)
         for row, d in enumerate(dims):
             z[row, :, d] = torch.as_tensor(values)
-        decoded = module.decode_mean(z).double().numpy()
+        decoded = decode_mean(module, z).double().numpy()
         save("traversals.png", lambda p: plots.latent_traversal(decoded, values, dims, image_shape,
                                                                 path=p))
     if kl is not None and len(kl) > 1:

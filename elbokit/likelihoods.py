@@ -22,12 +22,14 @@ from torch import distributions as D
 from torch import nn
 
 from .errors import ConfigError, DataError, describe_rows
+from .registry import Registry
+
+LIKELIHOODS: Registry[type[ObservationModel]] = Registry("likelihood")
 
 
 class ObservationModel(nn.Module):
     """Base class: ``n_params(dim)`` decoder outputs per example -> a distribution over x."""
 
-    name: str = ""
     # How several decoder outputs per data value are laid out in ``params``: all values' first
     # parameter, then all their second ("parameter-major", e.g. Gaussian loc then scale), or
     # each value's parameters together ("parameter-minor", e.g. a feature's K logits).
@@ -36,6 +38,14 @@ class ObservationModel(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = dim
+
+    @property
+    def name(self) -> str:
+        """The name this model's class is registered under in :data:`LIKELIHOODS` (that of
+        the nearest registered base class for an unregistered subclass): declared once, by
+        the registration, and saved by :meth:`config`."""
+        registered = {cls: name for name, cls in LIKELIHOODS.items()}
+        return next(registered[cls] for cls in type(self).__mro__ if cls in registered)
 
     @property
     def n_params(self) -> int:
@@ -80,15 +90,23 @@ class ObservationModel(nn.Module):
         """:meth:`check` with what this fitted model fixes (e.g. the category count)."""
         type(self).check(x, where)
 
+    @classmethod
+    def for_data(cls, x: np.ndarray, where: str, **options: object) -> ObservationModel:
+        """:meth:`check` ``x: [n, dim]`` and build the model for it, fitting what the data
+        fix (a Gaussian's standardization, the category count, the document length).
+        ``options``: the facade's model options (``gaussian_scale``, ``n_categories``);
+        each model takes those it knows and ignores the rest."""
+        cls.check(x, where)
+        return cls(x.shape[1])
+
     def config(self) -> dict:
         """What :func:`build_likelihood` needs to rebuild this model."""
         return {"name": self.name}
 
 
+@LIKELIHOODS.register("bernoulli", help="0/1 data")
 class Bernoulli(ObservationModel):
     """Independent binary pixels/features: x_d ~ Bernoulli(sigmoid(logit_d))."""
-
-    name = "bernoulli"
 
     def forward(self, params: torch.Tensor) -> D.Distribution:
         return D.Independent(D.Bernoulli(logits=params, validate_args=False), 1)
@@ -115,6 +133,7 @@ class Bernoulli(ObservationModel):
             )
 
 
+@LIKELIHOODS.register("gaussian", help="real values, learned variance (--gaussian-scale)")
 class Gaussian(ObservationModel):
     """x_d ~ Normal(mu_d(z), sigma_d) with a learned variance.
 
@@ -127,7 +146,6 @@ class Gaussian(ObservationModel):
     ``min_scale`` (in standardized units) keeps the density finite on constant dimensions.
     """
 
-    name = "gaussian"
     scales = ("dim", "shared", "decoder")
 
     def __init__(self, dim: int, scale: str = "dim", min_scale: float = 1e-3) -> None:
@@ -181,11 +199,28 @@ class Gaussian(ObservationModel):
     def config(self) -> dict:
         return {"name": self.name, "scale": self.scale, "min_scale": self.min_scale}
 
+    @classmethod
+    def for_data(cls, x: np.ndarray, where: str, gaussian_scale: str = "dim",
+                 **options: object) -> Gaussian:
+        """Standardized by ``x``'s column means and standard deviations."""
+        cls.check(x, where)
+        dim = x.shape[1]
+        model = cls(dim, scale=gaussian_scale)
+        model.shift.copy_(torch.as_tensor(x.mean(axis=0)))
+        std = x.std(axis=0)
+        if gaussian_scale == "shared":
+            # One unit for all dimensions keeps a shared sigma isotropic on the data's scale
+            # (so linear decoder + shared scale stays exactly probabilistic PCA).
+            std = np.full(dim, np.sqrt(np.mean(std**2)))
+        # A constant column keeps unit 1: its density is then limited by min_scale only.
+        model.unit.copy_(torch.as_tensor(np.where(std > 0, std, 1.0)))
+        return model
 
+
+@LIKELIHOODS.register("categorical", help="integer codes 0..C-1 per feature")
 class Categorical(ObservationModel):
     """Each of ``dim`` features takes one of ``n_categories`` values {0, ..., C-1}."""
 
-    name = "categorical"
     parameter_layout = "parameter-minor"
 
     def __init__(self, dim: int, n_categories: int) -> None:
@@ -230,10 +265,18 @@ class Categorical(ObservationModel):
     def check_data(self, x: np.ndarray, where: str) -> None:
         self.check(x, where, self.n_categories)
 
+    @classmethod
+    def for_data(cls, x: np.ndarray, where: str, n_categories: int | None = None,
+                 **options: object) -> Categorical:
+        """``n_categories`` codes (default: the largest code in ``x`` plus one)."""
+        cls.check(x, where, n_categories)
+        return cls(x.shape[1], n_categories or int(x.max()) + 1)
+
     def config(self) -> dict:
         return {"name": self.name, "n_categories": self.n_categories}
 
 
+@LIKELIHOODS.register("multinomial", help="word counts of a document (bag of words)")
 class Multinomial(ObservationModel):
     """Bag-of-words counts: x ~ Multinomial(n = sum(x), softmax(logits)).
 
@@ -241,8 +284,6 @@ class Multinomial(ObservationModel):
     accepts examples of any length; ``sample_length`` (the training data's median length)
     is the length of documents drawn by ``sample``.
     """
-
-    name = "multinomial"
 
     def __init__(self, dim: int, sample_length: int = 1) -> None:
         super().__init__(dim)
@@ -276,10 +317,11 @@ class Multinomial(ObservationModel):
     def config(self) -> dict:
         return {"name": self.name, "sample_length": self.sample_length}
 
-
-LIKELIHOODS: dict[str, type[ObservationModel]] = {
-    cls.name: cls for cls in (Bernoulli, Gaussian, Categorical, Multinomial)
-}
+    @classmethod
+    def for_data(cls, x: np.ndarray, where: str, **options: object) -> Multinomial:
+        """Samples as long as ``x``'s median document."""
+        cls.check(x, where)
+        return cls(x.shape[1], sample_length=int(np.median(x.sum(axis=1))))
 
 
 def is_binary(x: np.ndarray) -> bool:
@@ -294,38 +336,18 @@ def choose_likelihood(x: np.ndarray) -> str:
 def build_likelihood(spec: dict, dim: int) -> ObservationModel:
     """Rebuild an observation model from ``config()`` output (plus the data width)."""
     spec = dict(spec)
-    name = spec.pop("name")
-    if name not in LIKELIHOODS:
-        raise ConfigError(f"unknown likelihood {name!r}; choose from {', '.join(LIKELIHOODS)}")
-    return LIKELIHOODS[name](dim, **spec)
+    return LIKELIHOODS.get(spec.pop("name"))(dim, **spec)
 
 
 def likelihood_for_data(name: str, x: np.ndarray, where: str, gaussian_scale: str = "dim",
                         n_categories: int | None = None) -> ObservationModel:
-    """Check ``x: [n, dim]`` against the named model and build it, fitting what the data
-    fixes (Gaussian standardization, category count, document length)."""
+    """Check ``x: [n, dim]`` against the named model (``"auto"``: see
+    :func:`choose_likelihood`) and build it (:meth:`ObservationModel.for_data`)."""
     if name == "auto":
         name = choose_likelihood(x)
     if name not in LIKELIHOODS:
         raise ConfigError(
             f"unknown likelihood {name!r}; choose from auto, {', '.join(LIKELIHOODS)}"
         )
-    dim = x.shape[1]
-    if name == "categorical":
-        Categorical.check(x, where, n_categories)
-        return Categorical(dim, n_categories or int(x.max()) + 1)
-    LIKELIHOODS[name].check(x, where)
-    if name == "multinomial":
-        return Multinomial(dim, sample_length=int(np.median(x.sum(axis=1))))
-    if name == "bernoulli":
-        return Bernoulli(dim)
-    model = Gaussian(dim, scale=gaussian_scale)
-    model.shift.copy_(torch.as_tensor(x.mean(axis=0)))
-    std = x.std(axis=0)
-    if gaussian_scale == "shared":
-        # One unit for all dimensions keeps a shared sigma isotropic on the data's scale
-        # (so linear decoder + shared scale stays exactly probabilistic PCA).
-        std = np.full(dim, np.sqrt(np.mean(std**2)))
-    # A constant column keeps unit 1: its density is then limited by min_scale only.
-    model.unit.copy_(torch.as_tensor(np.where(std > 0, std, 1.0)))
-    return model
+    return LIKELIHOODS[name].for_data(x, where, gaussian_scale=gaussian_scale,
+                                      n_categories=n_categories)

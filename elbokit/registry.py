@@ -50,6 +50,10 @@ class Registry(Generic[T]):
         doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
         self._help[name] = help or (doc[0].rstrip(".") if doc else "")
 
+    def remove(self, name: str) -> None:
+        """Drop ``name`` (a component registered for a while, e.g. by one test)."""
+        del self._entries[name], self._help[name]
+
     def get(self, name: str, hint: str = "") -> T:
         """The entry ``name``, or one line naming the choices (``hint``: e.g. the option)."""
         if name not in self._entries:

@@ -325,10 +325,18 @@ def _written_line(path: Path, what: str) -> str:
 # -- model runs ------------------------------------------------------------------------------
 
 
-def _describe_model(config: dict) -> str:
-    """One line: the kind of model (text, escaped later)."""
-    kind = config.get("kind", "vae")
+def _describe_model(config: dict, diagnostics: dict | None) -> str:
+    """One line: the model (text, escaped later). The fitted module's own description, which
+    the diagnostics record (``"model"``: see :func:`elbokit.models.base.describe`), with the
+    options of how it was trained; runs whose diagnostics lack it (written before it existed,
+    or by hand) are described from their options."""
     params = config.get("params") if isinstance(config.get("params"), dict) else {}
+    own = _get(diagnostics, "model")
+    if isinstance(own, str):
+        training = [f"estimator {params['estimator']}" if params.get("estimator") else "",
+                    f"fitted by {params['fit']}" if params.get("fit") else ""]
+        return "; ".join([own, *filter(None, training)])
+    kind = config.get("kind", "vae")
     if kind == "mixture":
         parts = [f"{params.get('n_components', '?')} components"]
         if params.get("fit"):
@@ -366,7 +374,7 @@ def _model_report(page: _Page, run_dir: Path, config: dict) -> None:
     elif isinstance(_get(evaluation, "diagnostics"), dict):
         diagnostics, diagnostics_from = evaluation["diagnostics"], "evaluation.json"
 
-    page.header.append(f'<p class="meta"><strong>{esc(_describe_model(config))}</strong> on '
+    page.header.append(f'<p class="meta"><strong>{esc(_describe_model(config, diagnostics))}</strong> on '
                        f"{esc(_describe_data(config.get('data')))}</p>")
     page.header.append(_written_line(run_dir, "model run"))
     sweep = _parent_sweep(run_dir)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datasets
-from .checkpoint import checkpoint_progress, read_json, write_json
+from .checkpoint import check_record, checkpoint_progress, read_json, stamp, write_json
 from .errors import CheckpointError, ConfigError, DataError
 
-RUN_FORMAT = "elbokit.run"
+FORMAT = "elbokit.run"  # the saved kind of config.json (elbokit.checkpoint.SAVED_KINDS)
 
 
 @dataclass
@@ -242,7 +242,7 @@ def check_resume_epochs(run_dir: Path, own: int, epochs: int | None) -> int | No
 
 
 def write_config(run_dir: Path, config: dict) -> None:
-    write_json(run_dir / "config.json", {"format": RUN_FORMAT, "version": 1, **config})
+    write_json(run_dir / "config.json", stamp(FORMAT, config))
 
 
 RUN_ORIGINS = {"classifier": "elbokit classify --out"}  # other kinds: elbokit fit
@@ -257,9 +257,7 @@ def read_config(run_dir: str | Path, kinds: Sequence[str] | None = None) -> dict
                               else f"{run_dir}: no such run directory")
     if not (run_dir / "config.json").is_file():
         raise CheckpointError(f"{run_dir}: not an elbokit run (no config.json)")
-    config = read_json(run_dir / "config.json")
-    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
-        raise CheckpointError(f"{run_dir}/config.json: not an elbokit run configuration")
+    config = check_record(read_json(run_dir / "config.json"), FORMAT, run_dir / "config.json")
     kind = config.get("kind", "vae")
     if not isinstance(kind, str):
         raise CheckpointError(f"{run_dir}/config.json: malformed run configuration (kind "
@@ -282,6 +280,7 @@ _DATA = {"source": str, "fingerprint": str,
 REQUIRED: dict[str, dict] = {
     "vae": {"data": _DATA, "params": dict},
     "mixture": {"data": _DATA, "params": dict},
+    "custom": {"data": _DATA, "params": dict, "model": {"reference": str}},
     "sweep": {"betas": list, "params": dict},
     "classifier": {"features": {"type": str}, "methods": list, "threshold": (int, float)},
 }

@@ -1,9 +1,18 @@
 """The training loop: seeded mini-batches, Adam, validation, early stopping, checkpoints.
 
 The trainer takes a bound (an objective returning :class:`~elbokit.bounds.Terms`), not a
-model type. Hot path: batches are index slices of one in-memory tensor, metrics accumulate
-on the device and are read back once per epoch (and every ``log_every`` steps for the
-progress bar), so no per-example Python work and no per-step host sync. Data larger than
+model type, and the objective says how it is scored (``validation_terms``, ``score``: see
+:class:`~elbokit.estimators.Estimator`); the trainer never looks inside either. One loop
+(:class:`Trainer`) runs one step, the same in one process and under several
+(:class:`OneProcess`, :class:`DataParallel`: the few things that differ); what is not the
+loop is a small part it calls, each testable alone: :class:`EarlyStopping` (best score,
+plateau learning-rate schedule, patience), the schedules (:class:`KLWarmup`),
+:class:`NaNGuard` (roll back or stop), :class:`MetricsLog`, :class:`Progress`,
+:class:`Interrupts` (Ctrl-C); checkpointing is the trainer's, which owns the state.
+
+Hot path: batches are index slices of one in-memory tensor, metrics accumulate on the device
+and are read back once per epoch (and every ``log_every`` steps for the progress bar), so no
+per-example Python work and no per-step host sync. Data larger than
 memory comes as a :class:`~elbokit.data.NpyStream` instead of the tensor: the same loop takes
 its chunk-shuffled batches (:meth:`Trainer._batches` is the one place the two differ).
 
@@ -85,6 +94,7 @@ from .checkpoint import (
 from .data.stream import NpyStream, permutation
 from .errors import CheckpointError, ConfigError, ElbokitError
 from .progress import progress_bar, shown
+from .rng import seeded  # noqa: F401 (also elbokit.training.seeded)
 
 ON_NAN = ("rollback", "stop")
 LR_SCHEDULES = ("plateau", "constant")
@@ -92,6 +102,7 @@ LR_SCHEDULES = ("plateau", "constant")
 # normally ends a run sooner; 50 cut off a 20,000-example linear-Gaussian fit 0.02 nats short.
 DEFAULT_EPOCHS = 200
 VALIDATION_SEED = 0x5EED  # the validation draws: the same every epoch (common random numbers)
+VALIDATION_BATCH = 1024  # examples scored at once
 
 
 class NumericalError(ElbokitError):
@@ -199,19 +210,6 @@ class TrainConfig:
         return self.beta * min(1.0, (epoch - 1 + fraction) / self.kl_warmup)
 
 
-@contextlib.contextmanager
-def seeded(seed: int | None) -> Iterator[None]:
-    """Run a block with torch's RNG seeded, leaving the caller's RNG state untouched (the
-    CPU one, and the current GPU's once CUDA is in use)."""
-    if seed is None:
-        yield
-        return
-    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The batch order of ``epoch``: a permutation of ``range(n)`` fixed by (seed, epoch).
     (A stream whose rows fit in one chunk is shuffled by the same permutation.)"""
@@ -291,17 +289,193 @@ def nonfinite_marker(device: torch.device) -> Callable[[list[torch.Tensor], torc
     return _mark_nonfinite_slowly  # pragma: no cover - other devices
 
 
-class _Interrupts:
-    """While active (one process, main thread, Python's own SIGINT handler in place): the
-    first SIGINT sets ``pending`` and puts the old handler back, so training can stop at the
-    next step boundary, and a second one interrupts at once."""
+
+# -- the parts the loop calls ------------------------------------------------------------------
+# Each is small and testable alone; the loop (Trainer) owns the state they read and change.
+
+
+def improvement(best: float | None, value: float, tolerance: float) -> tuple[bool, bool]:
+    """``(better, significant)``: whether ``value`` beats ``best`` at all (a new best, to
+    keep) and by more than ``tolerance`` relative (what resets the patience counters). With
+    no best yet any finite value is both; a NaN or infinite value is neither (nor does it
+    block a later best)."""
+    if not math.isfinite(value):
+        return False, False
+    if best is None:
+        return True, True
+    return value > best, value > best + tolerance * abs(best)
+
+
+@dataclass
+class EarlyStopping:
+    """Follows the score monitored after every epoch (the validation score, or the training
+    one without validation data): keeps the best value, counts the epochs since the last
+    *significant* improvement (:func:`improvement`), multiplies the learning rate by
+    ``lr_factor`` every ``lr_patience`` of them (``lr_schedule="plateau"``; never below
+    ``min_lr``, never raised) and stops after ``patience`` of them.
+
+    Why the schedule: Adam at a constant rate ends in a noise ball around the optimum whose
+    size is set by the rate; lowering it when progress stalls is what lets a run reach the
+    optimum (measured on probabilistic PCA: docs/design.md). The counters live in the
+    trainer's checkpointed ``state``, so a resumed run continues them."""
+
+    tolerance: float = 1e-5
+    patience: int | None = 10
+    lr_schedule: str = "plateau"
+    lr_patience: int = 3
+    lr_factor: float = 0.5
+    min_lr: float = 1e-6
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> EarlyStopping:
+        return cls(config.tolerance, config.patience, config.lr_schedule, config.lr_patience,
+                   config.lr_factor, config.min_lr)
+
+    def update(self, state: dict, score: float, param_groups: list[dict], best: str = "best_val",
+               stop: bool = True) -> bool:
+        """After an epoch whose monitored ``score`` is given: record it under ``state[best]``
+        when it is the best yet (returned: True), then count, lower the rate and (``stop``)
+        set ``state["stopped_early"]``. ``stop=False``: no stopping (patience needs held-out
+        data), the rate schedule alone."""
+        better, significant = improvement(state.get(best), score, self.tolerance)
+        if better:
+            state[best] = score
+        if significant:
+            state.update(bad_epochs=0, lr_bad_epochs=0)
+            return better
+        state["bad_epochs"] += 1
+        state["lr_bad_epochs"] = state.get("lr_bad_epochs", 0) + 1
+        if self.lr_schedule == "plateau" and state["lr_bad_epochs"] >= self.lr_patience:
+            state["lr_bad_epochs"] = 0
+            for group in param_groups:  # never raised (rollbacks halve it too)
+                group["lr"] = max(group["lr"] * self.lr_factor, min(group["lr"], self.min_lr))
+        if stop and self.patience is not None and state["bad_epochs"] >= self.patience:
+            state["stopped_early"] = True
+        return better
+
+
+class KLWarmup:
+    """A schedule of the objective's KL weight: ``beta`` rises linearly from 0 to the
+    configured one over the first ``kl_warmup`` epochs, one small step per batch
+    (:meth:`TrainConfig.beta_at`). Set before every step, from (epoch, step) alone, so a
+    resumed run sees the same weights; put back to the full weight after the epoch's steps,
+    so that the epoch's score weighs the KL as the objective asked, not as the warm-up did."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    def before_step(self, objective: torch.nn.Module, epoch: int, step: int, steps: int) -> None:
+        objective.beta = self.config.beta_at(epoch, step / steps)
+
+    def after_steps(self, objective: torch.nn.Module, epoch: int) -> dict:
+        """Restores the full weight; returns what the epoch's metrics record says of it."""
+        objective.beta = self.config.beta
+        return {"beta": self.config.beta_at(epoch, 1.0)}
+
+
+def schedules(config: TrainConfig) -> list[KLWarmup]:
+    """The per-step schedules ``config`` asks for. (The Gumbel relaxation's temperature is
+    annealed by its estimator, from a step counter that is estimator state: checkpointed,
+    and kept equal on every rank.)"""
+    return [KLWarmup(config)] if config.kl_warmup else []
+
+
+@dataclass
+class NaNGuard:
+    """What a non-finite loss or gradient (caught before the step) leads to: roll back to
+    the last good state and retry with the learning rate halved, at most ``max_retries``
+    times per run, or (``on_nan="stop"``, retries spent) stop with :class:`NumericalError`.
+    The rollback itself is the trainer's (it owns the state)."""
+
+    on_nan: str = "rollback"
+    max_retries: int = 5
+
+    def retry(self, retries: int) -> bool:
+        """Whether to roll back and go on, ``retries`` retries into the run."""
+        return self.on_nan != "stop" and retries < self.max_retries
+
+    def why_stop(self, retries: int, lr: float) -> str:
+        """The reason given when :meth:`retry` says no."""
+        if self.on_nan == "stop":
+            return "on_nan is 'stop'"
+        return (f"still after {retries} {'retry' if retries == 1 else 'retries'} with a halved "
+                f"learning rate (now {lr:.3g})")
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON record a line, appended (an epoch's record, or a
+    numerical-fault event; each has an integer ``"epoch"``). OSErrors propagate (the trainer
+    turns them into one line)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def trim(self, epoch: int) -> None:
+        """Drop the lines of epochs after ``epoch`` (written after the last checkpoint, before
+        a crash or kill) and any line a crash cut short; atomically."""
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= epoch:
+                kept.append(line)
+        atomic_write(self.path, "".join(line + "\n" for line in kept).encode())
+
+
+class Progress:
+    """The one training bar (shown when asked for, or by the elbokit command on a terminal;
+    rank 0's): a tick per step of every epoch, the running means every ``log_every`` steps
+    (then one read of the device's sums) and the epoch's means at its end."""
+
+    def __init__(self, show: bool, total: int, initial: int, log_every: int) -> None:
+        self.show, self.log_every = show, log_every
+        self.bar: tqdm = progress_bar(total=total, desc="training", initial=initial, unit="step",
+                                      show=show)
+
+    def step(self, epoch: int, step: int, sums: torch.Tensor, seen: int) -> None:
+        self.bar.update(1)
+        if self.show and (step + 1) % self.log_every == 0:
+            self.bar.set_postfix(_postfix(epoch, mean_terms(sums, seen)), refresh=False)
+
+    def rewind(self, position: int) -> None:
+        """Back to ``position`` steps (an epoch rolled back)."""
+        self.bar.n = position
+        self.bar.refresh()
+
+    def end_epoch(self, epoch: int, train: dict[str, float], val: dict | None) -> None:
+        self.bar.set_postfix(_postfix(epoch, train, val), refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _postfix(epoch: int, train: dict[str, float], val: dict | None = None) -> dict:
+    out = {"epoch": epoch, "elbo": f"{train['elbo']:.2f}", "rec": f"{train['reconstruction']:.2f}",
+           "kl": f"{train['kl']:.2f}"}
+    if val is not None:
+        out["val_elbo"] = f"{val['elbo']:.2f}"
+    return out
+
+
+class Interrupts:
+    """Ctrl-C. While active (one process, main thread, Python's own SIGINT handler in
+    place): the first SIGINT sets ``pending`` and puts the old handler back, so training can
+    stop at the next step boundary, and a second one interrupts at once."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.pending = False
         self.previous = None
 
-    def __enter__(self) -> _Interrupts:
+    def __enter__(self) -> Interrupts:
         self.pending = False
         if (self.enabled and threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
@@ -319,18 +493,84 @@ class _Interrupts:
             self.previous = None
 
 
-class Trainer:
-    """Fits ``model`` by maximizing ``config.objective()`` with Adam.
+class OneProcess:
+    """What the step does where processes differ, for one process: it takes the whole
+    batch, adds nothing to the gradients, and its finiteness check reads the running sums
+    of the loss's terms (non-finite as soon as one reconstruction or KL value is) and every
+    gradient (where any other NaN of the loss ends up)."""
 
-    Early stopping and the model kept follow the validation value of the objective: the
-    beta-ELBO reconstruction - beta KL (beta = ``config.beta``, the weight after any warm-up;
-    beta = 1: the ELBO), or the ELBO when training IWAE_k. Reported ELBOs are the true ones.
+    culprit = None  # a fault is traced to the loss or to a gradient by name (Trainer._culprit)
+
+    def slice(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch
+
+    def reduce(self, params: list[torch.nn.Parameter], loss: torch.Tensor | None,
+               sums: torch.Tensor) -> list[torch.Tensor]:
+        """The tensors the finiteness check reads."""
+        return [sums, *(p.grad for p in params if p.grad is not None)]
+
+    def after_step(self, share: float) -> None:
+        pass
+
+
+class DataParallel(OneProcess):
+    """... and under several processes (see the module docstring): rank r takes its
+    contiguous slice of the global batch, the gradients are summed over the ranks, and the
+    estimator's buffers made equal after the step.
+
+    Every rank must make the same step-or-fault decision: a rank's non-finite loss poisons
+    its gradient (times ``loss * 0 + 1``, which is 1.0 when the loss is finite) before the
+    all-reduce, and the check reads the reduced gradients, the same on every rank; which rank
+    and which tensor it was is not traced.
+
+    Gradients are summed by an explicit all-reduce after ``backward`` rather than by wrapping
+    a module in DistributedDataParallel: the objective is called as ``objective(model,
+    batch)`` (DDP wraps one module's forward), some estimators call ``autograd.grad`` inside
+    it (DReG) or leave parameters unused, the learned baseline's parameters live in the
+    objective, and a rank's slice can be empty on the last batch. One flat all-reduce per
+    step of all trained parameters (the model's and the objective's) handles all of these,
+    keeps ``state_dict`` keys and ``torch.compile`` untouched, and costs about what DDP's
+    bucketed reduction does at these model sizes."""
+
+    culprit = "loss or gradient"
+
+    def __init__(self, context: distributed.Context, buffers: list[torch.Tensor],
+                 device: torch.device) -> None:
+        self.context, self.buffers, self.device = context, buffers, device
+
+    def slice(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch[self.context.shard(len(batch))]
+
+    def reduce(self, params: list[torch.nn.Parameter], loss: torch.Tensor | None,
+               sums: torch.Tensor) -> list[torch.Tensor]:
+        if loss is not None:
+            with torch.no_grad():
+                carrier = next((p.grad for p in params if p.grad is not None), None)
+                if carrier is not None:
+                    carrier.mul_(loss.detach() * 0 + 1)
+        distributed.all_reduce_gradients(params)
+        return [p.grad for p in params if p.grad is not None]
+
+    def after_step(self, share: float) -> None:
+        distributed.sync_buffers(self.buffers, share, self.device)
+
+
+class Trainer:
+    """Fits ``model`` by maximizing ``config.objective()`` with Adam: one loop, one step
+    (the same in one process and under several), and the parts above around it.
+
+    Early stopping and the model kept follow the validation score *the objective* gives
+    (its ``validation_terms``; an objective without one is scored by the ELBO): for the
+    estimators the objective trained, the beta-ELBO reconstruction - beta KL (beta the weight
+    after any warm-up) or IWAE_k when training it. Reported ELBOs are the true ones.
 
     ``run_dir``: where ``metrics.jsonl`` and the per-epoch checkpoint go (None: nothing is
-    written). ``on_improve(model)`` is called whenever validation ELBO reaches a new best
-    (the run saves its model there). ``resume=True`` continues from the run's checkpoint.
+    written). ``on_improve(model)`` is called whenever the validation score reaches a new
+    best (the run saves its model there). ``resume=True`` continues from the run's checkpoint.
     ``objective``: an ``nn.Module`` called as ``objective(model, batch) -> Terms`` to use
-    instead of ``config.objective(model)`` (e.g. the semi-supervised M2 objective).
+    instead of ``config.objective(model)`` (e.g. the semi-supervised M2 objective, or a
+    classifier's conditional likelihood); it may say how it is scored (``validation_terms``
+    and ``score``, see :class:`~elbokit.estimators.Estimator`).
     ``batch_transform``: applied to every training batch (dynamic binarization draws
     ``torch.bernoulli`` of it; torch's RNG is checkpointed, so resumes stay exact).
     ``compile``: run ``objective(model, batch)`` of the training step through
@@ -366,13 +606,19 @@ class Trainer:
             with seeded(config.seed):  # a learned baseline starts from the same weights every run
                 objective = config.objective(model)
         self.objective = objective.to(self.device)
+        # How the objective is scored: its own say, else as the ELBO (an objective that is a
+        # plain module, e.g. a wrapper).
+        elbo = estimators.Estimator(kl=config.kl)
+        self.validation_terms = getattr(self.objective, "validation_terms", elbo.validation_terms)
+        self.training_score = getattr(self.objective, "score", elbo.score)
         # Learned baselines are trained by the same optimizer as the model.
         self.params = [*model.parameters(), *self.objective.parameters()]
         self.optimizer = adam(self.params, config.lr)
         # The estimator's running state (moving averages, step counters) is kept equal on
-        # every rank after each step (distributed.sync_buffers). The model's buffers are taken
+        # every rank after each step (DataParallel.after_step). The model's buffers are taken
         # as constants (elbokit's hold the prior's parameters and the data's standardization).
-        self.buffers = list(self.objective.buffers()) if self.dist is not None else []
+        self.parallel = (OneProcess() if self.dist is None else
+                         DataParallel(self.dist, list(self.objective.buffers()), self.device))
         # fallback_random: compiled code draws its random numbers with eager torch's
         # generator, so a compiled run samples what the uncompiled one does.
         self.forward: Callable[[torch.nn.Module, torch.Tensor], bounds.Terms] = (
@@ -380,6 +626,10 @@ class Trainer:
             else self.objective)
         self.state = {"epoch": 0, "best_val": None, "best_epoch": None, "bad_epochs": 0,
                       "lr_bad_epochs": 0, "stopped_early": False, "ema_updates": 0}
+        self.stopping = EarlyStopping.from_config(config)
+        self.schedules = schedules(config)
+        self.guard = NaNGuard(config.on_nan, config.max_retries)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl") if self.run_dir is not None else None
         # Polyak averaging: an exponential moving average of the model's weights, which is
         # what is validated, kept and returned (see _update_average).
         self.params_model = list(model.parameters())
@@ -393,25 +643,32 @@ class Trainer:
         self._bad = torch.zeros((), device=self.device)  # 0-dim, as Adam's found_inf must be
         self._one = torch.ones((), device=self.device)
         self._mark = nonfinite_marker(self.device)
+        # The flag read on the CPU: through a numpy view of it (no call into torch).
+        self._flagged = self._bad.numpy().__bool__ if self.device.type == "cpu" else self._bad.item
         self.deferred_check = False
         self._configure_check()
         self._resume_at: tuple[int, torch.Tensor, int] | None = None  # a mid-epoch checkpoint
         self._saved: tuple[int, int] | None = None  # (epoch, step) of the checkpoint on disk
-        self._interrupts = _Interrupts(self.dist is None)
+        self._interrupts = Interrupts(self.dist is None)
 
     def _configure_check(self) -> None:
-        """Immediate finiteness checks on the CPU; on an accelerator deferred to the epoch's
-        end when Adam is fused (it then skips flagged steps on the device: ``found_inf``)."""
+        """Immediate finiteness checks on the CPU and under several processes (whose
+        all-reduce synchronizes every step anyway); on one accelerator deferred to the
+        epoch's end when Adam is fused (it then skips flagged steps on the device:
+        ``found_inf``)."""
         fused = all(bool(group.get("fused")) for group in self.optimizer.param_groups)
-        self.deferred_check = self.device.type != "cpu" and fused
+        self.deferred_check = self.device.type != "cpu" and fused and self.dist is None
         if self.deferred_check:
             self.optimizer.found_inf = self._bad
         elif hasattr(self.optimizer, "found_inf"):
             del self.optimizer.found_inf
 
     # -- persistence -------------------------------------------------------------------
-    def _metrics_path(self) -> Path | None:
-        return self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
+    def _model_config(self) -> dict | None:
+        """The model's configuration (``model.config.to_dict()``, where it has one), which
+        travels with the checkpoint and must match on resume."""
+        model_config = getattr(self.model, "config", None)
+        return model_config.to_dict() if hasattr(model_config, "to_dict") else None
 
     def resume(self) -> None:
         """Load the run's checkpoint: weights, optimizer, counters and RNG state (and, from a
@@ -419,9 +676,8 @@ class Trainer:
         A checkpoint of another model configuration, or whose tensors do not fit the model,
         is refused (:class:`~elbokit.errors.CheckpointError`)."""
         assert self.run_dir is not None
-        model_config = getattr(self.model, "config", None)
         state, model_state, optimizer_state, rng, extra = load_checkpoint(
-            self.run_dir, model_config.to_dict() if hasattr(model_config, "to_dict") else None)
+            self.run_dir, self._model_config())
         try:
             self.model.load_state_dict(model_state)
             if "estimator" in extra:
@@ -459,20 +715,13 @@ class Trainer:
             tensor.copy_(saved[str(i)])
 
     def _trim_metrics(self, epoch: int) -> None:
-        """Drop the ``metrics.jsonl`` lines of epochs after ``epoch`` (written before a crash
-        or kill, after the last checkpoint) and any line a crash cut short; atomically."""
-        path = self._metrics_path()
-        if not self.main or path is None or not path.exists():
-            return
-        kept = []
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= epoch:
-                kept.append(line)
-        atomic_write(path, "".join(line + "\n" for line in kept).encode())
+        """Drop the ``metrics.jsonl`` lines after ``epoch`` (see :meth:`MetricsLog.trim`)."""
+        if self.main and self.metrics is not None:
+            self._write("metrics.jsonl", lambda: self.metrics.trim(epoch))
+
+    def _append_metrics(self, record: dict) -> None:
+        if self.main and self.metrics is not None:
+            self._write("metrics.jsonl", lambda: self.metrics.append(record))
 
     def _restore_rng(self, rng: torch.Tensor, saved: dict[str, torch.Tensor], epoch: int) -> None:
         """Put back this rank's RNG state(s) from a checkpoint (see :meth:`_rng_states`)."""
@@ -519,9 +768,7 @@ class Trainer:
             if not self.main:
                 return
             # The configuration travels with the state, so a checkpoint describes itself.
-            model_config = getattr(self.model, "config", None)
-            config = {"train": asdict(self.config),
-                      "model": model_config.to_dict() if hasattr(model_config, "to_dict") else None}
+            config = {"train": asdict(self.config), "model": self._model_config()}
             extra = {"estimator": self.objective.state_dict()}
             if self.average is not None:
                 extra["average"] = {str(i): t for i, t in enumerate(self.average)}
@@ -564,8 +811,9 @@ class Trainer:
     def fit(self, x_train: torch.Tensor | NpyStream, x_val: torch.Tensor | None = None,
             resume: bool = False) -> list[dict]:
         """Train on ``x_train: [n, dim]`` (a tensor, or a :class:`~elbokit.data.NpyStream`
-        read chunk by chunk: data larger than memory); early-stop on the ELBO of ``x_val``.
-        Returns the per-epoch history (also appended to ``metrics.jsonl``)."""
+        read chunk by chunk: data larger than memory); early-stop on the objective's score
+        of ``x_val: [m, dim]``. Returns the per-epoch history (also appended to
+        ``metrics.jsonl``)."""
         cfg = self.config
         if self.dist is not None and not isinstance(x_train, torch.Tensor):
             raise ConfigError("streamed training data runs in one process; under torchrun "
@@ -592,21 +840,21 @@ class Trainer:
         history: list[dict] = []
         start_epoch = self.state["epoch"]
         start, self._resume_at = self._resume_at, None
-        bar = progress_bar(total=cfg.epochs * steps, desc="training",
-                           initial=start_epoch * steps + (start[0] if start is not None else 0),
-                           unit="step", show=self.progress)
+        progress = Progress(self.progress, cfg.epochs * steps,
+                            start_epoch * steps + (start[0] if start is not None else 0),
+                            cfg.log_every)
         try:
             with self._interrupts:
                 for epoch in range(start_epoch + 1, cfg.epochs + 1):
                     if self.state["stopped_early"]:
                         break
-                    history.append(self._epoch(epoch, x_train, x_val, steps, bar, start))
+                    history.append(self._epoch(epoch, x_train, x_val, steps, progress, start))
                     start = None
                     if self._interrupts.pending:  # Ctrl-C after the last step: saved above
                         raise TrainingInterrupted(f"after epoch {epoch}",
                                                   checkpointed=self.run_dir is not None)
         finally:
-            bar.close()
+            progress.close()
         if self.dist is not None:  # rank 0's files are complete before anyone reads them
             distributed.barrier(self.device)
         if self.best_state is not None:
@@ -617,64 +865,66 @@ class Trainer:
         return history
 
     def _epoch(self, epoch: int, x_train: torch.Tensor | NpyStream, x_val: torch.Tensor | None,
-               steps: int, bar: tqdm, start: tuple[int, torch.Tensor, int] | None = None) -> dict:
+               steps: int, progress: Progress,
+               start: tuple[int, torch.Tensor, int] | None = None) -> dict:
         """Train one epoch (from step ``start[0]`` with its partial sums when resuming in the
-        middle of one), validate, log, checkpoint. A numerical fault rolls the epoch back to
+        middle of one), score it, log, checkpoint. A numerical fault rolls the epoch back to
         where it began and runs it again (see :meth:`_recover`)."""
-        cfg, model = self.config, self.model
         began = time.perf_counter()
         device = x_train.device if isinstance(x_train, torch.Tensor) else self.device
         first, sums0, seen0 = start if start is not None else (
             0, torch.zeros(2, dtype=torch.float64), 0)
         snapshot = self._snapshot()  # the last good state: the epoch's start (= last checkpoint)
         while True:
-            model.train()
+            self.model.train()
             self.objective.train()
             sums, seen = sums0.to(device, copy=True), seen0
-            seen, fault = self._steps(epoch, x_train, steps, bar, first, sums, seen)
+            seen, fault = self._steps(epoch, x_train, steps, progress, first, sums, seen)
             if fault is None:
                 break
             self._recover(epoch, steps, first, fault, snapshot)
-            bar.n = (epoch - 1) * steps + first
-            bar.refresh()
+            progress.rewind((epoch - 1) * steps + first)
         if self.dist is not None:  # every rank's sums, over all n examples
             distributed.all_reduce_sum(sums)
         train = mean_terms(sums, len(x_train))
         record: dict = {"epoch": epoch, "train": train}
-        if cfg.kl_warmup:
-            record["beta"] = cfg.beta_at(epoch, 1.0)
-        model.eval()
+        for schedule in self.schedules:
+            record.update(schedule.after_steps(self.objective, epoch))
+        self.model.eval()
+        self.objective.eval()
         with self.averaged_weights():
             if x_val is not None and len(x_val) > 0:
-                record["val"] = self._validate(x_val)
-                # Select on the objective being maximized: with beta != 1 the best true ELBO may
-                # sit at an epoch that is not the best trade-off the user asked for.
-                val = record["val"]
-                self._early_stopping(epoch, val["reconstruction"] - cfg.beta * val["kl"]
-                                     if cfg.iwae_k is None else val["elbo"])
+                record["val"], score = self._validate(x_val)
+                self._monitor(epoch, score)
             else:
                 # No validation data: every epoch's model is kept, and the learning-rate schedule
                 # follows the training objective (no early stopping: patience needs held-out data).
                 self.state["best_epoch"] = epoch
-                if self.on_improve is not None and self.main:
-                    self._write("the model", lambda: self.on_improve(model))
-                objective = train["reconstruction"] - cfg.beta * train["kl"]
-                last = self.state.get("best_train")
-                improved = math.isfinite(objective) and (
-                    last is None or objective > last + cfg.tolerance * abs(last))
-                if math.isfinite(objective) and (last is None or objective > last):
-                    self.state["best_train"] = objective
-                stopped, self.state["stopped_early"] = self.state["stopped_early"], False
-                self._plateau(improved)
-                self.state["stopped_early"] = stopped
+                self._improved()
+                self.stopping.update(self.state, self.training_score(train["reconstruction"], train["kl"]),
+                                     self.optimizer.param_groups, best="best_train", stop=False)
         record["seconds"] = time.perf_counter() - began
         record["lr"] = self.optimizer.param_groups[0]["lr"]
         self.state["epoch"] = epoch
-        bar.set_postfix(_postfix(epoch, train, record.get("val")), refresh=True)
-        if self.main:
-            self._append_metrics(record)
+        progress.end_epoch(epoch, train, record.get("val"))
+        self._append_metrics(record)
         self._save()
         return record
+
+    def _monitor(self, epoch: int, score: float) -> None:
+        """After validation: keep the model when ``score`` is the best yet (any improvement),
+        and let :class:`EarlyStopping` count, lower the rate, stop. The score is a
+        deterministic function of the weights (common random numbers, see :meth:`_validate`),
+        so no Monte-Carlo noise decides either."""
+        if self.stopping.update(self.state, score, self.optimizer.param_groups):
+            self.state["best_epoch"] = epoch
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self._improved()
+
+    def _improved(self) -> None:
+        if self.on_improve is not None and self.main:
+            model = self.model
+            self._write("the model", lambda: self.on_improve(model))
 
     @torch.no_grad()
     def _update_average(self) -> None:
@@ -708,49 +958,19 @@ class Trainer:
             with torch.no_grad():
                 torch._foreach_copy_([p.data for p in self.params_model], trained)
 
-    def _steps(self, epoch: int, x_train: torch.Tensor | NpyStream, steps: int, bar: tqdm,
-               first: int, sums: torch.Tensor, seen: int) -> tuple[int, tuple[int, str] | None]:
+    def _steps(self, epoch: int, x_train: torch.Tensor | NpyStream, steps: int,
+               progress: Progress, first: int, sums: torch.Tensor,
+               seen: int) -> tuple[int, tuple[int, str] | None]:
         """The optimizer steps of ``epoch`` from step ``first``, adding to ``sums`` and
         ``seen``. Returns ``(seen, None)``, or ``(seen, (step, what))`` at a step whose loss
         or gradients are not finite (not taken). A pending Ctrl-C checkpoints the state at the
         next step boundary and raises :class:`TrainingInterrupted`."""
-        cfg, model, optimizer = self.config, self.model, self.optimizer
-        # The finiteness check, inlined: one fused kernel and (CPU) one read per step.
-        mark, params, bad, one = self._mark, self.params, self._bad, self._one
-        immediate = not self.deferred_check
-        # The flag read on the CPU: through a numpy view of it (no call into torch).
-        flagged = bad.numpy().__bool__ if bad.device.type == "cpu" else bad.item
         for step, batch in enumerate(self._batches(x_train, epoch, first), start=first):
-            if self.dist is not None:  # this rank's contiguous slice of the global batch
-                n, bad = self._distributed_step(epoch, step, steps, batch, sums)
-                if bad:
-                    return seen, (step, "loss or gradient")
-                seen += n
-            else:
-                if self.batch_transform is not None:  # e.g. a fresh binarization (torch's RNG)
-                    batch = self.batch_transform(batch)
-                if cfg.kl_warmup:  # a function of (epoch, step) only: resumed runs see the same
-                    self.objective.beta = cfg.beta_at(epoch, step / steps)
-                terms = self.forward(model, batch)
-                loss = -terms.surrogate.mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                with torch.no_grad():
-                    sums += term_sums(terms)
-                # Before the step, so the weights never take a non-finite one: the running
-                # sums of the loss's terms (non-finite as soon as one reconstruction or KL
-                # value is) and every gradient (where any other NaN in the loss ends up).
-                # Deferred: the flag stays on the device, where Adam skips the step.
-                mark([sums, *[p.grad for p in params if p.grad is not None]], bad, one)
-                if immediate and flagged():
-                    return seen, (step, self._culprit(loss, terms))
-                optimizer.step()
-                if self.average is not None:
-                    self._update_average()
-                seen += len(batch)
-            bar.update(1)
-            if self.progress and (step + 1) % cfg.log_every == 0:
-                bar.set_postfix(_postfix(epoch, mean_terms(sums, seen)), refresh=False)
+            taken, fault = self._step(epoch, step, steps, batch, sums)
+            if fault is not None:
+                return seen, (step, fault)
+            seen += taken
+            progress.step(epoch, step, sums, seen)
             if self._interrupts.pending and step + 1 < steps:
                 if self.deferred_check and bool(self._bad.item()):
                     return seen, (step, "loss or gradient")
@@ -760,6 +980,38 @@ class Trainer:
         if self.deferred_check and bool(self._bad.item()):  # once per epoch on a GPU
             return seen, (steps - 1, "loss or gradient")
         return seen, None
+
+    def _step(self, epoch: int, step: int, steps: int, global_batch: torch.Tensor,
+              sums: torch.Tensor) -> tuple[int, str | None]:
+        """One optimizer step on this process's part of ``global_batch: [b, dim]`` (all of
+        it in one process; see :class:`DataParallel`), adding its term sums to ``sums``.
+        Returns the number of examples it took, and None, or what was not finite (then
+        nothing was stepped: the check comes before ``optimizer.step``, so the weights never
+        take a non-finite step; deferred on an accelerator, where Adam skips the step)."""
+        batch = self.parallel.slice(global_batch)
+        for schedule in self.schedules:  # functions of (epoch, step): resumed runs see the same
+            schedule.before_step(self.objective, epoch, step, steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = terms = None
+        if len(batch):  # a rank's slice is empty when the last batch has fewer examples than ranks
+            if self.batch_transform is not None:  # e.g. a fresh binarization (torch's RNG)
+                batch = self.batch_transform(batch)
+            terms = self.forward(self.model, batch)
+            # A slice's sum divided by the *global* batch size: the ranks' gradients then add
+            # up to the gradient of the global-batch mean, whatever the slice sizes.
+            loss = (-terms.surrogate.mean() if len(batch) == len(global_batch)
+                    else -terms.surrogate.sum() / len(global_batch))
+            loss.backward()
+            with torch.no_grad():
+                sums += term_sums(terms)
+        self._mark(self.parallel.reduce(self.params, loss, sums), self._bad, self._one)
+        if not self.deferred_check and self._flagged():
+            return len(batch), self.parallel.culprit or self._culprit(loss, terms)
+        self.optimizer.step()
+        if self.average is not None:
+            self._update_average()
+        self.parallel.after_step(len(batch) / len(global_batch))
+        return len(batch), None
 
     def _culprit(self, loss: torch.Tensor, terms: bounds.Terms) -> str:
         """What was not finite (the rare path after a fault): the loss, or which gradient."""
@@ -842,10 +1094,9 @@ class Trainer:
     def _recover(self, epoch: int, steps: int, first: int, fault: tuple[int, str],
                  snapshot: dict) -> None:
         """After a non-finite loss or gradient at ``fault = (step, what)``: roll back to
-        ``snapshot`` (the epoch's start) and halve the learning rate, or, with
-        ``on_nan="stop"`` or no retries left, roll back and raise :class:`NumericalError`.
-        Every event is a warning and a ``metrics.jsonl`` record."""
-        cfg = self.config
+        ``snapshot`` (the epoch's start) and, as :class:`NaNGuard` decides, halve the
+        learning rate and go on, or raise :class:`NumericalError`. Every event is a warning
+        and a ``metrics.jsonl`` record."""
         step, what = fault
         retries = int(self.state.get("retries", 0))
         lrs = [group["lr"] for group in self.optimizer.param_groups]
@@ -855,25 +1106,22 @@ class Trainer:
         where = (f"epoch {epoch}, step {step + 1} of {steps}" if not self.deferred_check
                  else f"epoch {epoch} (detected at its end)")
         event = {"epoch": epoch, "event": "non-finite", "step": step + 1, "what": what}
-        if cfg.on_nan == "stop" or retries >= cfg.max_retries:
-            if self.main:
-                self._append_metrics({**event, "action": "stop", "retries": retries})
-            reason = ("on_nan is 'stop'" if cfg.on_nan == "stop" else
-                      f"still after {retries} {'retry' if retries == 1 else 'retries'} with a "
-                      f"halved learning rate (now {lrs[0]:.3g})")
+        if not self.guard.retry(retries):
+            self._append_metrics({**event, "action": "stop", "retries": retries})
             kept = self._intact() if self.run_dir is not None else "no run directory"
-            raise NumericalError(f"non-finite {what} at {where}, {reason}; rolled back to "
-                                 f"{back_to} and stopped ({kept}); try a lower learning rate")
+            raise NumericalError(f"non-finite {what} at {where}, {self.guard.why_stop(retries, lrs[0])}; "
+                                 f"rolled back to {back_to} and stopped ({kept}); try a lower "
+                                 "learning rate")
         halved = [lr / 2 for lr in lrs]
         for group, lr in zip(self.optimizer.param_groups, halved, strict=True):
             group["lr"] = lr
         self.state["retries"] = retries + 1
+        self._append_metrics({**event, "action": "rollback", "lr": halved[0],
+                              "retry": retries + 1, "max_retries": self.guard.max_retries})
         if self.main:
-            self._append_metrics({**event, "action": "rollback", "lr": halved[0],
-                                  "retry": retries + 1, "max_retries": cfg.max_retries})
             warnings.warn(f"non-finite {what} at {where}: rolled back to {back_to}, learning "
                           f"rate halved to {halved[0]:.3g} (retry {retries + 1} of "
-                          f"{cfg.max_retries})", NumericalFaultWarning, stacklevel=4)
+                          f"{self.guard.max_retries})", NumericalFaultWarning, stacklevel=4)
 
     def _batches(self, x_train: torch.Tensor | NpyStream, epoch: int,
                  first: int = 0) -> Iterator[torch.Tensor]:
@@ -893,118 +1141,24 @@ class Trainer:
             if i >= first:
                 yield batch.to(self.device)
 
-    def _distributed_step(self, epoch: int, step: int, steps: int, global_batch: torch.Tensor,
-                          sums: torch.Tensor) -> tuple[int, bool]:
-        """One optimizer step on this rank's slice of ``global_batch``; adds the slice's
-        term sums to ``sums`` and returns its size, and whether the step was refused for a
-        non-finite loss or gradient (then nothing was stepped). Every rank decides alike: a
-        rank's non-finite loss poisons its gradient (times ``loss * 0 + 1``, which is 1.0
-        when the loss is finite) before the all-reduce, and the check reads the reduced
-        gradients, the same on every rank.
 
-        Gradients are averaged by an explicit all-reduce after ``backward`` rather than by
-        wrapping a module in DistributedDataParallel: the objective is called as
-        ``objective(model, batch)`` (DDP wraps one module's forward), some estimators call
-        ``autograd.grad`` inside it (DReG) or leave parameters unused, the learned baseline's
-        parameters live in the objective, and a rank's slice can be empty on the last batch.
-        One flat all-reduce per step of all trained parameters (the model's and the
-        objective's) handles all of these, keeps ``state_dict`` keys and ``torch.compile``
-        untouched, and costs about what DDP's bucketed reduction does at these model sizes
-        (DDP's overlap of communication with the backward pass buys little here)."""
-        cfg, optimizer = self.config, self.optimizer
-        assert self.dist is not None
-        batch = global_batch[self.dist.shard(len(global_batch))]
-        if cfg.kl_warmup:  # a function of (epoch, step) only: resumed runs see the same
-            self.objective.beta = cfg.beta_at(epoch, step / steps)
-        optimizer.zero_grad(set_to_none=True)
-        if len(batch):  # empty when the last global batch has fewer examples than ranks
-            if self.batch_transform is not None:  # this rank's draw (its own RNG stream)
-                batch = self.batch_transform(batch)
-            terms = self.forward(self.model, batch)
-            # A sum over the slice divided by the *global* batch size: the ranks' gradients
-            # then add up to the gradient of the global-batch mean, whatever the slice sizes.
-            loss = -terms.surrogate.sum() / len(global_batch)
-            loss.backward()
-            with torch.no_grad():
-                sums += term_sums(terms)
-                carrier = next((p.grad for p in self.params if p.grad is not None), None)
-                if carrier is not None:
-                    carrier.mul_(loss.detach() * 0 + 1)
-        distributed.all_reduce_gradients(self.params)
-        self._mark([p.grad for p in self.params if p.grad is not None], self._bad, self._one)
-        if bool(self._bad.item()):  # the all-reduce above has synchronized already
-            return len(batch), True
-        optimizer.step()
-        if self.average is not None:
-            self._update_average()
-        distributed.sync_buffers(self.buffers, len(batch) / len(global_batch), self.device)
-        return len(batch), False
-
-    def _validate(self, x_val: torch.Tensor) -> dict[str, float]:
-        """Validation ELBO terms; under several processes each rank scores its contiguous
-        share of ``x_val`` and the sums are all-reduced, so every rank gets the same numbers
-        (and makes the same early-stopping decision)."""
+    @torch.no_grad()
+    def _validate(self, x_val: torch.Tensor) -> tuple[dict[str, float], float]:
+        """The mean validation terms of ``x_val: [m, dim]`` (the record's ``"val"``: ELBO,
+        reconstruction, KL) and the mean score early stopping follows, both from the
+        objective's ``validation_terms``. Under several processes each rank scores its
+        contiguous share of ``x_val`` and the sums are all-reduced, so every rank gets the
+        same numbers (and makes the same early-stopping decision)."""
+        part = x_val if self.dist is None else x_val[self.dist.shard(len(x_val))]
+        sums = torch.zeros(3, dtype=torch.float64)  # reconstruction, KL, score
         # The same draws of z every epoch (common random numbers): the epoch-to-epoch change
         # of the score is then the change of the model, not Monte-Carlo noise, and validating
         # leaves the training stream of random numbers untouched.
         with seeded((VALIDATION_SEED + self.config.seed) % 2**64):
-            if self.dist is None:
-                return evaluate_terms(self.model, x_val, kl=self.config.kl)
-            sums = total_terms(self.model, x_val[self.dist.shard(len(x_val))], kl=self.config.kl)
-        sums = distributed.all_reduce_sum(sums.to(self.device)).cpu()
-        return mean_terms(sums, len(x_val))
-
-    def _early_stopping(self, epoch: int, val_objective: float) -> None:
-        """Keep the best model (any improvement of the validation objective), and count the
-        epochs since the last *significant* one (by more than ``tolerance`` relative): those
-        drive the learning-rate schedule and early stopping. The validation objective is a
-        deterministic function of the weights (common random numbers, see :meth:`_validate`),
-        so no Monte-Carlo noise decides either."""
-        state = self.state
-        best = state["best_val"]
-        # A NaN or infinite validation value never counts as the best (nor blocks a later one).
-        finite = math.isfinite(val_objective)
-        if finite and (best is None or val_objective > best):
-            state.update(best_val=val_objective, best_epoch=epoch)
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            if self.on_improve is not None and self.main:
-                self._write("the model", lambda: self.on_improve(self.model))
-        self._plateau(finite and (best is None
-                                  or val_objective > best + self.config.tolerance * abs(best)))
-
-    def _plateau(self, improved: bool) -> None:
-        """After an epoch: reset the counters when the monitored objective ``improved``
-        significantly, else multiply the learning rate by ``lr_factor`` every ``lr_patience``
-        epochs without (plateau schedule), and stop after ``patience`` of them. Adam at a
-        constant rate ends in a noise ball around the optimum whose size is set by the rate;
-        lowering it when progress stalls is what lets a run reach the optimum (measured on
-        probabilistic PCA: docs/design.md)."""
-        cfg, state = self.config, self.state
-        if improved:
-            state.update(bad_epochs=0, lr_bad_epochs=0)
-            return
-        state["bad_epochs"] += 1
-        state["lr_bad_epochs"] = state.get("lr_bad_epochs", 0) + 1
-        if cfg.lr_schedule == "plateau" and state["lr_bad_epochs"] >= cfg.lr_patience:
-            state["lr_bad_epochs"] = 0
-            for group in self.optimizer.param_groups:  # never raised (rollbacks halve it too)
-                group["lr"] = max(group["lr"] * cfg.lr_factor, min(group["lr"], cfg.min_lr))
-        if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
-            state["stopped_early"] = True
-
-    def _append_metrics(self, record: dict) -> None:
-        path = self._metrics_path()
-        if path is not None:
-            def append() -> None:
-                with path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-            self._write("metrics.jsonl", append)
-
-
-def _postfix(epoch: int, train: dict[str, float], val: dict | None = None) -> dict:
-    out = {"epoch": epoch, "elbo": f"{train['elbo']:.2f}", "rec": f"{train['reconstruction']:.2f}",
-           "kl": f"{train['kl']:.2f}"}
-    if val is not None:
-        out["val_elbo"] = f"{val['elbo']:.2f}"
-    return out
-
+            for start in range(0, len(part), VALIDATION_BATCH):
+                terms = self.validation_terms(self.model, part[start:start + VALIDATION_BATCH])
+                sums[:2] += term_sums(terms).cpu()
+                sums[2] += terms.surrogate.sum().double().cpu()
+        if self.dist is not None:
+            sums = distributed.all_reduce_sum(sums.to(self.device)).cpu()
+        return mean_terms(sums[:2], len(x_val)), float(sums[2]) / len(x_val)

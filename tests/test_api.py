@@ -106,3 +106,30 @@ def test_categorical_and_multinomial_vaes_train_and_sample():
     assert length == int(np.median(counts.sum(1)))
     assert np.all(vae.sample(5, seed=0).sum(1) == length)
     assert (vae.score_samples(counts[:10], k=10) < 0).all()
+
+
+def test_the_training_options_are_declared_once_in_trainconfig():
+    """TrainConfig declares the training options; the facades take each as a parameter of
+    the same name and default (scikit-learn needs them spelled in __init__'s signature: this
+    test keeps the spellings one), train_config() passes them through, and the CLI has a
+    flag for each with the same default (epochs and lr: None, the facade's default)."""
+    import inspect
+    from dataclasses import fields
+
+    from elbokit import LatentModel
+    from elbokit.cli import build_parser
+    from elbokit.training import TrainConfig
+
+    cli_defaults = vars(build_parser().parse_args(["fit"]))
+    for field in fields(TrainConfig):
+        if field.name == "log_every":  # a logging cadence, not a training choice
+            continue
+        for cls in (VAE, LatentModel):
+            parameter = inspect.signature(cls).parameters[field.name]
+            expected = None if field.name == "lr" else field.default
+            assert parameter.default == expected, (cls.__name__, field.name)
+        assert field.name in cli_defaults, field.name
+        if field.name not in ("epochs", "lr"):
+            assert cli_defaults[field.name] == field.default, field.name
+    options = {"batch_size": 7, "kl_warmup": 3, "ema": 0.5, "lr_patience": 9, "seed": 4}
+    assert all(getattr(VAE(**options).train_config(), k) == v for k, v in options.items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -82,3 +83,68 @@ def test_checkpoint_refuses_tampering(tmp_path):
         checkpoint.load_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         checkpoint.load_checkpoint(tmp_path / "nothing")
+
+
+# -- saved kinds: one stamp, one format/version check ------------------------------------
+
+def test_every_saved_kind_is_in_the_module_table():
+    for name, kind in checkpoint.SAVED_KINDS.items():
+        assert name in checkpoint.__doc__ and kind.version >= 1 and checkpoint.SAVED_KINDS.help(name)
+
+
+def test_stamp_and_check_round_trip():
+    record = checkpoint.stamp("elbokit.novelty", {"threshold": 1.5, "format": "old", "version": 0})
+    assert record == {"threshold": 1.5, "format": "elbokit.novelty", "version": 1}
+    assert checkpoint.check_record(json.loads(json.dumps(record)), "elbokit.novelty", "d") == record
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"format": "elbokit.classifier", "version": 1},
+     "f.json: holds an elbokit classifier, not an elbokit model"),
+    ({"format": "pickle", "version": 1}, "f.json: not an elbokit model (format 'pickle')"),
+    ({"weights": []}, "f.json: not an elbokit model (no format)"),
+    ([1, 2], "f.json: not an elbokit model (not a JSON object)"),
+    ({"format": "elbokit.model"}, "f.json: malformed elbokit model (version None)"),
+    ({"format": "elbokit.model", "version": "1"}, "f.json: malformed elbokit model (version '1')"),
+    ({"format": "elbokit.model", "version": 3},
+     "f.json: written by a newer elbokit (version 3); this one reads version 1"),
+])
+def test_check_refuses_in_one_line(record, message):
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.check_record(record, "elbokit.model", "f.json")
+    assert str(info.value) == message
+
+
+def test_save_and_load_record_with_tensors(tmp_path):
+    tensors = {"w": torch.randn(2, 3)}
+    written = checkpoint.save_record(tmp_path / "c", "elbokit.classifier", {"kind": "x"}, tensors)
+    assert sorted(os.listdir(tmp_path / "c")) == ["classifier.json", "classifier.safetensors"]
+    record, loaded = checkpoint.load_record(tmp_path / "c", "elbokit.classifier")
+    assert record == written and record["format"] == "elbokit.classifier"
+    assert torch.equal(loaded["w"], tensors["w"])
+    with pytest.raises(CheckpointError, match=r"c: holds an elbokit classifier \(classifier.json\), not"):
+        checkpoint.load_model(tmp_path / "c")  # no model.json, but another kind's record
+    os.replace(tmp_path / "c" / "classifier.json", tmp_path / "c" / "model.json")
+    with pytest.raises(CheckpointError, match="model.json: holds an elbokit classifier, not"):
+        checkpoint.load_model(tmp_path / "c")
+    with pytest.raises(checkpoint.NonFiniteError, match="classifier tensor 'w' holds NaN"):
+        checkpoint.save_record(tmp_path / "c", "elbokit.classifier", {}, {"w": torch.tensor([float("nan")])})
+    assert not (tmp_path / "c" / "classifier.json").exists()  # nothing written
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"format": "elbokit.classifier", "version": 1, "kind": "vae"},
+     "config.json: holds an elbokit classifier, not an elbokit run configuration"),
+    ({"format": "elbokit.run", "version": 2, "kind": "vae"},
+     "config.json: written by a newer elbokit (version 2); this one reads version 1"),
+])
+def test_the_cli_names_another_kind_or_a_newer_version_in_one_line(tmp_path, capsys, content,
+                                                                   message):
+    from elbokit.cli import main
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(content))
+    assert main(["evaluate", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("elbokit: error: ") and message in err

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from elbokit import VAE, Mixture
+from elbokit import VAE, Mixture, checkpoint
 from elbokit.data.text import BagOfWords, load_sms_spam
 from elbokit.errors import CheckpointError, ConfigError
 from elbokit.models import classifiers
@@ -161,8 +161,9 @@ def test_a_tampered_density_is_refused(tmp_path, saved):
 
 @pytest.mark.parametrize("edit, match", [
     (lambda r: r.update(kind="nope"), "unknown classifier kind 'nope'"),
-    (lambda r: r.update(format="elbokit.model"), "not an elbokit classifier record"),
-    (lambda r: r.update(version=99), "unsupported version 99"),
+    (lambda r: r.update(format="elbokit.model"), "holds an elbokit model, not an elbokit classifier"),
+    (lambda r: r.update(format="pickle"), "not an elbokit classifier \\(format 'pickle'\\)"),
+    (lambda r: r.update(version=99), r"newer elbokit \(version 99\); this one reads version 1"),
     (lambda r: r.pop("sha256"), "no checksum"),
     (lambda r: r.pop("classes"), "malformed classifier record"),
     (lambda r: r["params"].update(colour="red"), "malformed classifier record"),
@@ -198,7 +199,7 @@ def test_save_replaces_a_saved_classifier_only_and_atomically(tmp_path, counts, 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(classifiers, "write_json", broken)
+    monkeypatch.setattr(checkpoint, "atomic_write_many", broken)
     with pytest.raises(OSError):
         first.save(tmp_path / "m")
     monkeypatch.undo()

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from elbokit import VAE, Mixture
-from elbokit.data import NAMED, split_indices
+from elbokit.data import DATASETS, split_indices
 from elbokit.data.text import BagOfWords, load_sms_spam
 from elbokit.errors import ConfigError, DataError
 from elbokit.metrics import ZERO_DIVISION, binary_report, multiclass_report, positive_class
@@ -225,6 +225,39 @@ def test_logistic_regression_reaches_scikit_learns_optimum(sms):
     assert ours.history_[-1] <= ours.history_[0]
 
 
+def test_discriminative_classifiers_train_through_the_trainer(sms, monkeypatch):
+    """Through the one training loop they gain early stopping on a held-out split (the
+    best epoch's weights kept), the NaN guard and devices."""
+    from elbokit.models import classifiers
+    from elbokit.training import NumericalFaultWarning
+
+    X, y = sms["X_train"][:1500], sms["y_train"][:1500]
+    # A large rate overfits 1,200 messages fast: the held-out log p(y | x) peaks early.
+    stopped = MLPClassifier(hidden=(64,), lr=1e-2, epochs=60, val_fraction=0.2, patience=3).fit(X, y)
+    assert stopped.stopped_early_ and len(stopped.history_) < 60
+    assert stopped.score(sms["X_test"], sms["y_test"]) > 0.95
+    full = MLPClassifier(hidden=(64,), lr=1e-2, epochs=5).fit(X, y)
+    assert not full.stopped_early_ and len(full.history_) == 5
+    # A NaN in one step's log-probabilities is caught before the step and rolled back.
+    calls, log_proba = [0], classifiers.DiscriminativeModule.log_proba
+
+    def faulty(self, x):
+        calls[0] += 1
+        out = log_proba(self, x)
+        return out * float("nan") if calls[0] == 7 else out
+
+    monkeypatch.setattr(classifiers.DiscriminativeModule, "log_proba", faulty)
+    with pytest.warns(NumericalFaultWarning, match="rolled back"):
+        guarded = LogisticRegression(epochs=2).fit(X, y)
+    assert all(torch.isfinite(p).all() for p in guarded.module_.parameters())
+    monkeypatch.undo()
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            LogisticRegression(device="cuda").fit(X, y)
+    with pytest.raises(ConfigError, match="val_fraction"):
+        LogisticRegression(val_fraction=1.0).fit(X, y)
+
+
 # -- metrics ----------------------------------------------------------------------------------
 
 
@@ -284,7 +317,7 @@ def test_binary_report_refuses_bad_input():
 def test_digits_multiclass():
     """Ten classes: a discriminative and a generative (a Bernoulli mixture per digit)
     classifier on binarized digits, scored by multiclass_report."""
-    data = NAMED["digits"][0]()
+    data = DATASETS["digits"]()
     parts = split_indices(len(data.x), seed=0, test_fraction=0.3, val_fraction=0.0)
     X_train, y_train = data.x[parts["train"]], data.y[parts["train"]]
     X_test, y_test = data.x[parts["test"]], data.y[parts["test"]]

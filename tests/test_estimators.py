@@ -247,19 +247,17 @@ def test_estimator_state_survives_a_checkpoint(tmp_path, digits_split):
 # -- the registry ------------------------------------------------------------------------------
 
 @pytest.fixture
-def toy_elbo(monkeypatch) -> type:
+def toy_elbo():
     """A plain reparameterized ELBO registered from outside the library, as a user's own
-    estimator would be, as "test-toy-elbo": for one test (the registry's tables are copies,
-    restored afterwards, so no other test sees it)."""
-    registry = estimators.ESTIMATORS
-    monkeypatch.setattr(registry, "_entries", dict(registry._entries))
-    monkeypatch.setattr(registry, "_help", dict(registry._help))
+    estimator would be, as "test-toy-elbo": for one test (removed afterwards, so no other
+    test sees it)."""
 
-    @registry.register("test-toy-elbo", help="a plain reparameterized ELBO (tests)")
+    @estimators.ESTIMATORS.register("test-toy-elbo", help="a plain reparameterized ELBO (tests)")
     class ToyELBO(estimators.Reparameterize):
         """The reparameterized ELBO under another name."""
 
-    return ToyELBO
+    yield ToyELBO
+    estimators.ESTIMATORS.remove("test-toy-elbo")
 
 
 def test_every_estimator_is_registered_once_and_names_start_with_auto():

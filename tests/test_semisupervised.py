@@ -21,7 +21,13 @@ from elbokit.data.text import BagOfWords, load_sms_spam
 from elbokit.errors import DataError
 from elbokit.metrics import binary_report
 from elbokit.models.classifiers import Classifier, ClassifierModule, LogisticRegression, encode_labels
-from elbokit.models.semisupervised import M2Config, M2Module, SemiSupervisedClassifier
+from elbokit.models.semisupervised import (
+    M2Config,
+    M2Module,
+    SemiSupervisedClassifier,
+    SemiSupervisedObjective,
+)
+from elbokit.training import VALIDATION_SEED, TrainConfig, Trainer, seeded
 
 
 def small_m2(seed: int = 0) -> tuple[M2Module, torch.Tensor]:
@@ -143,3 +149,22 @@ def test_save_and_load_round_trip(sms, tmp_path):
     assert isinstance(loaded, SemiSupervisedClassifier) and loaded.n_labelled_ == 40
     np.testing.assert_array_equal(loaded.predict_proba(X_test[:50]), model.predict_proba(X_test[:50]))
     assert loaded.history_ == model.history_
+
+
+def test_m2_trains_with_a_validation_split_scored_by_its_own_bound():
+    """The trainer validates M2 on U(x), the objective's bound on log p(x) (the generic ELBO
+    does not apply: M2 has no q(z | x) alone), and keeps the best epoch's model."""
+    module, _ = small_m2()
+    torch.manual_seed(3)
+    x = torch.randint(0, 4, (60, 6)).double()
+    x[:, 0] += 1
+    objective = SemiSupervisedObjective(x[:10], torch.randint(0, 3, (10,)), alpha=1.0, labelled_batch=4)
+    trainer = Trainer(module, TrainConfig(epochs=3, batch_size=10, patience=None, ema=0.0),
+                      objective=objective)
+    history = trainer.fit(x[:40], x[40:])
+    assert all(np.isfinite(h["val"]["elbo"]) for h in history)
+    with seeded(VALIDATION_SEED), torch.no_grad():  # the validation draws, as the trainer made them
+        u = module.unlabelled_terms(x[40:])
+    best = history[trainer.state["best_epoch"] - 1]["val"]
+    assert best["elbo"] == pytest.approx(float(u.elbo.mean()), rel=1e-12)
+    assert trainer.state["best_val"] == pytest.approx(best["elbo"], rel=1e-12)

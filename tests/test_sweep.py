@@ -92,6 +92,7 @@ def test_an_interrupted_member_resumes(tmp_path, capsys):
 def test_a_sweep_records_only_the_options_of_its_model(tmp_path):
     """Issue 12 (11): a VAE sweep listed the mixture's components, fit, max-iter and n-init
     among its shared options. A sweep written so still continues."""
+    from elbokit import workflows
     from elbokit.api import options_for
     from elbokit.cli import build_parser, sweep
     from elbokit.runs import write_config
@@ -107,8 +108,7 @@ def test_a_sweep_records_only_the_options_of_its_model(tmp_path):
     old.mkdir()
     write_config(old, {"kind": "sweep", "betas": [1.0],
                        "params": options | {"components": 10, "fit": "em", "max_iter": 200, "n_init": 1}})
-    args.out = old
-    assert sweep._prepare(old, args) == [1.0]
+    assert workflows._prepare_sweep(old, options, [1.0], overwrite=False) == [1.0]
     assert json.loads((old / "config.json").read_text())["params"] == options
 
 

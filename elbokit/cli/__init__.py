@@ -10,7 +10,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .. import distributed
+from .. import distributed, plugins
 from ..errors import ElbokitError
 from ..progress import on_terminal, showing, write_line
 from . import classify, datasets, evaluate, fit, predict, report, sample, sweep
@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     try:
+        plugins.load_components()  # installed packages' observation models, estimators, ...
         args = build_parser().parse_args(argv)
         # Progress bars on a terminal only (never in pipes, files, tests, CI), and from one
         # process under torchrun.

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import math
-import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from ..checkpoint import atomic_write
 from ..data import HEADER_CHOICES
-from ..errors import ConfigError, DataError, numbered_rows
+from ..errors import ConfigError, DataError, in_file_rows, memory_guard, numbered_rows  # noqa: F401 (re-exported)
 
 
 class Parser(argparse.ArgumentParser):
@@ -86,27 +82,12 @@ def widths(text: str) -> tuple[int, ...]:
         ) from None
 
 
-@contextlib.contextmanager
-def memory_guard(what: str, advice: str) -> Iterator[None]:
-    """Turn a failed allocation inside the block (a model or a batch sized by the options:
-    ``--hidden 100000000``, ``-n 10**12``) into a one-line :class:`ConfigError`:
-    ``"<what> does not fit in memory (<n> bytes asked for); <advice>"``."""
-    try:
-        yield
-    except MemoryError:
-        raise ConfigError(f"{what} does not fit in memory; {advice}") from None
-    except RuntimeError as e:  # torch's allocator: "... can't allocate memory: you tried to ..."
-        if "allocate" not in str(e):
-            raise
-        asked = re.search(r"allocate (\d+) bytes", str(e))
-        size = f" ({int(asked.group(1)):,} bytes asked for)" if asked else ""
-        raise ConfigError(f"{what} does not fit in memory{size}; {advice}") from None
-
-
-def in_file_rows(rows: np.ndarray | None) -> contextlib.AbstractContextManager:
-    """Inside the block, messages name example ``i`` of a split as row ``rows[i]`` of the
-    data (see :func:`elbokit.errors.numbered_rows`); ``None``: as given."""
-    return numbered_rows(rows) if rows is not None else contextlib.nullcontext()
+def add_model_option(p: argparse.ArgumentParser) -> None:
+    """``--model``: the user's model class a run was trained with, named again (elbokit
+    never imports code because a run's files say so; see :mod:`elbokit.plugins`)."""
+    p.add_argument("--model", default=None, metavar="PATH.py:Class|module:Class",
+                   help="a run of a user's own model: the same --model it was trained with "
+                   "(not needed for built-in models and installed plugins)")
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

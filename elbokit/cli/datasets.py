@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import NAMED, READERS, mnist
+from ..data import DATASETS, READERS, mnist
 from .common import format_table
 
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         if args.to is not None:
             print(f"(set {mnist.ENV}={args.to} for --data {args.download} to find it)")
         return 0
-    rows = [(n, d) for n, (_, d) in NAMED.items()]
+    rows = [(name, DATASETS.help(name)) for name in DATASETS]
     rows.append(("sms-spam", "5,574 SMS labelled ham/spam (CC BY 4.0), for `elbokit classify`; bundled"))
     print(format_table(("name", "description"), rows))
     print(f"\n--data also accepts a path to a {', '.join(READERS)} file "

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import figures, runs
-from ..api import MODEL_KINDS, LatentModel
+from .. import runs, workflows
+from ..errors import ConfigError
 from .common import (
     SCORE_HEADERS,
     add_header_option,
     add_json_option,
+    add_model_option,
     check_output_file,
     diagnostics_lines,
     format_table,
@@ -45,30 +46,25 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--iwae-k", type=positive_int, default=50, help="k of the IWAE bound (50)")
     p.add_argument("--seed", type=seed, default=0,
                    help="seeds the samples of z: the same seed gives the same numbers (default 0)")
+    add_model_option(p)
     add_json_option(p, "the scores", default="RUN/evaluation.json")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = runs.read_config(args.run, kinds=tuple(MODEL_KINDS))
     check_output_file(args.json, "--json")
     if args.k < 2:
-        raise runs.ConfigError("--k must be at least 2 (the standard error needs two samples)")
-    vae = LatentModel.load(args.run)
+        raise ConfigError("--k must be at least 2 (the standard error needs two samples)")
+    run = workflows.Run.load(args.run, model=args.model)
     rows = None  # the file's own rows
     if args.data is not None:
-        x = runs.load_data(args.data, config["data"].get("binarize"), args.header).x
+        x = runs.load_data(args.data, run.config["data"].get("binarize"), args.header).x
         split, where = "file", args.data
     else:
-        run_data = runs.prepare_data(config["data"])
-        runs.check_fingerprint(run_data, config)
-        x, split, where = run_data.split(args.split), args.split, config["data"]["source"]
-        rows = run_data.file_rows(args.split)
-        if len(x) == 0:
-            raise runs.ConfigError(f"{args.run}: the {args.split} split is empty")
-    vae.as_tensor(x, where=where)  # width and support checked before any work
+        (x, rows), split, where = run.examples(args.split), args.split, run.config["data"]["source"]
+    run.model.as_tensor(x, where=where)  # width and support checked before any work
     with memory_guard("the evaluation", "use a smaller --k or --iwae-k"), in_file_rows(rows):
-        scores = vae.evaluate(x, k=args.k, iwae_k=args.iwae_k, seed=args.seed)
-        found = figures.diagnose(vae, x, scores)
+        scores = run.evaluate(x, k=args.k, iwae_k=args.iwae_k, seed=args.seed)
+    found = scores.pop("diagnostics")
     result = {**scores, "split": split, "source": str(where), "seed": args.seed,
               "diagnostics": found}
     out = human_output(args.json)

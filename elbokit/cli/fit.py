@@ -9,25 +9,24 @@ rank 0 before training ends the others too (one line, from rank 0).
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import math
 import sys
 import time
-import warnings
+from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
-from sklearn.metrics import adjusted_rand_score
-
-from .. import bounds, distributed, estimators, figures, report, runs
+from .. import bounds, distributed, estimators, plugins, workflows
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
-from ..checkpoint import CheckpointWriteError, has_checkpoint, write_json
-from ..data import NAMED
+from ..checkpoint import has_checkpoint
 from ..data.stream import DEFAULT_BUDGET, parse_size
-from ..errors import ConfigError, DataError, ElbokitError
+from ..errors import ConfigError, ElbokitError
 from ..likelihoods import LIKELIHOODS, Gaussian
+from ..models.latents import latent_help
 from ..models.vae import ARCHITECTURES
 from ..nets import ACTIVATIONS
-from ..training import DEFAULT_EPOCHS, LR_SCHEDULES, TrainingInterrupted
+from ..training import DEFAULT_EPOCHS, LR_SCHEDULES, TrainConfig, TrainingInterrupted
 from .common import (
     MAX_FLOAT_OPTION,
     SCORE_HEADERS,
@@ -35,8 +34,6 @@ from .common import (
     diagnostics_lines,
     format_table,
     fraction,
-    in_file_rows,
-    memory_guard,
     nonnegative_float,
     nonnegative_int,
     positive_float,
@@ -46,8 +43,6 @@ from .common import (
     seed,
     widths,
 )
-
-MAX_CATEGORIES = 2**16  # --likelihood categorical: codes 0 .. 65535
 
 
 def add_parser(sub, name: str) -> None:
@@ -88,9 +83,12 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                        help="with --stream: bytes of file data held at once, e.g. 512M, 2G "
                        f"(default {DEFAULT_BUDGET}); Python and torch come on top")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default="vae", choices=("vae", "mixture"),
-                   help="a VAE, or a mixture of --components K (z = component, exact posterior) "
-                   "(default vae)")
+    m.add_argument("--model", default="vae", metavar="vae|mixture|PATH.py:Class|module:Class",
+                   help="; ".join(f"{name}: {MODEL_KINDS.help(name)}" for name in MODEL_KINDS)
+                   + " (default vae)")
+    m.add_argument("--model-options", type=json_object, default=None, metavar="JSON",
+                   help="a user's --model: options its class is built with, besides dim=<the "
+                   "data's width>, e.g. '{\"latent_dim\": 4}'")
     m.add_argument("--components", type=positive_int, default=10,
                    help="mixture: number of components K (10)")
     m.add_argument("--fit", default="em", choices=Mixture.fits,
@@ -101,11 +99,10 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     m.add_argument("--latent-dim", type=positive_int, default=8,
                    help="dimensions of a Gaussian z (8); same as --latent gaussian:N")
     m.add_argument("--latent", default=None, metavar="SPEC",
-                   help="latent space: gaussian:N, categorical:K, categorical:NxK (N variables "
-                   "with K states), bernoulli:N (N bits)")
-    m.add_argument("--likelihood", default="auto", choices=("auto", *LIKELIHOODS),
-                   help="observation model p(x|z); auto: bernoulli for 0/1 data, else gaussian "
-                   "(default auto)")
+                   help=f"latent space: {latent_help()}")
+    m.add_argument("--likelihood", default="auto", choices=("auto", *LIKELIHOODS.names()),
+                   help=f"observation model p(x|z): {LIKELIHOODS.describe()}; auto: bernoulli "
+                   "for 0/1 data, else gaussian (default auto)")
     m.add_argument("--gaussian-scale", default="dim", choices=Gaussian.scales,
                    help="gaussian variance: one per dimension, one shared, or from the decoder "
                    "(default dim)")
@@ -210,6 +207,17 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="skip the figures and report.html written at the end")
 
 
+def json_object(text: str) -> dict:
+    """A JSON object (``--model-options``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e.msg} at character {e.pos}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {text!r}")
+    return value
+
+
 def image_shape(text: str) -> tuple[int, int, int]:
     """``--image-shape``: ``28x28`` -> (1, 28, 28); ``3x32x32`` -> (3, 32, 32)."""
     parts = text.lower().split("x")
@@ -243,11 +251,17 @@ def binarization(text: str) -> float | str:
     return value
 
 
-def schedule_options(args: argparse.Namespace) -> dict:
-    """The learning-rate schedule and convergence options, as the facades take them."""
-    return {"lr_schedule": args.lr_schedule, "lr_patience": args.lr_patience,
-            "lr_factor": args.lr_factor, "min_lr": args.min_lr, "tolerance": args.tolerance,
-            "ema": args.ema}
+def training_options(args: argparse.Namespace) -> dict:
+    """The facades' training parameters from the options: every field of
+    :class:`~elbokit.training.TrainConfig` the command line has (one declaration), and
+    those of the estimator around the loop (validation split, precision, device)."""
+    names = {f.name for f in fields(TrainConfig)} | {"val_fraction", "dtype"}
+    options = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    options["epochs"] = args.epochs or DEFAULT_EPOCHS  # None: the default, or a run's own
+    options["patience"] = args.patience or None  # 0: never stop early
+    options["device"] = getattr(args, "device", None) or "cpu"
+    options["compile"] = bool(getattr(args, "compile", None))
+    return options
 
 
 def open_unit(text: str) -> float:
@@ -268,96 +282,33 @@ def unit_interval(text: str) -> float:
 
 def _estimator(args: argparse.Namespace) -> LatentModel:
     """The model the options describe, its options checked before any data is read."""
-    if getattr(args, "ram_budget", None) is not None and not getattr(args, "stream", False):
-        raise ConfigError("--ram-budget sizes the chunks of --stream; add --stream")
-    if getattr(args, "stream", False) and args.model == "mixture":
-        raise ConfigError("--stream trains VAEs; a mixture is fitted on data in memory")
-    if args.model == "mixture":
-        if args.binarize == "dynamic":
-            raise ConfigError("--binarize dynamic trains VAEs; a mixture needs fixed data "
-                              "(e.g. --binarize 0.5)")
+    training = training_options(args)
+    if args.model not in ("vae", "mixture"):  # a user's model: PATH.py:Class, module:Class, plugin
+        model = LatentModel(plugins.normalize(args.model), model_options=args.model_options,
+                            **training)
+        model.train_config()  # refuse impossible training options before reading any data
+    elif args.model_options is not None:
+        raise ConfigError(f"--model-options configure a user's --model PATH.py:Class; "
+                          f"--model {args.model} takes its own options")
+    elif args.model == "mixture":
         if args.gaussian_scale == "dim" and args.likelihood in ("auto", "gaussian"):
             args.gaussian_scale = "decoder"  # a diagonal covariance per component
-        mixture = Mixture(n_components=args.components, likelihood=args.likelihood,
-                          gaussian_scale=args.gaussian_scale, fit=args.fit,
-                          n_init=args.n_init, max_iter=args.max_iter, epochs=args.epochs or DEFAULT_EPOCHS,
-                          batch_size=args.batch_size, lr=args.lr or 1e-2, val_fraction=args.val_fraction,
-                          patience=args.patience or None, seed=args.seed, dtype=args.dtype,
-                          **schedule_options(args),
-                          on_nan=args.on_nan, max_retries=args.max_retries,
-                          device=getattr(args, "device", None) or "cpu",
-                          compile=bool(getattr(args, "compile", None)))
-        mixture.torch_device()  # --device cuda without CUDA: one line, exit 2
-        return mixture
-    vae = VAE(latent_dim=args.latent_dim, latent=args.latent, hidden=args.hidden, likelihood=args.likelihood,
-              gaussian_scale=args.gaussian_scale, encoder=args.encoder, decoder=args.decoder,
-              activation=args.activation, epochs=args.epochs or DEFAULT_EPOCHS,
-              batch_size=args.batch_size, lr=args.lr, beta=args.beta, n_samples=args.n_samples,
-              iwae_k=args.iwae_k, kl=args.kl, estimator=args.estimator,
-              temperature=args.temperature, min_temperature=args.min_temperature,
-              anneal_rate=args.anneal_rate, baseline=args.baseline, kl_warmup=args.kl_warmup,
-              free_bits=args.free_bits, val_fraction=args.val_fraction,
-              patience=args.patience or None, seed=args.seed, dtype=args.dtype,
-                          **schedule_options(args),
-              on_nan=args.on_nan, max_retries=args.max_retries,
-              dynamic_binarization=args.binarize == "dynamic",
-              device=getattr(args, "device", None) or "cpu",
-              compile=bool(getattr(args, "compile", None)),
-              image_shape=getattr(args, "image_shape", None))
-    vae.train_config()  # refuse impossible training options before reading any data
-    vae.latent_spec()
-    vae.torch_device()  # --device cuda without CUDA: one line, exit 2
-    return vae
-
-
-def _new_stream_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, runs.RunData]:
-    """``--stream``: only the held-out rows and a training sample are read here; the whole
-    file is checked by ``vae.check`` (one pass, chunk by chunk) before anything is written."""
-    if args.data in NAMED:
-        raise ConfigError(f"--stream reads a .npy file; {args.data!r} is a named data set, "
-                          "which fits in memory: drop --stream")
-    record, run_data = runs.stream_run(args.data, args.ram_budget or parse_size(DEFAULT_BUDGET),
-                                       args.binarize, args.seed, args.test_fraction,
-                                       args.val_fraction)
-    shape = run_data.dataset.image_shape
-    if (isinstance(vae, VAE) and vae.image_shape is None
-            and "conv" in (vae.encoder_architecture(), vae.decoder)
-            and shape is not None and len(shape) == 2):
-        vae.image_shape = (1, *shape)  # as _new_run does for images in memory
-    return {"data": record, "kind": vae.kind}, run_data
-
-
-def _new_run(args: argparse.Namespace, vae: LatentModel) -> tuple[dict, runs.RunData]:
-    if getattr(args, "stream", False):
-        return _new_stream_run(args, vae)
-    data = runs.load_data(args.data, args.binarize, args.header)
-    if args.likelihood == "categorical" and np.all(data.x >= 0):
-        # Count categories over all the data, so held-out codes unseen in training still fit.
-        vae.n_categories = int(data.x.max()) + 1
-        if vae.n_categories > MAX_CATEGORIES:  # the decoder has dim * categories outputs
-            raise DataError(f"{data.source}: codes up to {data.x.max():g} would make "
-                            f"{vae.n_categories:,} categories per feature (at most "
-                            f"{MAX_CATEGORIES:,}); recode the values as 0, 1, ..., K-1")
-    if (isinstance(vae, VAE) and vae.image_shape is None
-            and "conv" in (vae.encoder_architecture(), vae.decoder)
-            and data.image_shape is not None and len(data.image_shape) == 2):
-        # A conv net on images of the data set's own shape (e.g. a .npy of [n, 7, 9]);
-        # [n, a, b, c] arrays are left to --image-shape (channels first or last is a guess).
-        vae.image_shape = (1, *data.image_shape)
-    record = runs.data_record(args.data, data, args.binarize, args.seed, args.test_fraction,
-                              args.val_fraction)
-    return {"data": record, "kind": vae.kind}, runs.prepare_data(record, data)
-
-
-def write_figures_and_report(vae: LatentModel, out: Path, run_data: runs.RunData, found: dict) -> None:
-    """The run's figures and report.html. Training is already saved: a failure here is a
-    one-line warning, never the loss of the run."""
-    try:
-        figures.draw_run(vae, out, run_data, found)
-        print(f"report: {report.write_report(out)}")
-    except (ElbokitError, OSError, ValueError) as e:
-        warnings.warn(f"the figures or report could not be written ({e}); the trained model "
-                      f"is saved; retry with: elbokit report {out} --redraw", stacklevel=2)
+        mixture_params = set(inspect.signature(Mixture).parameters)
+        model = Mixture(n_components=args.components, likelihood=args.likelihood,
+                        gaussian_scale=args.gaussian_scale, fit=args.fit, n_init=args.n_init,
+                        max_iter=args.max_iter,
+                        **{k: v for k, v in training.items() if k in mixture_params},
+                        lr=args.lr or 1e-2)
+    else:
+        model = VAE(latent_dim=args.latent_dim, latent=args.latent, hidden=args.hidden,
+                    likelihood=args.likelihood, gaussian_scale=args.gaussian_scale,
+                    encoder=args.encoder, decoder=args.decoder, activation=args.activation,
+                    dynamic_binarization=args.binarize == "dynamic",
+                    image_shape=getattr(args, "image_shape", None), **training)
+        model.train_config()  # refuse impossible training options before reading any data
+        model.latent_spec()
+    model.torch_device()  # --device cuda without CUDA: one line, exit 2
+    return model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -397,104 +348,36 @@ def interrupted_message(out: Path | None, error: KeyboardInterrupt) -> str:
     return f"elbokit: interrupted; {saved} in {out}; continue with: elbokit fit --out {out} --resume"
 
 
-def _refuse_unsupported(args: argparse.Namespace, vae: LatentModel) -> None:
-    """What does not run under torchrun, refused on every rank before anything starts."""
-    if not distributed.launched():
-        return
-    if getattr(args, "stream", False):
-        raise ConfigError("--stream runs in one process: under torchrun every rank would read "
-                          "the whole file; run it without torchrun")
-    if getattr(args, "command", "fit") == "sweep":
-        raise ConfigError("elbokit sweep trains its members one after another in one process; "
-                          "under torchrun, train each member with elbokit fit --beta B --out DIR")
-    if isinstance(vae, Mixture) and vae.fit_method == "em":
-        raise ConfigError("--fit em takes no gradient steps to spread over processes; run it "
-                          "without torchrun, or use --fit gradient")
-
-
 def _run(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
     args.run_dir = out  # for run()'s message on Ctrl-C
-    device, compile_step = getattr(args, "device", None), getattr(args, "compile", None)
-    finished = None  # epochs the resumed run's checkpoint has finished
     if args.resume:
         if args.overwrite:
-            raise runs.ConfigError("--resume and --overwrite contradict each other")
-        config = runs.read_config(out, kinds=tuple(MODEL_KINDS))
-        params = dict(config["params"])
-        finished = runs.check_resume_epochs(out, params.get("epochs", DEFAULT_EPOCHS), args.epochs)
-        if args.epochs is not None:
-            params["epochs"] = args.epochs
-        if device is not None:  # e.g. continue a GPU run on a CPU
-            params["device"] = device
-        if compile_step is not None:
-            params["compile"] = compile_step
-        try:
-            vae = MODEL_KINDS[config.get("kind", "vae")](**params)
-        except TypeError as e:  # a hand-edited or foreign config.json
-            raise runs.CheckpointError(f"{out}/config.json: malformed model options ({e})") from None
-        vae.torch_device()
-        _refuse_unsupported(args, vae)
-        context = distributed.init(vae.device)
-        run_data = runs.prepare_data(config["data"])
-        runs.check_fingerprint(run_data, config)
-        config["params"] = vae.get_params()
-        distributed.on_rank_zero(context, lambda: runs.write_config(out, config))
+            raise ConfigError("--resume and --overwrite contradict each other")
+        if args.model_options is not None:
+            raise ConfigError("--model-options are the run's own on --resume; leave them out")
+        model = args.model if args.model not in ("vae", "mixture") else None
+        result = workflows.resume_run(out, epochs=args.epochs, device=getattr(args, "device", None),
+                                      compile=getattr(args, "compile", None), model=model,
+                                      eval_k=args.eval_k, write_report=not args.no_report,
+                                      notify=print)
     else:
-        vae = _estimator(args)
-        _refuse_unsupported(args, vae)
-        context = distributed.init(vae.device)
-        if context is not None and args.out is None:  # one name, rank 0's clock
-            out = distributed.broadcast_object(out)
-            args.run_dir = out
-        config, run_data = _new_run(args, vae)
-        # Check data, model and estimator before anything is written (on every rank).
-        with memory_guard("the model", "use smaller --hidden widths, --latent or --components, "
-                          "or fewer categories"):
-            vae.check(run_data.training() if run_data.stream is not None else run_data.split("train"),
-                      where=config["data"]["source"])
-        config["params"] = vae.get_params()
-
-        def create() -> None:
-            runs.create_run_dir(out, args.overwrite)
-            runs.write_config(out, config)
-
-        distributed.on_rank_zero(context, create)
-    main = context is None or context.is_main
-
-    source = config["data"]["source"]
-    if args.resume and finished is not None and finished >= vae.epochs and main:
-        print(f"(the run has finished its {finished} epochs: nothing to train; its scores, "
-              "summary and report are computed again from the saved model)")
-    try:
-        vae.fit(run_data.training(), X_val=run_data.split("val") if vae.val_fraction > 0 else None,
-                run_dir=out, resume=args.resume, where=source)
-    except CheckpointWriteError as e:  # full disk, read-only directory: what to do then
-        raise CheckpointWriteError(f"{e}; once fixed, continue with: elbokit fit --out {out} "
-                                   "--resume", e) from e
-    if not main:  # rank 0 evaluates, writes the summary and the report, prints
+        result = workflows.fit_run(_estimator(args), args.data, out, binarize=args.binarize,
+                                   header=args.header, test_fraction=args.test_fraction,
+                                   stream=getattr(args, "stream", False),
+                                   ram_budget=getattr(args, "ram_budget", None),
+                                   eval_k=args.eval_k, write_report=not args.no_report,
+                                   overwrite=args.overwrite, notify=print)
+    if result is None:  # a rank other than 0 under torchrun: rank 0 prints
         return 0
+    print_run(result)
+    return 0
 
-    summary = {"epochs_trained": vae.epochs_trained_, "stopped_early": vae.stopped_early_,
-               "splits": {}}
-    for split in ("train", "test"):
-        x = run_data.split(split)
-        if len(x):
-            with in_file_rows(run_data.file_rows(split)):  # a warning names the data's rows
-                summary["splits"][split] = vae.evaluate(x, k=args.eval_k, iwae_k=50)
-    labels = run_data.dataset.y
-    if isinstance(vae, Mixture) and labels is not None and len(run_data.splits["test"]):
-        # How well an unsupervised z finds the classes: agreement of components and labels.
-        test = run_data.splits["test"]
-        summary["adjusted_rand_index"] = float(adjusted_rand_score(
-            labels[test], vae.predict(run_data.dataset.x[test])))
-    # The diagnostics and figures work on the CPU (they read tensors back as numpy arrays);
-    # the scores above ran on the training device.
-    vae.module_.cpu()
-    split = figures.held_out_split(run_data)
-    held_out = run_data.split(split)
-    summary["diagnostics"] = {"split": split, **figures.diagnose(vae, held_out, summary["splits"][split])}
-    write_json(out / "summary.json", summary)
+
+def print_run(result: workflows.Run) -> None:
+    """What ``elbokit fit`` prints about a finished run: the scores, the diagnostics, where
+    the report and the run are."""
+    summary, run_data = result.summary, result.data
     rows = [score_row(s, scores) for s, scores in summary["splits"].items()]
     print(format_table(SCORE_HEADERS, rows))
     print(f"({score_note(next(iter(summary['splits'].values())))})")
@@ -502,12 +385,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"(streamed: trained on {len(run_data.stream)} rows of {run_data.stream.where} read in "
               f"chunks of at most {run_data.stream.chunk_rows}; the train row scores a sample of "
               f"{len(run_data.splits['train'])} of them)")
-    for line in diagnostics_lines(summary["diagnostics"], split):
+    for line in diagnostics_lines(summary["diagnostics"], summary["diagnostics"]["split"]):
         print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
-    if not args.no_report:
-        write_figures_and_report(vae, out, run_data, summary["diagnostics"])
+    if result.report_path is not None:
+        print(f"report: {result.report_path}")
     if "adjusted_rand_index" in summary:
         print(f"components vs labels on the test split: adjusted Rand index "
               f"{summary['adjusted_rand_index']:.3f} (1 = the classes exactly, 0 = chance)")
-    print(f"run directory: {out}")
-    return 0
+    print(f"run directory: {result.path}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import figures, report, runs
-from ..api import MODEL_KINDS, LatentModel
+from .. import report, runs, workflows
+from ..api import MODEL_KINDS
+from .common import add_model_option
 
 
 def add_parser(sub, name: str) -> None:
@@ -22,15 +23,14 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--redraw", action="store_true",
                    help="model runs: recompute the diagnostics and redraw every figure (done "
                    "anyway when the run has no figures yet, e.g. after fit --no-report)")
+    add_model_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
     config = runs.read_config(args.run, kinds=report.REPORT_KINDS)
-    undrawn = not (args.run / figures.FIGURES).is_dir()
-    if config.get("kind", "vae") in MODEL_KINDS and (args.redraw or undrawn):
-        run_data = runs.prepare_data(config["data"])
-        runs.check_fingerprint(run_data, config)
-        figures.draw_run(LatentModel.load(args.run), args.run, run_data)
-    path = report.write_report(args.run)
+    if config.get("kind", "vae") in MODEL_KINDS:
+        path = workflows.Run.load(args.run, model=args.model).report(redraw=args.redraw)
+    else:  # a sweep or a classifier comparison: its report from its files
+        path = report.write_report(args.run)
     print(f"report: {path}")
     return 0

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import runs
-from ..api import MODEL_KINDS, LatentModel
+from .. import runs, workflows
 from ..errors import ConfigError
-from .common import memory_guard, positive_int, seed, write_bytes_output
+from .common import add_model_option, memory_guard, positive_int, seed, write_bytes_output
 
 FORMATS = (".png", ".npy", ".csv")
 
@@ -28,6 +27,7 @@ def add_parser(sub, name: str) -> None:
     p.add_argument("--mean", action="store_true",
                    help="show E[x|z] (e.g. pixel probabilities) instead of a draw of x")
     p.add_argument("--seed", type=seed, default=0, help="seeds the draws (default 0)")
+    add_model_option(p)
 
 
 def image_grid(images: np.ndarray, path_buffer, columns: int | None = None) -> None:
@@ -62,7 +62,8 @@ def write_csv(buffer, x: np.ndarray, columns: list[str] | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = runs.read_config(args.run, kinds=tuple(MODEL_KINDS))
+    run = workflows.Run.load(args.run, model=args.model)
+    config = run.config
     shape = config["data"].get("image_shape")
     output: Path = args.output or args.run / ("samples.png" if shape else "samples.npy")
     suffix = output.suffix.lower()
@@ -72,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o {output}: the run's data are not images; write .npy or .csv")
     if not output.parent.is_dir():
         raise ConfigError(f"-o {output}: directory {output.parent} does not exist")
-    vae = LatentModel.load(args.run)
     with memory_guard(f"-n {args.n} samples", "draw fewer"):
-        x = vae.sample(args.n, seed=args.seed, mean=args.mean)
+        x = run.sample(args.n, seed=args.seed, mean=args.mean)
     if suffix == ".png":
         write_bytes_output(output, lambda f: image_grid(x.reshape(-1, *shape), f))
     elif suffix == ".npy":

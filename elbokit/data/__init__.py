@@ -18,6 +18,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import DataError, DataWarning, brief, describe_column, describe_rows
+from ..registry import Registry
 from .stream import NpyStream as NpyStream  # data larger than memory
 from .stream import parse_size as parse_size
 from .table import HEADER_CHOICES as HEADER_CHOICES
@@ -46,6 +47,12 @@ class Dataset:
 
 # -- named data sets -----------------------------------------------------------------------
 
+# Loaders of the data sets --data accepts by name (a loader takes no argument and returns the
+# Dataset). ``NAMED`` is the same registry under its older name.
+DATASETS: Registry[Callable[[], Dataset]] = Registry("data set")
+NAMED = DATASETS
+
+
 def _digits(binary: bool) -> Dataset:
     from sklearn.datasets import load_digits  # ships with scikit-learn: no download
 
@@ -59,28 +66,33 @@ def _digits(binary: bool) -> Dataset:
                    description=f"scikit-learn handwritten digits, 1797 x 8x8, {kind}")
 
 
+@DATASETS.register("digits", help="1797 handwritten digits, 8x8 pixels binarized (0/1), "
+                   "labels 0-9; bundled")
+def _binary_digits() -> Dataset:
+    return _digits(True)
+
+
+@DATASETS.register("digits-gray", help="the same digits as grey levels in [0, 1] (Gaussian "
+                   "likelihood); bundled")
+def _gray_digits() -> Dataset:
+    return _digits(False)
+
+
+@DATASETS.register("mnist", help="MNIST, 70000 x 28x28 grey levels in [0, 1], labels; official "
+                   "60k/10k split; from $ELBOKIT_DATA (--binarize dynamic for a Bernoulli "
+                   "likelihood)")
 def _mnist() -> Dataset:
     from .mnist import load_mnist
 
     return load_mnist()
 
 
+@DATASETS.register("binarized-mnist", help="the fixed binarized MNIST (Larochelle & Murray), "
+                   "50k/10k/10k official split, no labels; from $ELBOKIT_DATA")
 def _binarized_mnist() -> Dataset:
     from .mnist import load_binarized_mnist
 
     return load_binarized_mnist()
-
-
-NAMED: dict[str, tuple[Callable[[], Dataset], str]] = {
-    "digits": (lambda: _digits(True),
-               "1797 handwritten digits, 8x8 pixels binarized (0/1), labels 0-9; bundled"),
-    "digits-gray": (lambda: _digits(False),
-                    "the same digits as grey levels in [0, 1] (Gaussian likelihood); bundled"),
-    "mnist": (_mnist, "MNIST, 70000 x 28x28 grey levels in [0, 1], labels; official 60k/10k "
-              "split; from $ELBOKIT_DATA (--binarize dynamic for a Bernoulli likelihood)"),
-    "binarized-mnist": (_binarized_mnist, "the fixed binarized MNIST (Larochelle & Murray), "
-                        "50k/10k/10k official split, no labels; from $ELBOKIT_DATA"),
-}
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -224,18 +236,18 @@ def read_file(path: str | Path, header: str = "auto") -> Dataset:
 
 
 def load(spec: str, header: str = "auto") -> Dataset:
-    """A named data set (see :data:`NAMED`) or a file path (``header``: see
+    """A named data set (see :data:`DATASETS`) or a file path (``header``: see
     :func:`read_file`); validated for finite values, and a file's rows for extreme outliers
     (a one-line warning, see :func:`warn_outliers`)."""
-    if spec in NAMED:
-        data = NAMED[spec][0]()
+    if spec in DATASETS:
+        data = DATASETS[spec]()
     elif Path(spec).suffix.lower() in READERS or Path(spec).exists():
         data = read_file(spec, header)
     else:
-        raise DataError(f"unknown data set {spec!r}: use one of {', '.join(NAMED)} "
+        raise DataError(f"unknown data set {spec!r}: use one of {', '.join(DATASETS)} "
                         f"or a path to a {', '.join(READERS)} file")
     check_matrix(data.x, data.source)
-    if spec not in NAMED:
+    if spec not in DATASETS:
         warn_outliers(data.x, data.source, data.columns)
     return data
 

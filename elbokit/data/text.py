@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import read_json, write_json
+from ..checkpoint import check_record, read_json, stamp, write_json
 from ..errors import CheckpointError, DataError
 
 SMS_SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
@@ -116,7 +116,7 @@ def read_labelled_text(path: str | Path) -> TextDataset:
 
 
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # scikit-learn's default, spelled out so that saved featurizers record it
-BAG_FORMAT = "elbokit.bag-of-words"
+FORMAT = "elbokit.bag-of-words"  # the saved kind (elbokit.checkpoint.SAVED_KINDS)
 
 
 class BagOfWords:
@@ -167,18 +167,15 @@ class BagOfWords:
 
     def to_dict(self) -> dict:
         """The fitted featurizer as JSON data: vocabulary (column order) and settings."""
-        return {"format": BAG_FORMAT, "version": 1, "vocabulary": self.vocabulary,
-                "max_features": self.max_features, "min_df": self.min_df,
-                "token_pattern": self.token_pattern, "lowercase": self.lowercase}
+        return stamp(FORMAT, {"vocabulary": self.vocabulary, "max_features": self.max_features,
+                              "min_df": self.min_df, "token_pattern": self.token_pattern,
+                              "lowercase": self.lowercase})
 
     @classmethod
     def from_dict(cls, record: dict, where: str = "featurizer") -> BagOfWords:
         """Inverse of :meth:`to_dict`; refuses anything else with a
         :class:`~elbokit.errors.CheckpointError` naming ``where``."""
-        if not isinstance(record, dict) or record.get("format") != BAG_FORMAT:
-            raise CheckpointError(f"{where}: not a saved bag-of-words featurizer")
-        if record.get("version") != 1:
-            raise CheckpointError(f"{where}: unsupported version {record.get('version')!r}")
+        check_record(record, FORMAT, where)
         try:
             return cls.from_vocabulary(record["vocabulary"], record["max_features"],
                                        record["min_df"], record["token_pattern"],

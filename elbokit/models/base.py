@@ -13,6 +13,8 @@ Optional capabilities that bounds and estimators use when present (never a model
     support_size                  how many values z takes (inf when continuous)
     support(limit)  -> [S, *event] every value of z (discrete z)
     likelihood_table(z, x) -> [B, S]  log p(x_b | z_s) for all pairs, faster than broadcasting
+    describe()      -> str         one line naming the model and its components (the report's
+                                   header); :func:`describe` falls back to the distributions' types
 """
 
 from __future__ import annotations
@@ -32,3 +34,26 @@ class LatentVariableModel(Protocol):
     def likelihood(self, z: torch.Tensor) -> D.Distribution: ...
 
     def posterior(self, x: torch.Tensor) -> D.Distribution: ...
+
+
+def family(distribution: D.Distribution) -> str:
+    """The distribution's type under its ``Independent`` wrappers, e.g. ``"Normal"``."""
+    while isinstance(distribution, D.Independent):
+        distribution = distribution.base_dist
+    return type(distribution).__name__
+
+
+@torch.no_grad()
+def describe(module: LatentVariableModel) -> str:
+    """One line describing ``module``: its own ``describe()`` when it has one; otherwise its
+    class name and the families of p(z), q(z | x) and p(x | z), found by running the protocol
+    once (z drawn from the prior, x from p(x | z), then q(z | x) of that x), so a model
+    nothing in elbokit has heard of is still described by what it is made of."""
+    own = getattr(module, "describe", None)
+    if callable(own):
+        return str(own())
+    prior = module.prior()
+    likelihood = module.likelihood(prior.sample())
+    posterior = module.posterior(likelihood.sample().unsqueeze(0))
+    return (f"{type(module).__name__} (prior {family(prior)}, posterior {family(posterior)}, "
+            f"likelihood {family(likelihood)})")

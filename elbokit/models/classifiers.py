@@ -10,8 +10,8 @@ Generative ones implement the joint and derive the conditional (Bayes' rule)::
     log p(y | x) = log p(x, y) - logsumexp_y' log p(x, y')         (:func:`bayes_rule`)
 
 Discriminative ones parameterize log p(y | x) = log_softmax(f(x)) and are trained by
-maximizing the conditional log-likelihood (minimizing the cross-entropy,
-:func:`fit_conditional`).
+maximizing the conditional log-likelihood (minimizing the cross-entropy): the generic
+:class:`~elbokit.training.Trainer` with :class:`ConditionalObjective`.
 
 The scikit-learn style *facades* share :class:`Classifier`: ``fit(X, y)``,
 ``predict_log_proba(X)``, ``predict_proba(X) -> [n, C]``, ``predict(X)``, ``score(X, y)``
@@ -56,17 +56,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import atomic_directory, load_tensors, read_json, save_tensors, write_json
-from ..data import as_matrix
+from ..bounds import Terms
+from ..checkpoint import SAVED_KINDS, atomic_directory, load_record, save_record
+from ..data import as_matrix, split_indices
+from ..distributed import resolve_device
 from ..errors import CheckpointError, ConfigError, DataError, ElbokitError, describe_rows
+from ..estimators import Estimator
 from ..likelihoods import Multinomial
 from ..nets import ACTIVATIONS, mlp
-from ..progress import progress_bar
-from ..training import seeded
+from ..rng import seeded
+from ..training import TrainConfig, Trainer
 
 __all__ = [
     "ClassifierModule", "GenerativeModule", "NaiveBayesModule", "DiscriminativeModule",
-    "FEATURE_TRANSFORMS", "bayes_rule", "encode_labels", "fit_multinomial_nb", "fit_conditional",
+    "FEATURE_TRANSFORMS", "bayes_rule", "encode_labels", "fit_multinomial_nb", "ConditionalObjective",
+    "labelled_rows",
     "Classifier", "JointClassifier", "MultinomialNaiveBayes", "GenerativeClassifier",
     "ModuleClassifier", "DiscriminativeClassifier", "LogisticRegression", "MLPClassifier", "CLASSIFIER_KINDS",
 ]
@@ -206,44 +210,57 @@ class DiscriminativeModule(nn.Module):
         return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
 
 
-def fit_conditional(module: DiscriminativeModule, x: torch.Tensor, y: torch.Tensor, *,
-                    epochs: int, batch_size: int, lr: float, weight_decay: float = 0.0,
-                    seed: int = 0) -> list[float]:
-    """Maximize the conditional log-likelihood with Adam on shuffled minibatches:
+class ConditionalObjective(Estimator):
+    """Maximum conditional likelihood as a :class:`~elbokit.training.Trainer` objective, so
+    a discriminative classifier trains through the one loop (validation and early stopping,
+    the NaN guard, checkpoints, devices)::
 
-        minimize  -1/n sum_i log p(y_i | x_i) + (weight_decay / 2) sum_W ||W||^2
+        maximize  1/n sum_i log p(y_i | x_i) - (weight_decay / 2) sum_W ||W||^2
 
-    (cross-entropy plus an L2 penalty on the weight matrices, not the biases: MAP under a
-    Gaussian prior with precision ``n * weight_decay``). ``x: [n, dim]``, ``y: [n]`` codes.
-    Returns the mean objective over each epoch's batches.
+    (the cross-entropy plus an L2 penalty on the weight matrices, not the biases: MAP under a
+    Gaussian prior with precision ``n * weight_decay``). The trainer's batches are rows of
+    one tensor, so each row carries its label: ``[x | y]``, ``[B, dim + 1]``, the class code
+    in the last column (:func:`labelled_rows`). Per example of a batch::
+
+        reconstruction:  log p(y | x)
+        kl:              the penalty, (weight_decay / 2) sum_W ||W||^2 (the prior's share)
+        elbo, surrogate: their difference, the objective
+
+    Validation scores the held-out log p(y | x) (no penalty: :meth:`validation_terms`).
     """
-    if epochs < 1 or batch_size < 1 or lr <= 0 or weight_decay < 0:
-        raise ConfigError(f"need epochs >= 1, batch_size >= 1, lr > 0 and weight_decay >= 0, not "
-                          f"{epochs}, {batch_size}, {lr}, {weight_decay}")
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    n = x.shape[0]
-    history = []
-    module.train()
-    for _ in progress_bar(range(epochs), desc="training", unit="epoch"):
-        total, batches = 0.0, 0
-        for idx in torch.randperm(n, generator=generator).split(batch_size):
-            loss = F.nll_loss(module.log_proba(x[idx]), y[idx])
-            if weight_decay > 0:
-                loss = loss + 0.5 * weight_decay * sum(w.square().sum() for w in module.weights())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, batches = total + loss.item(), batches + 1
-        history.append(total / batches)
-    module.eval()
-    return history
+
+    def __init__(self, weight_decay: float = 0.0) -> None:
+        super().__init__()
+        if not weight_decay >= 0:
+            raise ConfigError(f"weight_decay must be >= 0, not {weight_decay}")
+        self.weight_decay = weight_decay
+
+    def forward(self, model: DiscriminativeModule, rows: torch.Tensor) -> Terms:
+        x, y = rows[:, :-1], rows[:, -1].long()
+        log_likelihood = model.log_proba(x).gather(-1, y[:, None])[:, 0]  # [B]
+        penalty = torch.zeros((), dtype=log_likelihood.dtype, device=log_likelihood.device)
+        if self.weight_decay > 0:
+            penalty = 0.5 * self.weight_decay * sum(w.square().sum() for w in model.weights())
+        penalty = penalty.expand_as(log_likelihood)
+        objective = log_likelihood - penalty
+        return Terms(elbo=objective, reconstruction=log_likelihood, kl=penalty, surrogate=objective)
+
+    @torch.no_grad()
+    def validation_terms(self, model: DiscriminativeModule, rows: torch.Tensor) -> Terms:
+        terms = self(model, rows)
+        return Terms(terms.elbo, terms.reconstruction, terms.kl, terms.reconstruction)
+
+
+def labelled_rows(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``[x | y]``: ``x: [n, dim]`` with the codes ``y: [n]`` as a last column, in x's dtype
+    (exact for codes below 2^24 in float32): what :class:`ConditionalObjective` trains on."""
+    return torch.cat([x, y[:, None].to(x.dtype)], -1)
 
 
 # -- facades ---------------------------------------------------------------------------------
 
-CLASSIFIER_FORMAT, CLASSIFIER_VERSION = "elbokit.classifier", 1
-RECORD_FILE, TENSOR_FILE = "classifier.json", "classifier.safetensors"
+FORMAT = "elbokit.classifier"  # the saved kind (elbokit.checkpoint.SAVED_KINDS)
+RECORD_FILE = SAVED_KINDS[FORMAT].record_file
 MODEL_TAG = "elbokit_model"  # marks a LatentModel hyper-parameter (a density) in the JSON record
 
 #: Saved kind -> facade class; a subclass that sets ``kind`` registers itself here.
@@ -351,12 +368,11 @@ class Classifier:
             raise ConfigError(f"cannot save {name}: class labels must be strings or numbers")
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_directory(path) as tmp:
-            digest = save_tensors(tmp / TENSOR_FILE, self._fitted_tensors())
             state = self._save_parts(tmp)
-            write_json(tmp / RECORD_FILE, {
-                "format": CLASSIFIER_FORMAT, "version": CLASSIFIER_VERSION, "kind": self.kind,
-                "params": params, "classes": classes, "classes_dtype": self.classes_.dtype.str,
-                "n_features_in": int(self.n_features_in_), "state": state, "sha256": digest})
+            save_record(tmp, FORMAT, {
+                "kind": self.kind, "params": params, "classes": classes,
+                "classes_dtype": self.classes_.dtype.str,
+                "n_features_in": int(self.n_features_in_), "state": state}, self._fitted_tensors())
 
     @classmethod
     def load(cls, path: str | Path) -> Classifier:
@@ -364,14 +380,8 @@ class Classifier:
         ``LogisticRegression.load``) it refuses a saved classifier of another kind; tensors
         whose checksum differs from the record (truncated, modified) are refused too."""
         path = Path(path)
-        if not path.is_dir():
-            raise CheckpointError(f"{path}: not a directory (expected a saved elbokit classifier)")
         where = path / RECORD_FILE
-        record = read_json(where)
-        if not isinstance(record, dict) or record.get("format") != CLASSIFIER_FORMAT:
-            raise CheckpointError(f"{where}: not an elbokit classifier record")
-        if record.get("version") != CLASSIFIER_VERSION:
-            raise CheckpointError(f"{where}: unsupported version {record.get('version')!r}")
+        record, tensors = load_record(path, FORMAT)
         kind = record.get("kind")
         saved = CLASSIFIER_KINDS.get(kind) if isinstance(kind, str) else None
         if saved is None:
@@ -380,9 +390,6 @@ class Classifier:
         if not issubclass(saved, cls):
             raise CheckpointError(f"{path}: holds a {kind!r} classifier ({saved.__name__}), "
                                   f"not a {cls.__name__}")
-        if not isinstance(record.get("sha256"), str):
-            raise CheckpointError(f"{where}: no checksum for {TENSOR_FILE}")
-        tensors = load_tensors(path / TENSOR_FILE, record["sha256"])
         try:
             model = saved(**_from_json(record["params"]))
             model.classes_ = np.array(record["classes"], dtype=np.dtype(record["classes_dtype"]))
@@ -709,26 +716,33 @@ class ModuleClassifier(Classifier):
 
     @torch.no_grad()
     def _log_proba(self, X: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(X, dtype=self._torch_dtype())
-        return self.module_.log_proba(x).double().log_softmax(-1).numpy()
+        device = next(self.module_.parameters()).device  # where it was fitted (or loaded)
+        x = torch.as_tensor(X, dtype=self._torch_dtype(), device=device)
+        return self.module_.log_proba(x).double().log_softmax(-1).cpu().numpy()
 
     def _fitted_tensors(self) -> dict[str, torch.Tensor]:
         return dict(self.module_.state_dict())
 
 
 class DiscriminativeClassifier(ModuleClassifier):
-    """p(y | x) = softmax(f(phi(x))) trained by maximum conditional likelihood
-    (:func:`fit_conditional`); see :class:`DiscriminativeModule` for ``hidden``,
-    ``activation`` and ``transform``.
+    """p(y | x) = softmax(f(phi(x))) trained by maximum conditional likelihood through the
+    generic :class:`~elbokit.training.Trainer` (:class:`ConditionalObjective`); see
+    :class:`DiscriminativeModule` for ``hidden``, ``activation`` and ``transform``.
 
     ``transform``: ``"log1p"`` (default; log(1 + count), for word counts), ``"tf"``
     (count / document length) or ``"identity"``. The count transforms refuse negative values.
     ``weight_decay``: the L2 penalty (lambda / 2) ||W||^2 on the weight matrices.
-    Training: Adam, ``epochs`` passes over shuffled minibatches of ``batch_size``, ``lr``;
-    ``seed`` fixes the initialization and the batch order. ``dtype``: "float32" or "float64".
-    A row of zeros is an ordinary input (its probabilities come from the biases: finite).
+    Training: Adam at a constant ``lr``, at most ``epochs`` passes over shuffled minibatches
+    of ``batch_size``; ``seed`` fixes the initialization, the batch order and the split.
+    ``val_fraction`` > 0 holds out that share of the examples: training then stops after
+    ``patience`` epochs without a better held-out log p(y | x), and the best epoch's weights
+    are kept (0: every epoch is trained, the last weights kept). A NaN or infinite loss or
+    gradient is rolled back and retried at half the rate (the trainer's guard). ``device``:
+    "cpu" or "cuda". ``dtype``: "float32" or "float64". A row of zeros is an ordinary input
+    (its probabilities come from the biases: finite).
 
-    Fitted: ``module_`` (:class:`DiscriminativeModule`), ``history_`` (objective per epoch).
+    Fitted: ``module_`` (:class:`DiscriminativeModule`), ``history_`` (the training
+    objective per epoch: mean cross-entropy plus the penalty), ``stopped_early_``.
     """
 
     kind = "discriminative"
@@ -736,7 +750,8 @@ class DiscriminativeClassifier(ModuleClassifier):
     def __init__(self, hidden: Sequence[int] = (), activation: str = "relu",
                  transform: str = "log1p", weight_decay: float = 1e-4, epochs: int = 10,
                  batch_size: int = 64, lr: float = 1e-2, seed: int = 0,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", val_fraction: float = 0.0, patience: int = 10,
+                 device: str = "cpu") -> None:
         self.hidden = tuple(hidden)
         self.activation = activation
         self.transform = transform
@@ -746,21 +761,36 @@ class DiscriminativeClassifier(ModuleClassifier):
         self.lr = lr
         self.seed = seed
         self.dtype = dtype
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.device = device
 
     @property
     def counts(self) -> bool:  # type: ignore[override]
         return self.transform in COUNT_TRANSFORMS
 
     def _fit(self, X: np.ndarray, codes: np.ndarray) -> None:
-        dtype = self._torch_dtype()
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
+        dtype, device = self._torch_dtype(), resolve_device(self.device)
+        objective = ConditionalObjective(self.weight_decay)
+        # Plain Adam at a constant rate on the raw weights: what the penalized objective's
+        # optimum (scikit-learn's, for logistic regression) is reached by.
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                             seed=self.seed, patience=self.patience, lr_schedule="constant", ema=0.0)
         with seeded(self.seed):
             module = DiscriminativeModule(X.shape[1], len(self.classes_), self.hidden,
                                           self.activation, self.transform).to(dtype)
-        self.history_ = fit_conditional(
-            module, torch.as_tensor(X, dtype=dtype), torch.as_tensor(codes, dtype=torch.long),
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            weight_decay=self.weight_decay, seed=self.seed)
-        self.module_ = module
+        rows = labelled_rows(torch.as_tensor(X, dtype=dtype), torch.as_tensor(codes))
+        validation = None
+        if self.val_fraction > 0:
+            parts = split_indices(len(rows), self.seed, 0.0, self.val_fraction)
+            rows, validation = rows[parts["train"]], rows[parts["val"]].to(device)
+        trainer = Trainer(module.to(device), config, objective=objective)
+        history = trainer.fit(rows.to(device), validation)
+        self.history_ = [-record["train"]["elbo"] for record in history]
+        self.stopped_early_ = bool(trainer.state["stopped_early"])
+        self.module_ = module.eval()
 
     def _save_parts(self, directory: Path) -> dict:
         return {"history": [float(v) for v in self.history_]}
@@ -782,8 +812,10 @@ class LogisticRegression(DiscriminativeClassifier):
     kind = "logistic-regression"
 
     def __init__(self, transform: str = "log1p", weight_decay: float = 1e-4, epochs: int = 10,
-                 batch_size: int = 64, lr: float = 1e-2, seed: int = 0, dtype: str = "float32") -> None:
-        super().__init__((), "relu", transform, weight_decay, epochs, batch_size, lr, seed, dtype)
+                 batch_size: int = 64, lr: float = 1e-2, seed: int = 0, dtype: str = "float32",
+                 val_fraction: float = 0.0, patience: int = 10, device: str = "cpu") -> None:
+        super().__init__((), "relu", transform, weight_decay, epochs, batch_size, lr, seed, dtype,
+                         val_fraction, patience, device)
 
 
 class MLPClassifier(DiscriminativeClassifier):
@@ -795,6 +827,7 @@ class MLPClassifier(DiscriminativeClassifier):
     def __init__(self, hidden: Sequence[int] = (64,), activation: str = "relu",
                  transform: str = "log1p", weight_decay: float = 1e-4, epochs: int = 10,
                  batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", val_fraction: float = 0.0, patience: int = 10,
+                 device: str = "cpu") -> None:
         super().__init__(hidden, activation, transform, weight_decay, epochs, batch_size, lr, seed,
-                         dtype)
+                         dtype, val_fraction, patience, device)

@@ -112,6 +112,11 @@ class MixtureModule(nn.Module):
         """log pi: [K]."""
         return self.mixing_logits.log_softmax(-1)
 
+    def describe(self) -> str:
+        """One line: the components and the observation model (the report's header)."""
+        return (f"Mixture model ({self.config.n_components} components, "
+                f"{self.observation.name} likelihood)")
+
     def prior(self) -> D.Distribution:
         """p(z) = Categorical(pi) as one-hot vectors: batch_shape [], event_shape [K]."""
         return D.OneHotCategorical(logits=self.mixing_logits, validate_args=False)

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import atomic_directory, read_json, write_json
+from ..checkpoint import SAVED_KINDS, atomic_directory, load_record, save_record
 from ..data import as_matrix
 from ..errors import CheckpointError, ConfigError, DataError
 
 __all__ = ["NoveltyDetector"]
 
-NOVELTY_FORMAT, RECORD = "elbokit.novelty", "novelty.json"
+FORMAT = "elbokit.novelty"  # the saved kind (elbokit.checkpoint.SAVED_KINDS)
 
 
 class NoveltyDetector:
@@ -128,8 +128,8 @@ class NoveltyDetector:
                   ("normalize", "false_alarm", "val_fraction", "seed")}
         with atomic_directory(path) as tmp:
             self.density_.save(tmp / "density")
-            write_json(tmp / RECORD, {
-                "format": NOVELTY_FORMAT, "version": 1, "params": params,
+            save_record(tmp, FORMAT, {
+                "params": params,
                 "density": _to_json(self.density, "density"), "threshold": self.threshold_,
                 "rule": self.rule_, "validation": self.validation_,
                 "n_features_in": int(self.n_features_in_), "multinomial": self._multinomial})
@@ -141,9 +141,7 @@ class NoveltyDetector:
         from ..models.classifiers import _from_json
 
         path = Path(path)
-        record = read_json(path / RECORD)
-        if not isinstance(record, dict) or record.get("format") != NOVELTY_FORMAT:
-            raise CheckpointError(f"{path / RECORD}: not an elbokit novelty detector")
+        record = load_record(path, FORMAT)[0]
         try:
             model = cls(_from_json(record["density"]), **record["params"])
             model.threshold_, model.rule_ = float(record["threshold"]), str(record["rule"])
@@ -151,7 +149,8 @@ class NoveltyDetector:
             model.n_features_in_ = int(record["n_features_in"])
             model._multinomial = bool(record["multinomial"])
         except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{path / RECORD}: malformed record ({e})") from None
+            where = path / SAVED_KINDS[FORMAT].record_file
+            raise CheckpointError(f"{where}: malformed novelty detector record ({e})") from None
         model.density_ = LatentModel.load(path / "density")
         return model
 

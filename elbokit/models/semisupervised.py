@@ -46,9 +46,11 @@ from torch import nn
 from .. import bounds
 from ..bounds import Terms
 from ..errors import ConfigError, DataError
+from ..estimators import Estimator
 from ..likelihoods import ObservationModel, build_likelihood, likelihood_for_data
 from ..nets import mlp
-from ..training import TrainConfig, Trainer, seeded
+from ..rng import seeded
+from ..training import TrainConfig, Trainer
 from .classifiers import (
     COUNT_TRANSFORMS,
     FEATURE_TRANSFORMS,
@@ -57,7 +59,7 @@ from .classifiers import (
     _class_prior,
     encode_labels,
 )
-from .latents import LatentSpace, LatentSpec
+from .latents import LatentSpec
 
 __all__ = ["M2Config", "M2Module", "ClassConditional", "SemiSupervisedObjective",
            "SemiSupervisedClassifier"]
@@ -109,7 +111,7 @@ class M2Module(nn.Module):
         c = config.n_classes
         self.observation = observation or build_likelihood(config.likelihood, config.dim)
         config.likelihood = self.observation.config()
-        self.latent = LatentSpace(LatentSpec("gaussian", config.latent_dim))
+        self.latent = LatentSpec("gaussian", config.latent_dim).build()
         # q(y | x) is the discriminative module itself: one classifier, not a copy of one.
         self.classifier = DiscriminativeModule(config.dim, c, config.classifier_hidden,
                                                config.activation, config.transform)
@@ -195,7 +197,7 @@ class ClassConditional:
         return self.module.observation(self.module.decoder(torch.cat([z, y], -1)))
 
 
-class SemiSupervisedObjective(nn.Module):
+class SemiSupervisedObjective(Estimator):
     """The M2 objective as a :class:`~elbokit.training.Trainer` objective.
 
     The trainer walks over the unlabelled data (``x`` of each call: all training examples,
@@ -205,18 +207,21 @@ class SemiSupervisedObjective(nn.Module):
 
         elbo, reconstruction, kl:  U(x) and its two terms (a true bound on log p(x))
         surrogate:                 U(x) + mean_l [L(x_l, y_l) + alpha log q(y_l | x_l)]
+
+    Validation data reach the trainer without labels: their score is U(x)
+    (:meth:`validation_terms`).
     """
 
     def __init__(self, x_labelled: torch.Tensor, y_labelled: torch.Tensor, alpha: float,
                  labelled_batch: int = 16, n_samples: int = 1) -> None:
-        super().__init__()
+        super().__init__(n_samples)
         if len(x_labelled) == 0 or len(x_labelled) != len(y_labelled):
             raise ConfigError("the semi-supervised objective needs labelled examples")
         if not alpha >= 0 or labelled_batch < 1:
             raise ConfigError(f"need alpha >= 0 and labelled_batch >= 1, not {alpha}, {labelled_batch}")
         # Plain attributes, not buffers: the data is not state to checkpoint.
         self.x_labelled, self.y_labelled = x_labelled, y_labelled
-        self.alpha, self.labelled_batch, self.n_samples = alpha, labelled_batch, n_samples
+        self.alpha, self.labelled_batch = alpha, labelled_batch
 
     def forward(self, model: M2Module, x: torch.Tensor) -> Terms:
         unlabelled = model.unlabelled_terms(x, self.n_samples)
@@ -227,6 +232,13 @@ class SemiSupervisedObjective(nn.Module):
         supervised = (labelled + self.alpha * log_q).mean()
         return Terms(elbo=unlabelled.elbo, reconstruction=unlabelled.reconstruction,
                      kl=unlabelled.kl, surrogate=unlabelled.surrogate + supervised)
+
+    @torch.no_grad()
+    def validation_terms(self, model: M2Module, x: torch.Tensor) -> Terms:
+        """U(x) and its terms, each ``[batch]``, for ``x: [batch, dim]``; the score
+        (``surrogate``) is U(x), the bound on log p(x) (the generic ELBO does not apply: M2
+        has no posterior over z alone)."""
+        return model.unlabelled_terms(x, self.n_samples)
 
 
 class SemiSupervisedClassifier(ModuleClassifier):

@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..likelihoods import Gaussian, ObservationModel, build_likelihood
 from ..nets import ACTIVATIONS, ConvDecoder, ConvEncoder, mlp
-from .latents import LatentSpace, LatentSpec
+from .latents import LatentSpec
 
 ARCHITECTURES = ("mlp", "linear", "conv")
 CONV_CHANNELS = (32, 64)  # the default channel widths of the two stride-2 convolutions
@@ -131,7 +131,7 @@ class VAEModule(nn.Module):
         self.observation = observation or build_likelihood(config.likelihood, config.dim)
         config.likelihood = self.observation.config()
         widths = {"mlp": config.hidden, "linear": ()}
-        self.latent = LatentSpace(config.latent_spec)
+        self.latent = config.latent_spec.build()
         spec = config.latent_spec
         if config.encoder == "conv":
             self.encoder: nn.Module = ConvEncoder(config.image_shape, config.conv_channels,
@@ -154,6 +154,10 @@ class VAEModule(nn.Module):
                               f"{obs.name} likelihood has {obs.n_params} for {config.dim} values")
         return ConvDecoder(config.latent_spec.flat_dim, config.image_shape, config.conv_channels,
                            config.hidden[::-1], per_pixel, config.activation, obs.parameter_layout)
+
+    def describe(self) -> str:
+        """One line: the latent space and the observation model (the report's header)."""
+        return f"VAE (latent {self.config.latent_spec}, {self.observation.name} likelihood)"
 
     def prior(self) -> D.Distribution:
         """p(z): batch_shape [], event_shape [latent_dim] (categorical: [latent_dim, K])."""

@@ -1,0 +1,102 @@
+"""The layering of docs/design.md holds: every module imports only from its own layer and
+the layers below it (every import statement counts, also those inside functions), and every
+module of the package has a layer."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "elbokit"
+DESIGN = PACKAGE.parent / "docs" / "design.md"
+
+# Bottom to top; a module is named by its dotted path below elbokit ("" is the package).
+LAYERS: dict[str, tuple[str, ...]] = {
+    "io": ("errors", "registry", "checkpoint", "plugins", "progress", "distributed", "rng"),
+    "maths": ("bounds", "models.base"),
+    "components": ("likelihoods", "models.latents", "nets", "estimators", "data", "data.*",
+                   "metrics", "diagnostics"),
+    "models": ("models", "models.vae", "models.mixture"),
+    "training": ("training",),
+    "facades": ("api", "models.classifiers", "models.novelty", "models.semisupervised"),
+    "workflows": ("runs", "workflows", "figures", "plots", "report"),
+    "faces": ("", "__main__", "cli", "cli.*"),
+}
+
+
+def layer_of(module: str) -> int:
+    for rank, (_, patterns) in enumerate(LAYERS.items()):
+        for pattern in patterns:
+            if module == pattern or (pattern.endswith(".*") and module.startswith(pattern[:-1])):
+                return rank
+    raise AssertionError(f"elbokit.{module} has no layer: add it to LAYERS and docs/design.md")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imported(path: Path) -> set[str]:
+    """The elbokit modules ``path`` imports (relative to the package; "" is the package)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = [p for p in package.split(".") if p]
+            base = base[:len(base) - node.level + 1]
+            if node.module:
+                found.add(".".join(base + [node.module]))
+            else:  # from . import a, b: modules of the package
+                found.update(".".join(base + [a.name]) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("elbokit"):
+            found.add(node.module.removeprefix("elbokit").lstrip("."))
+        elif isinstance(node, ast.Import):
+            found.update(a.name.removeprefix("elbokit").lstrip(".") for a in node.names
+                         if a.name.split(".")[0] == "elbokit")
+    return {_existing(m) for m in found} - {name}
+
+
+def _existing(module: str) -> str:
+    """``data.Dataset`` (a name imported from a package) -> ``data``."""
+    while module and not ((PACKAGE / module.replace(".", "/")).with_suffix(".py").exists()
+                          or (PACKAGE / module.replace(".", "/") / "__init__.py").exists()):
+        module = module.rpartition(".")[0]
+    return module
+
+
+def test_every_module_imports_only_from_its_layer_and_below():
+    names = list(LAYERS)
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = module_name(path)
+        rank = layer_of(module)
+        for target in sorted(imported(path)):
+            if layer_of(target) > rank:
+                wrong.append(f"elbokit.{module} ({names[rank]}) imports elbokit.{target} "
+                             f"({names[layer_of(target)]})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_maths_layer_loads_no_model():
+    """Importing the bounds pulls in no model class (the protocol is structural)."""
+    code = ("import sys, elbokit.bounds; "
+            "print(sorted(m for m in sys.modules if m.startswith('elbokit.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout
+    for heavy in ("elbokit.models.vae", "elbokit.models.mixture", "elbokit.training",
+                  "elbokit.api", "elbokit.estimators", "elbokit.likelihoods"):
+        assert f"'{heavy}'" not in loaded, loaded
+
+
+def test_the_design_page_lists_the_same_layers():
+    text = DESIGN.read_text()
+    block = re.search(r"```text\n(.*?)```", text, flags=re.S).group(1)
+    shown = [line.split()[0] for line in block.splitlines() if line[:1].strip()]
+    assert shown == list(reversed(LAYERS)), shown
