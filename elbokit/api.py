@@ -294,7 +294,7 @@ class LatentModel(TransformerMixin, BaseEstimator):
         """log p(x) per example (nats): ``[n, dim] -> [n]``; exact when z can be enumerated
         (at most 2^16 values), otherwise importance-sampled with ``k`` proposals."""
         module = self._fitted()
-        if bounds.enumerable(module):
+        if bounds.enumerable(module, "score"):
             x = self.as_tensor(X)
             return torch.cat([bounds.exact_log_likelihood(module, x[s:s + 256])
                               for s in range(0, len(x), 256)]).double().cpu().numpy()
@@ -344,7 +344,7 @@ class LatentModel(TransformerMixin, BaseEstimator):
         estimate, stderr = self.log_likelihood(X, k=k, chunk=chunk, seed=seed + 1)
         _warn_absurd(terms["elbo"], estimate, x.shape[1])
         # A discrete z small enough to sum over: the truth, beside the bounds.
-        exact = float(self.score_samples(X).mean()) if bounds.enumerable(module) else None
+        exact = float(self.score_samples(X).mean()) if bounds.enumerable(module, "score") else None
         return {
             **terms,
             "iwae": {"value": float(iwae.mean()), "k": iwae_k},

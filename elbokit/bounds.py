@@ -12,7 +12,24 @@ draws z ~ q(z|x) and returns the three log-densities per sample and example:
 - exact log p(x) = log sum_z p(z) p(x|z) when z can be enumerated.
 
 Gradients flow through reparameterized samples (``rsample``). Reductions over the batch
-happen in the trainer, never here.
+happen in the trainer, never here. The gradient estimators (:mod:`elbokit.estimators`) build
+on the same primitives: :func:`sample_log_weights` (or :func:`draw` and
+:func:`log_weights_at` when z's gradient path must be cut), :func:`log_mean_exp` and
+:meth:`LogWeights.monte_carlo_kl`.
+
+Enumeration policy, the one place that decides when a discrete z is small enough to sum over
+(:func:`enumerable`, :func:`enumeration_limit`); a model says how many values its z takes by
+a ``support_size`` attribute (inf or absent: never enumerated):
+
+- ``"score"``: one-off sums, the exact log p(x) of scoring and evaluation, up to
+  ``SCORING_LIMIT`` = 2^16 values (a [batch, 2^16] table per batch, once).
+- ``"train"``: sums repeated every step or epoch, i.e. the ``enumerate`` estimator (and the
+  ``auto`` estimator's choice of it) and the ELBO of validation and evaluation, up to
+  ``TRAINING_LIMIT`` = 2^10 values (S decoder passes and a [batch, S] table at every step;
+  larger supports are sampled: ``auto`` picks gumbel-st).
+
+This module imports no model class: the KL shortcut of the standard-normal prior is a KL
+registered with ``torch.distributions`` next to its type (:mod:`elbokit.models.latents`).
 """
 
 from __future__ import annotations
@@ -21,13 +38,13 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import distributions as D
 
-from .models.base import LatentVariableModel
-from .models.latents import StandardNormal
+if TYPE_CHECKING:  # the protocol only: bounds import nothing of elbokit.models at run time
+    from .models.base import LatentVariableModel
 
 KL = Literal["analytic", "mc", "auto"]
 
@@ -79,12 +96,19 @@ class LogWeights:
         """Importance log-weights log p(x, z) - log q(z | x): [k, batch]."""
         return self.log_likelihood + self.log_prior - self.log_posterior
 
+    @property
+    def monte_carlo_kl(self) -> torch.Tensor:
+        """KL(q || p) estimated from the samples, (1/k) sum_i log q(z_i|x) - log p(z_i):
+        ``[batch]``."""
+        return (self.log_posterior - self.log_prior).mean(0)
 
-def draw(q: D.Distribution, k: int) -> torch.Tensor:
-    """``k`` samples of q, reparameterized when q allows it: ``[k, *batch, *event]``.
-    Samples of a discrete q carry no gradient to its parameters; estimators that need one
-    (score function, relaxation, enumeration) live in :mod:`elbokit.estimators`."""
-    return q.rsample((k,)) if q.has_rsample else q.sample((k,))
+
+def draw(q: D.Distribution, k: int, reparameterize: bool = True) -> torch.Tensor:
+    """``k`` samples of q, reparameterized when q allows it and ``reparameterize`` asks for
+    it: ``[k, *batch, *event]``. Samples of a discrete q carry no gradient to its parameters;
+    estimators that need one (score function, relaxation, enumeration) live in
+    :mod:`elbokit.estimators`."""
+    return q.rsample((k,)) if reparameterize and q.has_rsample else q.sample((k,))
 
 
 def likelihood_log_prob(model: LatentVariableModel, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -94,21 +118,31 @@ def likelihood_log_prob(model: LatentVariableModel, z: torch.Tensor, x: torch.Te
     return direct(z, x) if direct is not None else model.likelihood(z).log_prob(x)
 
 
-def sample_log_weights(model: LatentVariableModel, x: torch.Tensor, k: int = 1) -> LogWeights:
-    """Draw ``k`` samples per example (reparameterized when possible). ``x: [batch, dim]``."""
+def log_weights_at(model: LatentVariableModel, x: torch.Tensor, z: torch.Tensor,
+                   posterior: D.Distribution) -> LogWeights:
+    """The log-weights of given samples ``z: [k, batch, *event]`` of ``posterior`` (q(z|x),
+    possibly with its parameters detached), ``x: [batch, dim]``. For an estimator that must
+    choose z's gradient path itself (DReG evaluates the weights at stop(z))."""
+    return LogWeights(z, likelihood_log_prob(model, z, x), model.prior(), posterior)
+
+
+def sample_log_weights(model: LatentVariableModel, x: torch.Tensor, k: int = 1,
+                       reparameterize: bool = True) -> LogWeights:
+    """Draw ``k`` samples per example, ``x: [batch, dim]``, and weigh them (each field
+    ``[k, batch]``). Reparameterized when q allows it, unless ``reparameterize`` is False
+    (score-function estimators want z without a path to q's parameters)."""
     q = model.posterior(x)
     if k == 1:
         # One sample, the training step's usual case: the decoder sees a [batch, *event]
         # matrix rather than [1, batch, ...], and the reconstruction term is log p(x|z)
         # itself, not a mean over a length-1 axis: fewer ops in the forward and the
         # backward pass (small models are dispatch-bound). The same random numbers.
-        z = q.rsample() if q.has_rsample else q.sample()
+        z = q.rsample() if reparameterize and q.has_rsample else q.sample()
         log_likelihood = likelihood_log_prob(model, z, x)  # [batch]
         weights = LogWeights(z[None], log_likelihood[None], model.prior(), q)
         weights.mean_log_likelihood = log_likelihood  # fills the cached property
         return weights
-    z = draw(q, k)  # [k, batch, *event]
-    return LogWeights(z, likelihood_log_prob(model, z, x), model.prior(), q)
+    return log_weights_at(model, x, draw(q, k, reparameterize), q)
 
 
 def _diagonal_normals(q: D.Distribution, p: D.Distribution) -> bool:
@@ -123,18 +157,14 @@ def closed_form_kl(q: D.Distribution, p: D.Distribution) -> torch.Tensor | None:
     The prior is expanded to q's batch shape first: some registered forms (Bernoulli's in
     torch 2.13) index with masks that do not broadcast a batch-less prior.
 
-    Diagonal Gaussians (the VAE's every training step) take the formula directly,
-    sum_i log(s_p / s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2, which skips the
-    registry's dispatch and the prior's expansion (tested equal to the registry's value);
-    against a :class:`StandardNormal` prior, sum_i (m_q^2 + s_q^2 - 1) / 2 - log s_q.
+    Diagonal Gaussians (the VAE's every training step) take the univariate normals' KL,
+    summed over the event: that skips ``Independent``'s dispatch and the prior's expansion
+    (normals broadcast), and still goes through torch's registry, so that a prior type with
+    a registered short form gets it (the standard-normal prior of
+    :mod:`elbokit.models.latents`, sum_i (m_q^2 + s_q^2 - 1) / 2 - log s_q).
     """
     if _diagonal_normals(q, p):
-        q_loc, q_scale = q.base_dist.loc, q.base_dist.scale
-        if type(p.base_dist) is StandardNormal:
-            return (0.5 * (q_loc.square() + q_scale.square() - 1) - q_scale.log()).sum(-1)
-        p_loc, p_scale = p.base_dist.loc, p.base_dist.scale
-        ratio = (q_scale / p_scale).square()
-        return 0.5 * (ratio + ((q_loc - p_loc) / p_scale).square() - 1 - ratio.log()).sum(-1)
+        return D.kl_divergence(q.base_dist, p.base_dist).sum(-1)
     try:
         return D.kl_divergence(q, p.expand(q.batch_shape))
     except NotImplementedError:
@@ -161,7 +191,7 @@ def kl_divergence(q: D.Distribution, p: D.Distribution, weights: LogWeights | No
             )
     if weights is None:
         raise ValueError("a Monte-Carlo KL needs the samples' log-weights")
-    return (weights.log_posterior - weights.log_prior).mean(0)
+    return weights.monte_carlo_kl
 
 
 def kl_per_dimension(q: D.Distribution, p: D.Distribution) -> torch.Tensor | None:
@@ -278,10 +308,25 @@ def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int = 1000,
 
 # -- enumeration ---------------------------------------------------------------------------
 
-# The most values a sum over z may have: one-off evaluations (exact log-likelihood) take up
-# to ENUMERATION_LIMIT; per-step uses (training by enumeration, validation) AUTO_ENUMERATE.
-ENUMERATION_LIMIT = 2**16
-AUTO_ENUMERATE = 2**10
+# The policy of the module docstring: the most values a sum over z may have, by use.
+SCORING_LIMIT = 2**16  # one-off: the exact log p(x)
+TRAINING_LIMIT = 2**10  # every step or epoch: the enumerate estimator, the validation ELBO
+Use = Literal["score", "train"]
+_LIMITS: dict[str, int] = {"score": SCORING_LIMIT, "train": TRAINING_LIMIT}
+
+
+def enumeration_limit(use: Use) -> int:
+    """The most values of z a sum for ``use`` ("score" or "train") may run over."""
+    if use not in _LIMITS:
+        raise ValueError(f"enumeration use must be 'score' or 'train', not {use!r}")
+    return _LIMITS[use]
+
+
+def enumerable(model: LatentVariableModel, use: Use) -> bool:
+    """Whether z is small enough to sum over for ``use``: "score" (exact log p(x)) or
+    "train" (the enumerate estimator, ``auto``'s choice of it, the validation ELBO). The
+    model reports how many values z takes by ``support_size`` (absent: continuous)."""
+    return getattr(model, "support_size", math.inf) <= enumeration_limit(use)
 
 
 def likelihood_table(model: LatentVariableModel, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -296,7 +341,7 @@ def likelihood_table(model: LatentVariableModel, z: torch.Tensor, x: torch.Tenso
     return model.likelihood(z).log_prob(x.unsqueeze(0)).transpose(0, 1)
 
 
-def support(model: LatentVariableModel, limit: int = ENUMERATION_LIMIT) -> torch.Tensor:
+def support(model: LatentVariableModel, limit: int = SCORING_LIMIT) -> torch.Tensor:
     """Every value of z, ``[S, *event]``, from the model's ``support(limit)``."""
     values = getattr(model, "support", None)
     if values is None:
@@ -316,7 +361,7 @@ class Enumeration:
 
 
 def enumerate_latents(model: LatentVariableModel, x: torch.Tensor,
-                      limit: int = ENUMERATION_LIMIT) -> Enumeration:
+                      limit: int = SCORING_LIMIT) -> Enumeration:
     """Evaluate every term of the bound at every value of z (no Python loop over values)."""
     z = support(model, limit)  # [S, *event]
     prior, q = model.prior(), model.posterior(x)
@@ -331,7 +376,7 @@ def enumerate_latents(model: LatentVariableModel, x: torch.Tensor,
 
 
 def enumerated_elbo(model: LatentVariableModel, x: torch.Tensor, beta: float = 1.0,
-                    limit: int = ENUMERATION_LIMIT) -> Terms:
+                    limit: int = SCORING_LIMIT) -> Terms:
     """The ELBO as an exact sum over z (no sampling, exact gradients):
 
     reconstruction = sum_s q(z_s|x) log p(x|z_s);  kl = sum_s q(z_s|x) log q(z_s|x)/p(z_s)
@@ -346,13 +391,8 @@ def enumerated_elbo(model: LatentVariableModel, x: torch.Tensor, beta: float = 1
                  surrogate=reconstruction - beta * divergence)
 
 
-def enumerable(model: LatentVariableModel, limit: int = ENUMERATION_LIMIT) -> bool:
-    """Whether z can be listed: the model reports a ``support_size`` of at most ``limit``."""
-    return getattr(model, "support_size", math.inf) <= limit
-
-
 def exact_log_likelihood(model: LatentVariableModel, x: torch.Tensor,
-                         limit: int = ENUMERATION_LIMIT) -> torch.Tensor:
+                         limit: int = SCORING_LIMIT) -> torch.Tensor:
     """log p(x) = log sum_s p(z_s) p(x | z_s), exactly: ``x: [batch, dim]`` -> ``[batch]``."""
     z = support(model, limit)
     return torch.logsumexp(model.prior().log_prob(z) + likelihood_table(model, z, x), dim=-1)

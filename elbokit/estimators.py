@@ -16,7 +16,19 @@ same optimizer and their state (moving averages, temperature step) is checkpoint
     dreg            doubly-reparameterized IWAE_k gradients (Tucker et al. 2018): no
                     score-function term in the encoder's gradient (Gaussian latents)
     auto            reparameterize if possible, else enumerate if the support is small
-                    (<= 2^10 values), else gumbel-st
+                    enough to sum over every step (:func:`elbokit.bounds.enumerable`,
+                    "train"), else gumbel-st
+
+Each class is declared once in :data:`ESTIMATORS` with its name and a one-line help, and
+turns :func:`build`'s options into an instance by its :meth:`Estimator.from_options` (which
+also refuses the options that do not apply to it). An estimator registered from outside,
+
+    @ESTIMATORS.register("mine", help="...")
+    class Mine(Estimator): ...
+
+is then selectable by name like the built-in ones. The estimators sample and weigh z with
+:mod:`elbokit.bounds`' primitives (:func:`~elbokit.bounds.sample_log_weights`,
+:func:`~elbokit.bounds.log_mean_exp`, ...), so their terms are the bounds' by construction.
 """
 
 from __future__ import annotations
@@ -32,10 +44,32 @@ from .bounds import Terms
 from .errors import ConfigError
 from .models.base import LatentVariableModel
 from .nets import mlp
+from .registry import Registry
 
-NAMES = ("auto", "reparameterize", "enumerate", "gumbel", "gumbel-st", "reinforce", "vimco",
-         "dreg")
-REPARAMETERIZED = ("reparameterize", "dreg")  # pathwise estimators: Gaussian latents only
+ESTIMATORS: Registry[type[Estimator]] = Registry("estimator")
+
+
+def names() -> tuple[str, ...]:
+    """The selectable names: ``auto``, then every registered estimator in registration order
+    (the CLI's ``--estimator`` choices)."""
+    return ("auto", *ESTIMATORS.names())
+
+
+def __getattr__(attribute: str) -> object:
+    # NAMES is computed on access, so that it includes estimators registered after import.
+    if attribute == "NAMES":
+        return names()
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
+
+
+def registered_name(cls: type) -> str:
+    """The name ``cls`` is registered under in :data:`ESTIMATORS` ("" when it is not)."""
+    return next((name for name, entry in ESTIMATORS.items() if entry is cls), "")
+
+
+def _one_of(choices: list[str]) -> str:
+    """The names joined as "a, b or c"."""
+    return " or ".join(filter(None, (", ".join(choices[:-1]), choices[-1])))
 
 
 def _analytic_kl(q: D.Distribution, p: D.Distribution, kl: str) -> torch.Tensor | None:
@@ -50,14 +84,48 @@ def _analytic_kl(q: D.Distribution, p: D.Distribution, kl: str) -> torch.Tensor 
 
 class Estimator(nn.Module):
     """Base: holds the options every estimator shares, and says how the trainer scores the
-    objective it trains (:meth:`score`, :meth:`validation_terms`)."""
+    objective it trains (:meth:`score`, :meth:`validation_terms`). ``forward(model,
+    x: [batch, dim])`` returns :class:`~elbokit.bounds.Terms`, each ``[batch]``."""
 
-    name = ""
+    pathwise = False  # gradients through z's path (reparameterization): a Gaussian z only
     iwae_k: int | None = None  # set: the estimator trains IWAE_k, which validation then scores
 
     def __init__(self, n_samples: int = 1, beta: float = 1.0, kl: str = "auto") -> None:
         super().__init__()
         self.n_samples, self.beta, self.kl = n_samples, beta, kl
+
+    @property
+    def name(self) -> str:
+        """The name this estimator's class is registered under."""
+        return registered_name(type(self))
+
+    @classmethod
+    def from_options(cls, model: LatentVariableModel, dim: int | None, n_samples: int = 1,
+                     beta: float = 1.0, kl: str = "auto", iwae_k: int | None = None,
+                     **options) -> Estimator:
+        """The estimator :func:`build` makes for these options, or a ConfigError naming the
+        option that does not apply. ``dim``: features per example; ``options``: the
+        estimator-specific ones (the trainer passes all of them, so those a class does not
+        take are ignored). The base: an ELBO estimator of the shared options, without free
+        bits or IWAE_k."""
+        cls._elbo_only(options, iwae_k)
+        return cls(n_samples, beta, kl)
+
+    @classmethod
+    def _refuse_free_bits(cls, options: dict, iwae_k: int | None) -> None:
+        """Free bits weigh the reparameterized ELBO's KL; any other objective refuses them."""
+        if options.get("free_bits"):
+            raise ConfigError(f"--free-bits applies to the reparameterized ELBO, not to "
+                              f"{registered_name(cls)}"
+                              f"{' with --iwae-k' if iwae_k is not None else ''}")
+
+    @classmethod
+    def _elbo_only(cls, options: dict, iwae_k: int | None) -> None:
+        """The checks of an estimator of the plain ELBO: no free bits, no IWAE_k."""
+        cls._refuse_free_bits(options, iwae_k)
+        if iwae_k is not None:
+            raise ConfigError(f"--iwae-k trains the IWAE bound: use reparameterize, dreg or "
+                              f"vimco, not {registered_name(cls)}")
 
     def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:  # pragma: no cover
         raise NotImplementedError
@@ -74,22 +142,32 @@ class Estimator(nn.Module):
         terms (summed over z when it can be enumerated, else one draw), and as ``surrogate``
         the score that early stopping maximizes: the objective trained, IWAE_k when the
         estimator trains it, else :meth:`score` of the terms (the beta-ELBO)."""
-        exact = bounds.enumerable(model, bounds.AUTO_ENUMERATE)
+        exact = bounds.enumerable(model, "train")
         terms = bounds.enumerated_elbo(model, x) if exact else bounds.elbo(model, x, kl=self.kl)
         score = (bounds.iwae_bound(model, x, self.iwae_k) if self.iwae_k is not None
                  else self.score(terms.reconstruction, terms.kl))
         return Terms(terms.elbo, terms.reconstruction, terms.kl, score)
 
 
+@ESTIMATORS.register("reparameterize", help="pathwise gradients through rsample (Gaussian z); "
+                     "with --iwae-k the IWAE_k bound")
 class Reparameterize(Estimator):
     """Pathwise gradients through ``rsample``; with ``iwae_k`` the IWAE_k bound."""
 
-    name = "reparameterize"
+    pathwise = True
 
     def __init__(self, n_samples: int = 1, beta: float = 1.0, kl: str = "auto",
                  iwae_k: int | None = None, free_bits: float = 0.0) -> None:
         super().__init__(n_samples, beta, kl)
         self.iwae_k, self.free_bits = iwae_k, free_bits
+
+    @classmethod
+    def from_options(cls, model: LatentVariableModel, dim: int | None, n_samples: int = 1,
+                     beta: float = 1.0, kl: str = "auto", iwae_k: int | None = None,
+                     **options) -> Estimator:
+        if iwae_k is not None:  # free bits weigh the ELBO's KL, which IWAE_k has not
+            cls._refuse_free_bits(options, iwae_k)
+        return cls(n_samples, beta, kl, iwae_k, options.get("free_bits", 0.0))
 
     def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
         if self.iwae_k is not None:
@@ -98,14 +176,20 @@ class Reparameterize(Estimator):
                            free_bits=self.free_bits)
 
 
+@ESTIMATORS.register("enumerate", help="exact sum over every value of a small discrete z")
 class Enumerate(Estimator):
     """The exact expectation: a sum over all values of z, vectorized over a leading axis."""
 
-    name = "enumerate"
-
-    def __init__(self, beta: float = 1.0, limit: int = bounds.AUTO_ENUMERATE) -> None:
+    def __init__(self, beta: float = 1.0, limit: int = bounds.TRAINING_LIMIT) -> None:
         super().__init__(1, beta, "auto")
         self.limit = limit
+
+    @classmethod
+    def from_options(cls, model: LatentVariableModel, dim: int | None, n_samples: int = 1,
+                     beta: float = 1.0, kl: str = "auto", iwae_k: int | None = None,
+                     **options) -> Estimator:
+        cls._elbo_only(options, iwae_k)
+        return cls(beta)
 
     def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
         return bounds.enumerated_elbo(model, x, beta=self.beta, limit=self.limit)
@@ -136,27 +220,40 @@ def _harden(z: torch.Tensor, q: D.Distribution) -> torch.Tensor:
     return (z > 0.5).to(z.dtype)
 
 
+@ESTIMATORS.register("gumbel", help="Concrete / Gumbel-softmax relaxation of a discrete z, "
+                     "annealed temperature")
 class Gumbel(Estimator):
     """Concrete / Gumbel-softmax relaxation with an annealed temperature.
 
     tau_t = max(min_temperature, temperature * exp(-anneal_rate * t)), t = training steps.
     ``straight_through``: the forward pass uses the hard sample, gradients flow through the
-    relaxed one (biased, but decoders only ever see discrete codes). The KL is the discrete
-    one (closed form), so only the reconstruction term is relaxed. Reported ``elbo`` and
+    relaxed one (biased, but decoders only ever see discrete codes); None: the class's
+    default (:class:`StraightThroughGumbel`'s is True). The KL is the discrete one (closed
+    form), so only the reconstruction term is relaxed. Reported ``elbo`` and
     ``reconstruction`` are the true ones, at the hard sample.
     """
 
-    name = "gumbel"
+    straight_through = False
+    OPTIONS = ("temperature", "min_temperature", "anneal_rate")
 
     def __init__(self, n_samples: int = 1, beta: float = 1.0, kl: str = "auto",
                  temperature: float = 1.0, min_temperature: float = 0.5,
-                 anneal_rate: float = 1e-4, straight_through: bool = False) -> None:
+                 anneal_rate: float = 1e-4, straight_through: bool | None = None) -> None:
         super().__init__(n_samples, beta, kl)
         if not (temperature > 0 and min_temperature > 0 and anneal_rate >= 0):
             raise ConfigError("gumbel temperatures must be > 0 and the anneal rate >= 0")
         self.temperature0, self.min_temperature = temperature, min_temperature
-        self.anneal_rate, self.straight_through = anneal_rate, straight_through
+        self.anneal_rate = anneal_rate
+        if straight_through is not None:
+            self.straight_through = straight_through
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def from_options(cls, model: LatentVariableModel, dim: int | None, n_samples: int = 1,
+                     beta: float = 1.0, kl: str = "auto", iwae_k: int | None = None,
+                     **options) -> Estimator:
+        cls._elbo_only(options, iwae_k)
+        return cls(n_samples, beta, kl, **{k: options[k] for k in cls.OPTIONS if k in options})
 
     @property
     def temperature(self) -> float:
@@ -164,17 +261,19 @@ class Gumbel(Estimator):
         return max(self.min_temperature, tau)
 
     def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
+        # The relaxed z is not a sample of q, so it is not weighed as one
+        # (bounds.sample_log_weights): only its reconstruction term enters the surrogate.
         q, p = model.posterior(x), model.prior()
         tau = torch.tensor(self.temperature, dtype=x.dtype, device=x.device)
-        soft = _relaxed(q, tau).rsample((self.n_samples,))
+        soft = _relaxed(q, tau).rsample((self.n_samples,))  # [S, B, *event]
         hard = _harden(soft, q)
         z = hard + soft - soft.detach() if self.straight_through else soft
-        relaxed_reconstruction = model.likelihood(z).log_prob(x).mean(0)
+        relaxed_reconstruction = bounds.likelihood_log_prob(model, z, x).mean(0)  # [B]
         if self.straight_through:
             reconstruction = relaxed_reconstruction  # forward value is at the hard sample
         else:
             with torch.no_grad():
-                reconstruction = model.likelihood(hard).log_prob(x).mean(0)
+                reconstruction = bounds.likelihood_log_prob(model, hard, x).mean(0)
         divergence = _analytic_kl(q, p, "analytic" if self.kl == "analytic" else "auto")
         if divergence is None:
             raise ConfigError("gumbel needs a closed-form KL between q and the prior")
@@ -184,6 +283,16 @@ class Gumbel(Estimator):
                      kl=divergence, surrogate=relaxed_reconstruction - self.beta * divergence)
 
 
+@ESTIMATORS.register("gumbel-st", help="straight-through Gumbel-softmax: hard codes forward, "
+                     "relaxed gradients")
+class StraightThroughGumbel(Gumbel):
+    """:class:`Gumbel` whose forward pass uses the hard sample (``straight_through``)."""
+
+    straight_through = True
+
+
+@ESTIMATORS.register("reinforce", help="score function with moving-average and learned "
+                     "baselines (NVIL)")
 class Reinforce(Estimator):
     """Score-function gradient with variance reduction (Williams 1992; Mnih & Gregor 2014).
 
@@ -194,7 +303,6 @@ class Reinforce(Estimator):
     (learned on top of the moving average).
     """
 
-    name = "reinforce"
     baselines = ("none", "mean", "learned", "both")
 
     def __init__(self, dim: int, n_samples: int = 1, beta: float = 1.0, kl: str = "auto",
@@ -207,6 +315,13 @@ class Reinforce(Estimator):
         self.register_buffer("seen", torch.zeros((), dtype=torch.bool))
         self.net = mlp(dim, (hidden,), 1, "tanh") if baseline in ("learned", "both") else None
 
+    @classmethod
+    def from_options(cls, model: LatentVariableModel, dim: int | None, n_samples: int = 1,
+                     beta: float = 1.0, kl: str = "auto", iwae_k: int | None = None,
+                     **options) -> Estimator:
+        cls._elbo_only(options, iwae_k)
+        return cls(dim, n_samples, beta, kl, **{k: options[k] for k in ("baseline",) if k in options})
+
     def _baseline(self, model: LatentVariableModel, x: torch.Tensor) -> torch.Tensor:
         b = torch.zeros((), dtype=x.dtype, device=x.device)
         if self.baseline in ("mean", "both"):
@@ -217,17 +332,16 @@ class Reinforce(Estimator):
         return b
 
     def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
-        q, p = model.posterior(x), model.prior()
-        z = q.sample((self.n_samples,))  # [S, B, *event], no pathwise gradient
-        log_q = q.log_prob(z)  # [S, B]
-        reconstruction_samples = model.likelihood(z).log_prob(x)  # [S, B]
-        divergence = _analytic_kl(q, p, self.kl)
+        # S samples of z without a pathwise gradient: fields [S, B].
+        weights = bounds.sample_log_weights(model, x, self.n_samples, reparameterize=False)
+        log_q = weights.log_posterior
+        divergence = _analytic_kl(weights.posterior, weights.prior, self.kl)
         if divergence is None:  # Monte-Carlo KL: it is part of f
-            f = reconstruction_samples + p.log_prob(z) - log_q
-            divergence = (log_q - p.log_prob(z)).mean(0).detach()
+            f = weights.log_w
+            divergence = weights.monte_carlo_kl.detach()
             kl_term = torch.zeros_like(divergence)
         else:
-            f = reconstruction_samples
+            f = weights.log_likelihood
             kl_term = divergence
         baseline = self._baseline(model, x)
         signal = (f.detach() - baseline.detach())
@@ -240,11 +354,13 @@ class Reinforce(Estimator):
                 self.average.copy_(torch.where(self.seen, self.decay * self.average
                                                + (1 - self.decay) * mean, mean))
                 self.seen.fill_(True)
-        reconstruction = reconstruction_samples.mean(0)
+        reconstruction = weights.mean_log_likelihood
         return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction,
                      kl=divergence, surrogate=surrogate)
 
 
+@ESTIMATORS.register("vimco", help="multi-sample score function on IWAE_k with leave-one-out "
+                     "baselines")
 class VIMCO(Estimator):
     """Multi-sample score function on IWAE_k with leave-one-out baselines.
 
@@ -252,21 +368,26 @@ class VIMCO(Estimator):
     others;  surrogate = L + sum_i (L - L_{-i}).detach() * log q(z_i|x).
     """
 
-    name = "vimco"
-
     def __init__(self, k: int = 5, kl: str = "auto") -> None:
         super().__init__(k, 1.0, kl)
         self.iwae_k = k
         if k < 2:
             raise ConfigError(f"vimco needs k >= 2 samples (--n-samples or --iwae-k), not {k}")
 
+    @classmethod
+    def from_options(cls, model: LatentVariableModel, dim: int | None, n_samples: int = 1,
+                     beta: float = 1.0, kl: str = "auto", iwae_k: int | None = None,
+                     **options) -> Estimator:
+        cls._refuse_free_bits(options, iwae_k)
+        if beta != 1.0:
+            raise ConfigError("vimco trains the IWAE bound, which has no beta")
+        return cls(iwae_k or n_samples, kl)
+
     def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
-        q, p = model.posterior(x), model.prior()
         k = self.n_samples
-        z = q.sample((k,))
-        log_q = q.log_prob(z)  # [k, B]
-        reconstruction_samples = model.likelihood(z).log_prob(x)
-        log_w = reconstruction_samples + p.log_prob(z) - log_q  # [k, B]
+        # k samples of z without a pathwise gradient: fields [k, B].
+        weights = bounds.sample_log_weights(model, x, k, reparameterize=False)
+        log_q, log_w = weights.log_posterior, weights.log_w
         bound = bounds.log_mean_exp(log_w)
         with torch.no_grad():
             others = (log_w.sum(0, keepdim=True) - log_w) / (k - 1)  # [k, B]
@@ -274,10 +395,10 @@ class VIMCO(Estimator):
             replaced = torch.where(eye, others[:, None, :], log_w[None, :, :])  # [i, j, B]
             leave_one_out = bounds.log_mean_exp(replaced, 1)  # [k, B]
         surrogate = bound + ((bound.detach() - leave_one_out) * log_q).sum(0)
-        divergence = _analytic_kl(q, p, self.kl)
+        divergence = _analytic_kl(weights.posterior, weights.prior, self.kl)
         if divergence is None:
-            divergence = (log_q - p.log_prob(z)).mean(0).detach()
-        reconstruction = reconstruction_samples.mean(0)
+            divergence = weights.monte_carlo_kl.detach()
+        reconstruction = weights.mean_log_likelihood
         return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction,
                      kl=divergence, surrogate=surrogate)
 
@@ -302,6 +423,8 @@ def _detached(q: D.Distribution) -> D.Distribution:
     return D.Independent(copy, dims) if dims else copy
 
 
+@ESTIMATORS.register("dreg", help="doubly-reparameterized IWAE_k gradients (Gaussian z, "
+                     "--iwae-k K >= 2)")
 class DReG(Estimator):
     """Doubly-reparameterized gradients of IWAE_k (Tucker, Lawson, Gu & Maddison 2018).
 
@@ -336,7 +459,7 @@ class DReG(Estimator):
     :func:`elbokit.bounds.iwae` reports them.
     """
 
-    name = "dreg"
+    pathwise = True
 
     def __init__(self, k: int, kl: str = "auto") -> None:
         super().__init__(k, 1.0, kl)
@@ -344,68 +467,11 @@ class DReG(Estimator):
         if k is None or k < 2:
             raise ConfigError(f"dreg needs --iwae-k K with K >= 2, not {k}")
 
-    def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
-        q, p = model.posterior(x), model.prior()
-        if not q.has_rsample:
-            raise ConfigError(f"dreg needs a reparameterizable (Gaussian) posterior, not {type(q).__name__}")
-        k = self.n_samples
-        z = q.rsample((k,))  # [k, B, *event], carries the path to phi
-        z_stopped = z.detach().requires_grad_(torch.is_grad_enabled())
-        log_likelihood = model.likelihood(z_stopped).log_prob(x)  # [k, B]
-        log_prior, log_posterior = p.log_prob(z_stopped), _detached(q).log_prob(z_stopped)
-        log_w = log_likelihood + log_prior - log_posterior  # gradient to theta only
-        weights = torch.softmax(log_w.detach(), 0)  # w~: [k, B], constants
-        surrogate = (weights * log_w).sum(0)
-        if log_w.requires_grad:  # the encoder's path term: sum_i w~_i^2 (d log w_i / d z_i) . z_i
-            (path,) = torch.autograd.grad(log_w, z_stopped, weights * weights, retain_graph=True)
-            surrogate = surrogate + (path * z).reshape(k, z.shape[1], -1).sum(-1).sum(0)
-        bound = bounds.log_mean_exp(log_w.detach())  # IWAE_k
-        surrogate = surrogate + (bound - surrogate).detach()  # reads IWAE_k, same gradient
-        reconstruction = log_likelihood.mean(0)
-        divergence = _analytic_kl(q, p, self.kl)
-        if divergence is None:  # Monte Carlo from the same k samples
-            divergence = (log_posterior - log_prior).mean(0)
-        return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction,
-                     kl=divergence, surrogate=surrogate)
-
-
-def resolve(name: str, model: LatentVariableModel, limit: int = bounds.AUTO_ENUMERATE) -> str:
-    """``auto`` -> reparameterize (continuous z), enumerate (support <= limit) or gumbel-st."""
-    if name not in NAMES:
-        raise ConfigError(f"unknown estimator {name!r}; choose from {', '.join(NAMES)}")
-    spec = getattr(getattr(model, "config", None), "latent_spec", None)
-    if name == "auto":
-        if spec is None:  # a model that lists its z (e.g. a mixture) is summed over
-            return "enumerate" if bounds.enumerable(model, limit) else "reparameterize"
-        if spec.kind == "gaussian":
-            return "reparameterize"
-        return "enumerate" if spec.support_size <= limit else "gumbel-st"
-    if spec is not None and spec.kind == "gaussian" and name not in REPARAMETERIZED:
-        raise ConfigError(f"estimator {name!r} is for discrete latents; a Gaussian z uses "
-                          "reparameterize or dreg")
-    if spec is not None and spec.kind != "gaussian" and name in REPARAMETERIZED:
-        needs = " (dreg needs a Gaussian z)" if name == "dreg" else ""
-        raise ConfigError(f"a {spec} latent cannot be reparameterized{needs}; use enumerate, gumbel, "
-                          "gumbel-st, reinforce or vimco")
-    if spec is None and name == "dreg" and bounds.enumerable(model, limit):
-        raise ConfigError("dreg needs a reparameterizable (Gaussian) latent; this model's z is "
-                          "discrete: use enumerate or vimco")
-    if name == "enumerate" and spec is not None and spec.support_size > limit:
-        model.support(limit)  # raises the message that says how large and what fits
-    return name
-
-
-def build(name: str, model: LatentVariableModel, dim: int, n_samples: int = 1, beta: float = 1.0,
-          kl: str = "auto", iwae_k: int | None = None, **options) -> Estimator:
-    """The named estimator for ``model`` (see :data:`NAMES`), with its options."""
-    name = resolve(name, model)
-    free_bits = options.pop("free_bits", 0.0)
-    if free_bits and (name != "reparameterize" or iwae_k is not None):
-        raise ConfigError(f"--free-bits applies to the reparameterized ELBO, not to {name}"
-                          f"{' with --iwae-k' if iwae_k is not None else ''}")
-    if name == "reparameterize":
-        return Reparameterize(n_samples, beta, kl, iwae_k, free_bits)
-    if name == "dreg":
+    @classmethod
+    def from_options(cls, model: LatentVariableModel, dim: int | None, n_samples: int = 1,
+                     beta: float = 1.0, kl: str = "auto", iwae_k: int | None = None,
+                     **options) -> Estimator:
+        cls._refuse_free_bits(options, iwae_k)
         if iwae_k is None or iwae_k < 2:
             given = "" if iwae_k is None else f", not {iwae_k}"
             raise ConfigError(f"dreg needs --iwae-k K with K >= 2{given}")
@@ -413,18 +479,68 @@ def build(name: str, model: LatentVariableModel, dim: int, n_samples: int = 1, b
             raise ConfigError("dreg trains the IWAE bound, which has no beta")
         if n_samples != 1:
             raise ConfigError("dreg draws --iwae-k samples per example; leave --n-samples at 1")
-        return DReG(iwae_k, kl)
-    if iwae_k is not None and name != "vimco":
-        raise ConfigError(f"--iwae-k trains the IWAE bound: use reparameterize, dreg or vimco, not {name}")
-    if name == "enumerate":
-        return Enumerate(beta)
-    if name in ("gumbel", "gumbel-st"):
-        keys = ("temperature", "min_temperature", "anneal_rate")
-        return Gumbel(n_samples, beta, kl, straight_through=name == "gumbel-st",
-                      **{k: options[k] for k in keys if k in options})
-    if name == "reinforce":
-        return Reinforce(dim, n_samples, beta, kl, **{k: options[k] for k in ("baseline",)
-                                                        if k in options})
-    if beta != 1.0:
-        raise ConfigError("vimco trains the IWAE bound, which has no beta")
-    return VIMCO(iwae_k or n_samples, kl)
+        return cls(iwae_k, kl)
+
+    def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:
+        q = model.posterior(x)
+        if not q.has_rsample:
+            raise ConfigError(f"dreg needs a reparameterizable (Gaussian) posterior, not {type(q).__name__}")
+        k = self.n_samples
+        z = bounds.draw(q, k)  # [k, B, *event], carries the path to phi
+        z_stopped = z.detach().requires_grad_(torch.is_grad_enabled())
+        # The weights at stop(z) under q with detached parameters: fields [k, B].
+        drawn = bounds.log_weights_at(model, x, z_stopped, _detached(q))
+        log_w = drawn.log_w  # gradient to theta only
+        weights = torch.softmax(log_w.detach(), 0)  # w~: [k, B], constants
+        surrogate = (weights * log_w).sum(0)
+        if log_w.requires_grad:  # the encoder's path term: sum_i w~_i^2 (d log w_i / d z_i) . z_i
+            (path,) = torch.autograd.grad(log_w, z_stopped, weights * weights, retain_graph=True)
+            surrogate = surrogate + (path * z).reshape(k, z.shape[1], -1).sum(-1).sum(0)
+        bound = bounds.log_mean_exp(log_w.detach())  # IWAE_k
+        surrogate = surrogate + (bound - surrogate).detach()  # reads IWAE_k, same gradient
+        reconstruction = drawn.mean_log_likelihood
+        divergence = _analytic_kl(q, drawn.prior, self.kl)
+        if divergence is None:  # Monte Carlo from the same k samples
+            divergence = drawn.monte_carlo_kl
+        return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction,
+                     kl=divergence, surrogate=surrogate)
+
+
+def resolve(name: str, model: LatentVariableModel) -> str:
+    """The registered estimator ``name`` stands for, checked against ``model``'s z: ``auto``
+    -> reparameterize (continuous z), enumerate (z small enough to sum over every step, by
+    :func:`elbokit.bounds.enumerable`) or gumbel-st."""
+    if name not in names():
+        raise ConfigError(f"unknown estimator {name!r}; choose from {', '.join(names())}")
+    spec = getattr(getattr(model, "config", None), "latent_spec", None)
+    if name == "auto":
+        if spec is not None and spec.kind == "gaussian":
+            return "reparameterize"
+        if bounds.enumerable(model, "train"):
+            return "enumerate"
+        # Not enumerable: a model that lists no z (e.g. user code), or a large discrete z.
+        return "reparameterize" if spec is None else "gumbel-st"
+    pathwise = [n for n, cls in ESTIMATORS.items() if cls.pathwise]
+    if spec is not None and spec.kind == "gaussian" and name not in pathwise:
+        raise ConfigError(f"estimator {name!r} is for discrete latents; a Gaussian z uses "
+                          f"{_one_of(pathwise)}")
+    if spec is not None and spec.kind != "gaussian" and name in pathwise:
+        needs = " (dreg needs a Gaussian z)" if name == "dreg" else ""
+        others = [n for n in ESTIMATORS.names() if n not in pathwise]
+        raise ConfigError(f"a {spec} latent cannot be reparameterized{needs}; use "
+                          f"{_one_of(others)}")
+    if spec is None and name == "dreg" and bounds.enumerable(model, "train"):
+        raise ConfigError("dreg needs a reparameterizable (Gaussian) latent; this model's z is "
+                          "discrete: use enumerate or vimco")
+    if name == "enumerate" and spec is not None and not bounds.enumerable(model, "train"):
+        model.support(bounds.enumeration_limit("train"))  # raises: how large, and what fits
+    return name
+
+
+def build(name: str, model: LatentVariableModel, dim: int | None, n_samples: int = 1,
+          beta: float = 1.0, kl: str = "auto", iwae_k: int | None = None,
+          **options) -> Estimator:
+    """The estimator registered as ``name`` (or the one ``auto`` resolves to, see
+    :func:`resolve`) for ``model``, made by its class's :meth:`Estimator.from_options`."""
+    return ESTIMATORS[resolve(name, model)].from_options(model, dim, n_samples, beta, kl,
+                                                         iwae_k, **options)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,8 +174,9 @@ def test_iwae_with_one_sample_is_the_elbo_with_monte_carlo_kl():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("standard", [True, False])
 def test_diagonal_gaussian_kl_formula_equals_the_registry(dtype, standard):
-    """closed_form_kl's own formulas (general diagonal prior; the short form for the
-    StandardNormal prior) give torch's registered KL(Normal || Normal), summed over the event."""
+    """closed_form_kl's diagonal-Gaussian path (general diagonal prior; the StandardNormal
+    prior's registered short form) gives torch's KL(Normal || Normal) of the expanded
+    Independent distributions."""
     torch.manual_seed(0)
     q = D.Independent(D.Normal(3 * torch.randn(4, 6, 5, dtype=dtype),
                                torch.rand(4, 6, 5, dtype=dtype) * 3 + 1e-3), 1)
@@ -227,3 +232,55 @@ def test_log_mean_exp_is_the_log_of_the_mean_without_overflow():
         assert torch.allclose(log_mean_exp(values, dim), expected, rtol=0, atol=1e-12)
     # exp(1000) overflows float64; the shifted form does not, and shifting commutes.
     assert torch.allclose(log_mean_exp(values + 1000.0), log_mean_exp(values) + 1000.0, atol=1e-9)
+
+
+# -- the standard-normal KL is registered with torch; bounds import no model ----------------
+
+def test_the_standard_normal_kl_is_registered_and_equals_the_general_form():
+    """KL(N(m, s^2) || StandardNormal) is found by torch's registry (so by any caller of
+    kl_divergence) and equals the general normal-normal form in float64, broadcasting q's
+    batch with p's as the general form does."""
+    from elbokit.models import latents
+
+    assert D.kl._dispatch_kl(D.Normal, StandardNormal) is latents._kl_normal_standard_normal
+    g = torch.Generator().manual_seed(0)
+    q = D.Normal(3 * torch.randn(4, 5, generator=g, dtype=torch.float64),
+                 torch.rand(4, 5, generator=g, dtype=torch.float64) * 3 + 1e-3)
+    for p_shape in [(5,), (4, 5), (2, 4, 5)]:
+        p = StandardNormal(torch.zeros(p_shape, dtype=torch.float64),
+                           torch.ones(p_shape, dtype=torch.float64))
+        general = D.kl_divergence(q, D.Normal(p.loc, p.scale))
+        short = D.kl_divergence(q, p)
+        assert short.shape == general.shape
+        assert torch.allclose(short, general, rtol=1e-13, atol=1e-13)
+
+
+def test_bounds_imports_no_model_module():
+    """``import elbokit.bounds`` (the package's names load lazily) pulls in nothing of
+    models, likelihoods, estimators, training, api or cli: checked in a fresh interpreter."""
+    code = "import sys, elbokit.bounds; print(' '.join(m for m in sys.modules if m.startswith('elbokit.')))"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True)
+    loaded = done.stdout.split()
+    assert "elbokit.bounds" in loaded
+    forbidden = ("models", "likelihoods", "estimators", "training", "api", "cli")
+    assert not [m for m in loaded if m.split(".")[1] in forbidden], loaded
+
+
+# -- the enumeration policy -----------------------------------------------------------------
+
+def test_one_enumeration_policy_for_scoring_and_training():
+    def listed(size: float) -> object:
+        return type("Listed", (), {"support_size": size})()
+
+    assert bounds.enumeration_limit("score") == bounds.SCORING_LIMIT == 2**16
+    assert bounds.enumeration_limit("train") == bounds.TRAINING_LIMIT == 2**10
+    for use, limit in (("score", 2**16), ("train", 2**10)):
+        assert bounds.enumerable(listed(limit), use)
+        assert not bounds.enumerable(listed(limit + 1), use)
+        assert not bounds.enumerable(listed(math.inf), use)
+        assert not bounds.enumerable(object(), use)  # no support_size: a continuous z
+    with pytest.raises(ValueError, match="'score' or 'train'"):
+        bounds.enumerable(listed(2), "always")

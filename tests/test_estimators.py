@@ -18,6 +18,7 @@ from elbokit import VAE, bounds, data, estimators
 from elbokit.errors import ConfigError
 from elbokit.models.latents import LatentSpec
 from elbokit.models.vae import VAEConfig, VAEModule
+from elbokit.training import TrainConfig, Trainer
 
 
 def tiny_model(latent: str, dim: int = 4, seed: int = 0) -> VAEModule:
@@ -89,6 +90,17 @@ def test_exact_log_likelihood_bounds_iwae_which_bounds_the_elbo(latent):
                 gaps.append(float((exact - mean).mean()))
         assert gaps[-1] < 0.05 * gaps[0] + 1e-3, gaps  # IWAE_1000 closes the ELBO gap
         assert all(a >= b - 1e-3 for a, b in zip(gaps, gaps[1:], strict=False)), gaps
+
+
+def test_auto_enumerates_up_to_the_training_limit():
+    """auto and training share bounds' policy: bernoulli:10 (2^10 values) is summed over,
+    bernoulli:11 is not (but its exact log p(x) is still within the scoring limit)."""
+    assert estimators.resolve("auto", tiny_model("bernoulli:10")) == "enumerate"
+    larger = tiny_model("bernoulli:11")
+    assert estimators.resolve("auto", larger) == "gumbel-st"
+    assert bounds.enumerable(larger, "score") and not bounds.enumerable(larger, "train")
+    with pytest.raises(ConfigError, match=r"2048 values \(bernoulli:11\).*up to 1,024"):
+        estimators.build("enumerate", larger, 4)
 
 
 def test_enumeration_refuses_large_supports_with_advice():
@@ -230,3 +242,68 @@ def test_estimator_state_survives_a_checkpoint(tmp_path, digits_split):
     b = (tmp_path / "b" / "checkpoint" / "model.safetensors").read_bytes()
     assert a == b  # the moving average and learned baseline were restored exactly
     assert np.isfinite(VAE.load(tmp_path / "a").transform(train[:3])).all()
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+@pytest.fixture
+def toy_elbo():
+    """A plain reparameterized ELBO registered from outside the library, as a user's own
+    estimator would be, as "test-toy-elbo": for one test (removed afterwards, so no other
+    test sees it)."""
+
+    @estimators.ESTIMATORS.register("test-toy-elbo", help="a plain reparameterized ELBO (tests)")
+    class ToyELBO(estimators.Reparameterize):
+        """The reparameterized ELBO under another name."""
+
+    yield ToyELBO
+    estimators.ESTIMATORS.remove("test-toy-elbo")
+
+
+def test_every_estimator_is_registered_once_and_names_start_with_auto():
+    names = estimators.NAMES
+    assert names[0] == "auto" and names[1:] == estimators.ESTIMATORS.names()
+    assert names[:8] == ("auto", "reparameterize", "enumerate", "gumbel", "gumbel-st",
+                         "reinforce", "vimco", "dreg")
+    classes = [cls for _, cls in estimators.ESTIMATORS.items()]
+    assert len(set(classes)) == len(classes)
+    assert all(estimators.ESTIMATORS.help(name) for name in names[1:])
+    st = estimators.build("gumbel-st", tiny_model("categorical:4"), 4)
+    assert st.straight_through and st.name == "gumbel-st"
+    assert not estimators.build("gumbel", tiny_model("categorical:4"), 4).straight_through
+    with pytest.raises(ConfigError, match="unknown estimator 'magic'; choose from auto, "):
+        estimators.build("magic", tiny_model("gaussian:2"), 4)
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("enumerate", {"free_bits": 0.5}, "--free-bits applies to the reparameterized ELBO, not to "
+                                      "enumerate$"),
+    ("reparameterize", {"free_bits": 0.5, "iwae_k": 3}, "not to reparameterize with --iwae-k$"),
+    ("gumbel-st", {"iwae_k": 3}, "use reparameterize, dreg or vimco, not gumbel-st$"),
+    ("reinforce", {"iwae_k": 3}, "not reinforce$"),
+    ("vimco", {"beta": 2.0}, "vimco trains the IWAE bound, which has no beta"),
+])
+def test_each_estimator_refuses_the_options_that_do_not_apply(name, options, message):
+    model = tiny_model("gaussian:2" if name == "reparameterize" else "bernoulli:2")
+    with pytest.raises(ConfigError, match=message):
+        estimators.build(name, model, 4, **options)
+
+
+def test_a_user_registered_estimator_is_built_by_name_and_trains(toy_elbo):
+    model = tiny_model("gaussian:2")
+    x = tiny_data(8)
+    toy = estimators.build("test-toy-elbo", model, 4, n_samples=2, beta=0.5)
+    assert isinstance(toy, toy_elbo) and toy.name == "test-toy-elbo" and "test-toy-elbo" in estimators.NAMES
+    torch.manual_seed(3)
+    got = toy(model, x)
+    torch.manual_seed(3)
+    expected = bounds.elbo(model, x, n_samples=2, beta=0.5)
+    assert torch.equal(got.surrogate, expected.surrogate) and torch.equal(got.elbo, expected.elbo)
+    with pytest.raises(ConfigError, match="is for discrete latents; a Gaussian z uses "
+                                          "reparameterize, dreg or test-toy-elbo"):
+        estimators.build("reinforce", model, 4)
+    config = TrainConfig(estimator="test-toy-elbo", epochs=3, batch_size=8, lr=1e-2, patience=None)
+    trainer = Trainer(model, config)
+    assert isinstance(trainer.objective, toy_elbo)
+    history = trainer.fit(x)
+    assert len(history) == 3 and all(math.isfinite(r["train"]["elbo"]) for r in history)

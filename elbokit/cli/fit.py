@@ -17,7 +17,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from .. import distributed, estimators, plugins, workflows
+from .. import bounds, distributed, estimators, plugins, workflows
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
 from ..checkpoint import has_checkpoint
 from ..data.stream import DEFAULT_BUDGET, parse_size
@@ -150,7 +150,8 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="closed-form KL when registered (auto), always, or Monte Carlo")
     t.add_argument("--estimator", default="auto", choices=estimators.NAMES,
                    help="gradient estimator; auto: reparameterize a Gaussian z, enumerate a "
-                   "discrete z with <= 1024 values, else gumbel-st (default auto)")
+                   f"discrete z with <= {bounds.TRAINING_LIMIT} values, else gumbel-st "
+                   "(default auto)")
     t.add_argument("--temperature", type=positive_float, default=1.0,
                    help="gumbel: initial temperature (1.0)")
     t.add_argument("--min-temperature", type=positive_float, default=0.5,

@@ -94,9 +94,19 @@ def latent_help() -> str:
 
 class StandardNormal(D.Normal):
     """N(0, 1): a ``Normal`` whose ``loc`` is 0 and ``scale`` 1 (the caller passes those).
-    The type tells :func:`elbokit.bounds.closed_form_kl` that KL(q || p) has its short form
-    sum_i (mu_i^2 + s_i^2 - 1) / 2 - log s_i, which needs no arithmetic with p's parameters
-    (fewer ops per training step). It expands and samples as any ``Normal``."""
+    The type selects the KL registered below, whose short form needs no arithmetic with p's
+    parameters (fewer ops per training step). It expands and samples as any ``Normal``."""
+
+
+@D.register_kl(D.Normal, StandardNormal)
+def _kl_normal_standard_normal(q: D.Normal, p: StandardNormal) -> torch.Tensor:
+    """KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - 1) / 2 - log s, per coordinate: q's batch
+    shape broadcast with p's. Found by ``torch.distributions.kl_divergence`` (and so by
+    :func:`elbokit.bounds.closed_form_kl`) for any Normal q against this prior."""
+    kl = 0.5 * (q.loc.square() + q.scale.square() - 1) - q.scale.log()
+    shape = torch.broadcast_shapes(kl.shape, p.batch_shape)
+    # p's parameters take no part, but its batch shape does (as in the general form).
+    return kl if shape == kl.shape else kl.expand(shape)
 
 
 class LatentSpace(nn.Module):
