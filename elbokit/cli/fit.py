@@ -293,12 +293,12 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
     elif args.model == "mixture":
         if args.gaussian_scale == "dim" and args.likelihood in ("auto", "gaussian"):
             args.gaussian_scale = "decoder"  # a diagonal covariance per component
+        training["lr"] = args.lr or 1e-2  # a mixture's gradient fit: its own default rate
         mixture_params = set(inspect.signature(Mixture).parameters)
         model = Mixture(n_components=args.components, likelihood=args.likelihood,
                         gaussian_scale=args.gaussian_scale, fit=args.fit, n_init=args.n_init,
                         max_iter=args.max_iter,
-                        **{k: v for k, v in training.items() if k in mixture_params},
-                        lr=args.lr or 1e-2)
+                        **{k: v for k, v in training.items() if k in mixture_params})
     else:
         model = VAE(latent_dim=args.latent_dim, latent=args.latent, hidden=args.hidden,
                     likelihood=args.likelihood, gaussian_scale=args.gaussian_scale,

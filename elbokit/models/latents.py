@@ -104,9 +104,13 @@ def _kl_normal_standard_normal(q: D.Normal, p: StandardNormal) -> torch.Tensor:
     shape broadcast with p's. Found by ``torch.distributions.kl_divergence`` (and so by
     :func:`elbokit.bounds.closed_form_kl`) for any Normal q against this prior."""
     kl = 0.5 * (q.loc.square() + q.scale.square() - 1) - q.scale.log()
-    shape = torch.broadcast_shapes(kl.shape, p.batch_shape)
-    # p's parameters take no part, but its batch shape does (as in the general form).
-    return kl if shape == kl.shape else kl.expand(shape)
+    # p's parameters take no part, but its batch shape does (as in the general form). The
+    # usual case, p's shape a suffix of q's, is checked in Python: torch.broadcast_shapes
+    # costs as much as the arithmetic above on a small model's every training step.
+    prior = p.batch_shape
+    if len(prior) <= kl.dim() and kl.shape[kl.dim() - len(prior):] == prior:
+        return kl
+    return kl.expand(torch.broadcast_shapes(kl.shape, p.batch_shape))
 
 
 class LatentSpace(nn.Module):
