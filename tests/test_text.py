@@ -45,3 +45,15 @@ def test_bag_of_words_is_fitted_on_training_texts_only():
     np.testing.assert_array_equal(counts, [[0, 2, 0], [0, 0, 0]])  # unknown words are dropped
     with pytest.raises(DataError, match="vocabulary"):
         BagOfWords().fit(["!!!", "?"])
+
+
+def test_the_vocabulary_breaks_ties_by_the_words_not_by_the_cpu():
+    """The most frequent words, ties at the cut broken alphabetically: the same vocabulary
+    on every machine (an unstable sort's tie order follows the CPU's SIMD sort)."""
+    from elbokit.data.text import BagOfWords
+
+    texts = ["zeta alpha beta", "gamma beta delta", "beta epsilon eta", "theta iota beta"]
+    bag = BagOfWords(3).fit(texts)
+    # beta: 4; the other 9 words once each: the first two of them alphabetically.
+    assert bag.vocabulary == ["alpha", "beta", "delta"]
+    assert bag.transform(["beta beta delta zeta"]).tolist() == [[0.0, 2.0, 1.0]]

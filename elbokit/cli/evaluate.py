@@ -55,13 +55,14 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 2:
         raise ConfigError("--k must be at least 2 (the standard error needs two samples)")
     run = workflows.Run.load(args.run, model=args.model)
+    run.fitted()  # the model loads (or is refused) before any data is read
     rows = None  # the file's own rows
     if args.data is not None:
         x = runs.load_data(args.data, run.config["data"].get("binarize"), args.header).x
         split, where = "file", args.data
     else:
         (x, rows), split, where = run.examples(args.split), args.split, run.config["data"]["source"]
-    run.model.as_tensor(x, where=where)  # width and support checked before any work
+    run.fitted().as_tensor(x, where=where)  # width and support checked before any work
     with memory_guard("the evaluation", "use a smaller --k or --iwae-k"), in_file_rows(rows):
         scores = run.evaluate(x, k=args.k, iwae_k=args.iwae_k, seed=args.seed)
     found = scores.pop("diagnostics")

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o {output}: the run's data are not images; write .npy or .csv")
     if not output.parent.is_dir():
         raise ConfigError(f"-o {output}: directory {output.parent} does not exist")
+    run.fitted()
     with memory_guard(f"-n {args.n} samples", "draw fewer"):
         x = run.sample(args.n, seed=args.seed, mean=args.mean)
     if suffix == ".png":

@@ -1,0 +1,80 @@
+"""elbokit.workflows: runs as library functions, the same runs the CLI writes and reads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from elbokit import VAE, Mixture, workflows
+from elbokit.cli import main
+from elbokit.errors import ConfigError
+
+SMALL = {"latent_dim": 2, "hidden": (16,), "epochs": 2, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> workflows.Run:
+    out = tmp_path_factory.mktemp("workflows") / "run"
+    return workflows.fit_run(VAE(**SMALL), "digits", out, binarize=0.5, eval_k=20)
+
+
+def test_fit_run_returns_the_run_it_wrote(run):
+    assert run.summary == json.loads((run.path / "summary.json").read_text())
+    assert set(run.summary["splits"]) == {"train", "test"} and run.summary["epochs_trained"] == 2
+    assert [m["epoch"] for m in run.metrics] == [1, 2]
+    assert run.report_path == run.path / "report.html" and run.report_path.is_file()
+    assert run.config["kind"] == "vae" and run.config["params"]["latent_dim"] == 2
+
+
+def test_a_loaded_run_scores_as_the_cli_does(run, tmp_path, capsys):
+    loaded = workflows.Run.load(run.path)
+    scores = loaded.evaluate(split="test", k=30, seed=4)
+    argv = ["evaluate", str(run.path), "--k", "30", "--seed", "4", "--json", str(tmp_path / "e.json")]
+    assert main(argv) == 0
+    cli = json.loads((tmp_path / "e.json").read_text())
+    assert cli["log_likelihood"] == scores["log_likelihood"] and cli["elbo"] == scores["elbo"]
+    assert cli["diagnostics"] == json.loads(json.dumps(scores["diagnostics"]))
+    assert loaded.sample(5, seed=1).shape == (5, 64)
+    np.testing.assert_array_equal(loaded.sample(5, seed=1), loaded.sample(5, seed=1))
+    with pytest.raises(ConfigError, match="k must be at least 2"):
+        loaded.evaluate(k=1)
+
+
+def test_resume_run_extends_a_run_to_more_epochs(tmp_path):
+    out = tmp_path / "run"
+    workflows.fit_run(VAE(**SMALL), "digits", out, binarize=0.5, eval_k=20, write_report=False)
+    told = []
+    resumed = workflows.resume_run(out, epochs=3, eval_k=20, write_report=False, notify=told.append)
+    assert resumed.summary["epochs_trained"] == 3 and len(resumed.metrics) == 3 and not told
+    again = workflows.resume_run(out, eval_k=20, write_report=False, notify=told.append)
+    assert again.summary["epochs_trained"] == 3 and "nothing to train" in told[0]
+
+
+def test_bad_options_are_refused_before_anything_is_written(tmp_path):
+    for model, options, message in [
+        (VAE(**SMALL), {"ram_budget": 10**6}, "add --stream"),
+        (Mixture(), {"stream": True}, "mixture is fitted on data in memory"),
+        (Mixture(), {"binarize": "dynamic"}, "trains VAEs"),
+        (VAE(**{**SMALL, "hidden": (-1,)}), {}, ""),
+    ]:
+        with pytest.raises((ConfigError, ValueError), match=message):
+            workflows.fit_run(model, "digits", tmp_path / "run", **options)
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_sweep_trains_one_run_per_beta_and_continues(tmp_path):
+    out = tmp_path / "sweep"
+    first = workflows.sweep(VAE(**SMALL), "digits", [0.5, 2.0], out, binarize=0.5, eval_k=20,
+                            write_report=False)
+    assert first.betas == [0.5, 2.0] and all(p["rate"] is not None for p in first.points)
+    assert json.loads((out / "beta-2" / "config.json").read_text())["params"]["beta"] == 2.0
+    told = []
+    more = workflows.sweep(VAE(**SMALL), "digits", [2.0, 4.0], out, binarize=0.5, eval_k=20,
+                           write_report=False, notify=told.append)
+    assert more.betas == [0.5, 2.0, 4.0] and "finished before, skipped" in told[0]
+    with pytest.raises(ConfigError, match="other options"):
+        workflows.sweep(VAE(**{**SMALL, "latent_dim": 3}), "digits", [1.0], out, binarize=0.5)
+    with pytest.raises(ConfigError, match="mixture has none"):
+        workflows.sweep(Mixture(), "digits", [1.0], tmp_path / "other")
