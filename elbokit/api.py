@@ -199,37 +199,14 @@ class LatentModel(TransformerMixin, BaseEstimator):
                  ema: float = 0.999, seed: int = 0, dtype: str = "float32",
                  progress: bool = False, device: str = "cpu", compile: bool = False,
                  on_nan: str = "rollback", max_retries: int = 5) -> None:
-        self.model = model
-        self.model_options = model_options
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.estimator = estimator
-        self.n_samples = n_samples
-        self.iwae_k = iwae_k
-        self.beta = beta
-        self.kl = kl
-        self.kl_warmup = kl_warmup
-        self.free_bits = free_bits
-        self.temperature = temperature
-        self.min_temperature = min_temperature
-        self.anneal_rate = anneal_rate
-        self.baseline = baseline
-        self.val_fraction = val_fraction
-        self.patience = patience
-        self.lr_schedule = lr_schedule
-        self.lr_patience = lr_patience
-        self.lr_factor = lr_factor
-        self.min_lr = min_lr
-        self.tolerance = tolerance
-        self.ema = ema
-        self.seed = seed
-        self.dtype = dtype
-        self.progress = progress
-        self.device = device
-        self.compile = compile
-        self.on_nan = on_nan
-        self.max_retries = max_retries
+        self._store(locals())
+
+    def _store(self, params: dict) -> None:
+        """``__init__``'s arguments as attributes of the same names, unchanged (scikit-learn:
+        ``__init__`` only stores; ``get_params`` reads them back by the signature's names)."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
 
     def _show_progress(self) -> bool | None:
         """``show`` for :func:`~elbokit.progress.progress_bar`: True with ``progress=True``,
@@ -584,47 +561,9 @@ class VAE(LatentModel):
                  dynamic_binarization: bool = False, device: str = "cpu",
                  compile: bool = False, image_shape: Sequence[int] | None = None,
                  on_nan: str = "rollback", max_retries: int = 5) -> None:
-        self.latent_dim = latent_dim
-        self.latent = latent
-        self.hidden = hidden  # scikit-learn: __init__ stores; build() checks and converts
-        self.likelihood = likelihood
-        self.gaussian_scale = gaussian_scale
-        self.n_categories = n_categories
-        self.encoder = encoder
-        self.decoder = decoder
-        self.activation = activation
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.beta = beta
-        self.n_samples = n_samples
-        self.iwae_k = iwae_k
-        self.kl = kl
-        self.estimator = estimator
-        self.temperature = temperature
-        self.min_temperature = min_temperature
-        self.anneal_rate = anneal_rate
-        self.baseline = baseline
-        self.kl_warmup = kl_warmup
-        self.free_bits = free_bits
-        self.val_fraction = val_fraction
-        self.patience = patience
-        self.lr_schedule = lr_schedule
-        self.lr_patience = lr_patience
-        self.lr_factor = lr_factor
-        self.min_lr = min_lr
-        self.tolerance = tolerance
-        self.ema = ema
-        self.seed = seed
-        self.dtype = dtype
-        self.progress = progress
-        self.dynamic_binarization = dynamic_binarization
-        self.device = device
-        self.compile = compile
+        self._store(locals())
         # Checked in build(); kept as given otherwise (scikit-learn: __init__ only stores).
         self.image_shape = tuple(image_shape) if isinstance(image_shape, list) else image_shape
-        self.on_nan = on_nan
-        self.max_retries = max_retries
 
     # -- configuration -------------------------------------------------------------------
     def learning_rate(self) -> float:
