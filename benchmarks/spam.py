@@ -42,17 +42,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import finish  # noqa: E402
 
 from elbokit import VAE, Mixture  # noqa: E402
-from elbokit.data import labelled_subset, split_indices  # noqa: E402
-from elbokit.data.text import BagOfWords, load_sms_spam  # noqa: E402
-from elbokit.metrics import binary_report  # noqa: E402
-from elbokit.models.classifiers import (  # noqa: E402
+from elbokit.classifiers import (  # noqa: E402
     GenerativeClassifier,
     LogisticRegression,
     MLPClassifier,
     MultinomialNaiveBayes,
 )
-from elbokit.models.novelty import NoveltyDetector  # noqa: E402
-from elbokit.models.semisupervised import SemiSupervisedClassifier  # noqa: E402
+from elbokit.data import labelled_subset, split_indices  # noqa: E402
+from elbokit.data.text import BagOfWords, load_sms_spam  # noqa: E402
+from elbokit.metrics import binary_report  # noqa: E402
+from elbokit.novelty import NoveltyDetector  # noqa: E402
+from elbokit.semisupervised import SemiSupervisedClassifier  # noqa: E402
 
 
 class SklearnLogistic:

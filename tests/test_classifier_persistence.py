@@ -14,11 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from elbokit import VAE, Mixture, checkpoint
-from elbokit.data.text import BagOfWords, load_sms_spam
-from elbokit.errors import CheckpointError, ConfigError
-from elbokit.models import classifiers
-from elbokit.models.classifiers import (
+from elbokit import VAE, Mixture, checkpoint, classifiers
+from elbokit.classifiers import (
     CLASSIFIER_KINDS,
     Classifier,
     DiscriminativeClassifier,
@@ -27,6 +24,8 @@ from elbokit.models.classifiers import (
     MLPClassifier,
     MultinomialNaiveBayes,
 )
+from elbokit.data.text import BagOfWords, load_sms_spam
+from elbokit.errors import CheckpointError, ConfigError
 
 FACADES = {
     "naive-bayes": lambda: MultinomialNaiveBayes(alpha=0.5, class_prior=np.array([0.3, 0.7])),

@@ -25,11 +25,7 @@ import pytest
 import torch
 
 from elbokit import VAE, Mixture
-from elbokit.data import DATASETS, split_indices
-from elbokit.data.text import BagOfWords, load_sms_spam
-from elbokit.errors import ConfigError, DataError
-from elbokit.metrics import ZERO_DIVISION, binary_report, multiclass_report, positive_class
-from elbokit.models.classifiers import (
+from elbokit.classifiers import (
     ClassifierModule,
     GenerativeClassifier,
     GenerativeModule,
@@ -39,6 +35,10 @@ from elbokit.models.classifiers import (
     NaiveBayesModule,
     fit_multinomial_nb,
 )
+from elbokit.data import DATASETS, split_indices
+from elbokit.data.text import BagOfWords, load_sms_spam
+from elbokit.errors import ConfigError, DataError
+from elbokit.metrics import ZERO_DIVISION, binary_report, multiclass_report, positive_class
 
 SPLIT_SEED = 0
 METHODS = ("naive_bayes", "logistic_regression", "mlp", "mixture_per_class", "vae_per_class")
@@ -228,7 +228,7 @@ def test_logistic_regression_reaches_scikit_learns_optimum(sms):
 def test_discriminative_classifiers_train_through_the_trainer(sms, monkeypatch):
     """Through the one training loop they gain early stopping on a held-out split (the
     best epoch's weights kept), the NaN guard and devices."""
-    from elbokit.models import classifiers
+    from elbokit import classifiers
     from elbokit.training import NumericalFaultWarning
 
     X, y = sms["X_train"][:1500], sms["y_train"][:1500]

@@ -10,11 +10,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from elbokit.classifiers import Classifier
 from elbokit.cli import classify as classify_cli
 from elbokit.cli import main
 from elbokit.data import load
 from elbokit.data.text import BagOfWords, load_sms_spam
-from elbokit.models.classifiers import Classifier
 from elbokit.runs import write_config
 
 

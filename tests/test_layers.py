@@ -21,7 +21,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
                    "metrics", "diagnostics"),
     "models": ("models", "models.vae", "models.mixture"),
     "training": ("training",),
-    "facades": ("api", "models.classifiers", "models.novelty", "models.semisupervised"),
+    "facades": ("api", "classifiers", "novelty", "semisupervised"),
     "workflows": ("runs", "workflows", "figures", "plots", "report"),
     "faces": ("", "__main__", "cli", "cli.*"),
 }

@@ -17,7 +17,7 @@ from elbokit.data import split_indices
 from elbokit.data.text import BagOfWords, load_sms_spam
 from elbokit.errors import ConfigError, DataError
 from elbokit.metrics import binary_report
-from elbokit.models.novelty import NoveltyDetector, _best_f1_threshold
+from elbokit.novelty import NoveltyDetector, _best_f1_threshold
 
 
 def test_best_f1_threshold_matches_brute_force():

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
+from elbokit.classifiers import Classifier, ClassifierModule, LogisticRegression, encode_labels
 from elbokit.data import labelled_subset, split_indices
 from elbokit.data.text import BagOfWords, load_sms_spam
 from elbokit.errors import DataError
 from elbokit.metrics import binary_report
-from elbokit.models.classifiers import Classifier, ClassifierModule, LogisticRegression, encode_labels
-from elbokit.models.semisupervised import (
+from elbokit.semisupervised import (
     M2Config,
     M2Module,
     SemiSupervisedClassifier,

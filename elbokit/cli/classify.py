@@ -29,19 +29,19 @@ from .. import data as datasets
 from .. import plots, runs
 from ..api import VAE, Mixture
 from ..checkpoint import atomic_directory, write_json
-from ..data.email import read_email_folder
-from ..data.text import BagOfWords, TextDataset, load_sms_spam, read_labelled_text
-from ..errors import ConfigError, DataError
-from ..metrics import ZERO_DIVISION, binary_report, multiclass_report
-from ..models.classifiers import (
+from ..classifiers import (
     GenerativeClassifier,
     LogisticRegression,
     MLPClassifier,
     MultinomialNaiveBayes,
 )
-from ..models.novelty import NoveltyDetector
-from ..models.semisupervised import SemiSupervisedClassifier
+from ..data.email import read_email_folder
+from ..data.text import BagOfWords, TextDataset, load_sms_spam, read_labelled_text
+from ..errors import ConfigError, DataError
+from ..metrics import ZERO_DIVISION, binary_report, multiclass_report
+from ..novelty import NoveltyDetector
 from ..progress import progress_bar
+from ..semisupervised import SemiSupervisedClassifier
 from .common import (
     add_json_option,
     check_output_file,

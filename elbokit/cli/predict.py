@@ -15,10 +15,10 @@ import numpy as np
 
 from .. import data as datasets
 from .. import runs
+from ..classifiers import Classifier, GenerativeClassifier, MultinomialNaiveBayes
 from ..data.text import BagOfWords
 from ..errors import CheckpointError, ConfigError, DataError
-from ..models.classifiers import Classifier, GenerativeClassifier, MultinomialNaiveBayes
-from ..models.novelty import NoveltyDetector
+from ..novelty import NoveltyDetector
 from .classify import plain_label
 from .common import (
     add_header_option,

@@ -43,14 +43,8 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from .. import bounds
-from ..bounds import Terms
-from ..errors import ConfigError, DataError
-from ..estimators import Estimator
-from ..likelihoods import ObservationModel, build_likelihood, likelihood_for_data
-from ..nets import mlp
-from ..rng import seeded
-from ..training import TrainConfig, Trainer
+from . import bounds
+from .bounds import Terms
 from .classifiers import (
     COUNT_TRANSFORMS,
     FEATURE_TRANSFORMS,
@@ -59,7 +53,13 @@ from .classifiers import (
     _class_prior,
     encode_labels,
 )
-from .latents import LatentSpec
+from .errors import ConfigError, DataError
+from .estimators import Estimator
+from .likelihoods import ObservationModel, build_likelihood, likelihood_for_data
+from .models.latents import LatentSpec
+from .nets import mlp
+from .rng import seeded
+from .training import TrainConfig, Trainer
 
 __all__ = ["M2Config", "M2Module", "ClassConditional", "SemiSupervisedObjective",
            "SemiSupervisedClassifier"]
@@ -71,7 +71,7 @@ class M2Config:
 
     ``hidden``: widths of the encoder's hidden layers (the decoder mirrors them);
     ``classifier_hidden``: of q(y | x)'s (``()``: logistic regression); ``transform``: what
-    the networks see of x (:data:`elbokit.models.classifiers.FEATURE_TRANSFORMS`; ``log1p``
+    the networks see of x (:data:`elbokit.classifiers.FEATURE_TRANSFORMS`; ``log1p``
     for word counts).
     """
 
@@ -322,7 +322,7 @@ class SemiSupervisedClassifier(ModuleClassifier):
         self.history_ = [record["train"]["elbo"] for record in history]
         self.n_labelled_ = int(labelled.sum())
 
-    # -- persistence hooks (see elbokit.models.classifiers) --------------------------------
+    # -- persistence hooks (see elbokit.classifiers) --------------------------------
     def _save_parts(self, directory) -> dict:
         return {"config": self.module_.config.to_dict(), "n_labelled": self.n_labelled_,
                 "history": [float(v) for v in self.history_]}

@@ -56,16 +56,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bounds import Terms
-from ..checkpoint import SAVED_KINDS, atomic_directory, load_record, save_record
-from ..data import as_matrix, split_indices
-from ..distributed import resolve_device
-from ..errors import CheckpointError, ConfigError, DataError, ElbokitError, describe_rows
-from ..estimators import Estimator
-from ..likelihoods import Multinomial
-from ..nets import ACTIVATIONS, mlp
-from ..rng import seeded
-from ..training import TrainConfig, Trainer
+from .api import MODEL_KINDS, LatentModel
+from .bounds import Terms
+from .checkpoint import SAVED_KINDS, atomic_directory, load_record, save_record
+from .data import as_matrix, split_indices
+from .distributed import resolve_device
+from .errors import CheckpointError, ConfigError, DataError, ElbokitError, describe_rows
+from .estimators import Estimator
+from .likelihoods import Multinomial
+from .nets import ACTIVATIONS, mlp
+from .rng import seeded
+from .training import TrainConfig, Trainer
 
 __all__ = [
     "ClassifierModule", "GenerativeModule", "NaiveBayesModule", "DiscriminativeModule",
@@ -429,8 +430,6 @@ def _to_json(value: Any, where: str) -> Any:
     """A hyper-parameter as JSON data: numpy scalars and arrays become numbers and lists,
     tuples lists, and an elbokit :class:`~elbokit.api.LatentModel` (a density)
     ``{MODEL_TAG: kind, "params": ...}``; anything else is refused (no pickles)."""
-    from ..api import LatentModel  # here, not at the top: api must stay importable first
-
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, np.generic):
@@ -452,8 +451,6 @@ def _from_json(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     if MODEL_TAG in value:
-        from ..api import MODEL_KINDS
-
         if value[MODEL_TAG] not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {value[MODEL_TAG]!r}")
         return MODEL_KINDS[value[MODEL_TAG]](**value["params"])
@@ -679,7 +676,6 @@ class GenerativeClassifier(JointClassifier):
         return {"class_log_prior": torch.as_tensor(self.class_log_prior_)}
 
     def _save_parts(self, directory: Path) -> dict:
-        from ..api import LatentModel
 
         for c, density in enumerate(self.densities_):
             if not isinstance(density, LatentModel):
@@ -689,7 +685,6 @@ class GenerativeClassifier(JointClassifier):
         return {"empty_as_prior": bool(self.empty_as_prior_)}
 
     def _restore(self, tensors: dict[str, torch.Tensor], state: dict, directory: Path) -> None:
-        from ..api import LatentModel
 
         n_classes = len(self.classes_)
         self.class_log_prior_ = _tensor(tensors, "class_log_prior", (n_classes,)).double().numpy()

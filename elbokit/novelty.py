@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import SAVED_KINDS, atomic_directory, load_record, save_record
-from ..data import as_matrix
-from ..errors import CheckpointError, ConfigError, DataError
+from .api import LatentModel
+from .checkpoint import SAVED_KINDS, atomic_directory, load_record, save_record
+from .classifiers import _from_json, _to_json
+from .data import as_matrix, split_indices
+from .errors import CheckpointError, ConfigError, DataError
 
 __all__ = ["NoveltyDetector"]
 
@@ -65,8 +67,6 @@ class NoveltyDetector:
             raise ConfigError(f"false_alarm must lie in (0, 1), not {self.false_alarm}")
         X = self._matrix(X, "training data", None)
         if X_val is None:
-            from ..data import split_indices
-
             parts = split_indices(len(X), self.seed, 0.0, self.val_fraction)
             if len(parts["val"]) == 0:
                 raise DataError("training data: too few examples to hold out validation data")
@@ -119,7 +119,6 @@ class NoveltyDetector:
     def save(self, path: str | Path) -> None:
         """Write ``path/novelty.json`` (options, threshold, how it was chosen) and the
         density in ``path/density/`` (safetensors + JSON), replacing ``path`` as a whole."""
-        from ..models.classifiers import _to_json
 
         self._fitted()
         path = Path(path)
@@ -137,8 +136,6 @@ class NoveltyDetector:
     @classmethod
     def load(cls, path: str | Path) -> NoveltyDetector:
         """A fitted detector from :meth:`save`'s directory (the density's checksum verified)."""
-        from ..api import LatentModel
-        from ..models.classifiers import _from_json
 
         path = Path(path)
         record = load_record(path, FORMAT)[0]
