@@ -507,7 +507,7 @@ class OneProcess:
     def reduce(self, params: list[torch.nn.Parameter], loss: torch.Tensor | None,
                sums: torch.Tensor) -> list[torch.Tensor]:
         """The tensors the finiteness check reads."""
-        return [sums, *(p.grad for p in params if p.grad is not None)]
+        return [sums, *[p.grad for p in params if p.grad is not None]]
 
     def after_step(self, share: float) -> None:
         pass
@@ -989,29 +989,32 @@ class Trainer:
         nothing was stepped: the check comes before ``optimizer.step``, so the weights never
         take a non-finite step; deferred on an accelerator, where Adam skips the step)."""
         batch = self.parallel.slice(global_batch)
+        # Sizes read once: len() of a tensor is a Python-level call in torch, and at small
+        # batch sizes the step's Python overhead shows in its throughput (benchmarks/).
+        taken, total = batch.shape[0], global_batch.shape[0]
         for schedule in self.schedules:  # functions of (epoch, step): resumed runs see the same
             schedule.before_step(self.objective, epoch, step, steps)
         self.optimizer.zero_grad(set_to_none=True)
         loss = terms = None
-        if len(batch):  # a rank's slice is empty when the last batch has fewer examples than ranks
+        if taken:  # a rank's slice is empty when the last batch has fewer examples than ranks
             if self.batch_transform is not None:  # e.g. a fresh binarization (torch's RNG)
                 batch = self.batch_transform(batch)
             terms = self.forward(self.model, batch)
             # A slice's sum divided by the *global* batch size: the ranks' gradients then add
             # up to the gradient of the global-batch mean, whatever the slice sizes.
-            loss = (-terms.surrogate.mean() if len(batch) == len(global_batch)
-                    else -terms.surrogate.sum() / len(global_batch))
+            loss = (-terms.surrogate.mean() if taken == total
+                    else -terms.surrogate.sum() / total)
             loss.backward()
             with torch.no_grad():
                 sums += term_sums(terms)
         self._mark(self.parallel.reduce(self.params, loss, sums), self._bad, self._one)
         if not self.deferred_check and self._flagged():
-            return len(batch), self.parallel.culprit or self._culprit(loss, terms)
+            return taken, self.parallel.culprit or self._culprit(loss, terms)
         self.optimizer.step()
         if self.average is not None:
             self._update_average()
-        self.parallel.after_step(len(batch) / len(global_batch))
-        return len(batch), None
+        self.parallel.after_step(taken / total)
+        return taken, None
 
     def _culprit(self, loss: torch.Tensor, terms: bounds.Terms) -> str:
         """What was not finite (the rare path after a fault): the loss, or which gradient."""
