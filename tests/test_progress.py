@@ -7,12 +7,11 @@ import fcntl
 import os
 import pty
 import struct
-import subprocess
-import sys
 import termios
 import threading
 from pathlib import Path
 
+import forked
 import numpy as np
 import pytest
 
@@ -21,13 +20,14 @@ BAR = "%|"  # tqdm's "42%|####     |"
 
 
 def elbokit(argv: list, cwd: Path, terminal: tuple[int, int] | None) -> tuple[int, str, str]:
-    """Run ``python -m elbokit ARGV`` with stdout a pipe and stderr a pseudo-terminal of
-    ``terminal`` (rows, columns) -- (0, 0): one that reports no size, as ``script`` makes
-    under a process without a terminal -- or a pipe (None). Returns (code, stdout, stderr)."""
-    command = [sys.executable, "-m", "elbokit", *map(str, argv)]
+    """Run ``python -m elbokit ARGV`` (forked: tests/forked.py) with stdout captured and
+    stderr a pseudo-terminal of ``terminal`` (rows, columns) -- (0, 0): one that reports no
+    size, as ``script`` makes under a process without a terminal -- or captured (None).
+    Returns (code, stdout, stderr)."""
     if terminal is None:
-        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
-        return done.returncode, done.stdout, done.stderr
+        process = forked.elbokit(argv, cwd)
+        out, err = process.communicate(timeout=300)
+        return process.returncode, out, err
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", *terminal, 0, 0))
     chunks: list[bytes] = []
@@ -42,13 +42,12 @@ def elbokit(argv: list, cwd: Path, terminal: tuple[int, int] | None) -> tuple[in
                 return
             chunks.append(chunk)
 
-    reader = threading.Thread(target=drain)
-    reader.start()
     try:
-        with subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=follower, text=True) as process:
-            os.close(follower)
-            out, _ = process.communicate(timeout=300)
+        process = forked.elbokit(argv, cwd, stderr=follower)
+        os.close(follower)
+        reader = threading.Thread(target=drain)  # started after the fork: the child has none
+        reader.start()
+        out, _ = process.communicate(timeout=300)
         reader.join(timeout=30)
     finally:
         os.close(leader)

@@ -14,7 +14,8 @@ checkpoint files and failing output directories.
 - Full disk / read-only output (simulated: the tests may run as root, where chmod does not
   stop writes): one line, the last good checkpoint intact, the resumed run loses nothing.
 
-Subprocesses run with OMP_NUM_THREADS=1 (bit-for-bit comparisons need the same thread count).
+Training processes are forked from the test process (tests/forked.py) and compute on one
+thread (bit-for-bit comparisons need the same thread count).
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ import os
 import pickle
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import forked
 import numpy as np
 import pytest
 import torch
@@ -60,8 +60,7 @@ REPO = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS = 6, 21  # digits: 1294 training examples in batches of 64
 FIT = ["fit", "--data", "digits", "--hidden", "16", "--latent-dim", "2", "--batch-size", "64",
        "--epochs", str(EPOCHS), "--eval-k", "10", "--no-report", "--quiet", "--patience", "0"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-       "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TIMEOUT = 120
 
 # Runs ``elbokit fit`` (as ``python -m elbokit`` does) with test hooks that only wait: at the
@@ -112,31 +111,25 @@ raise SystemExit(main(sys.argv[1:]))
 
 # -- helpers ----------------------------------------------------------------------------------
 
-def spawn(run: Path, pause: str | None = None, marker: Path | None = None) -> subprocess.Popen:
-    """``elbokit fit`` on the tiny digits model into ``run`` (``--resume`` once it exists)."""
+def spawn(run: Path, pause: str | None = None, marker: Path | None = None) -> forked.Forked:
+    """``elbokit fit`` on the tiny digits model into ``run`` (``--resume`` once it exists),
+    in a forked child (tests/forked.py: a real process, killed for real, without the seconds
+    of a fresh interpreter's imports); with ``pause``, under the hooks of DRIVER."""
     argv = [*FIT, "--out", str(run)]
     if (run / "config.json").exists():
         argv.append("--resume")
     if pause is None:
-        command = [sys.executable, "-m", "elbokit", *argv]
-        env = ENV
-    else:
-        command = [sys.executable, "-c", DRIVER, *argv]
-        env = {**ENV, "RELIABILITY_PAUSE": pause, "RELIABILITY_MARKER": str(marker or os.devnull)}
-    # SIGINT at its default in the child, as in a terminal: a test runner started in the
-    # background (nohup, `make test &`, some CI shells) passes SIGINT on ignored, and a child
-    # that ignores SIGINT never sees the Ctrl-C these tests send.
-    return subprocess.Popen(command, cwd=run.parent, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        return forked.elbokit(argv, run.parent, ENV)
+    env = {**ENV, "RELIABILITY_PAUSE": pause, "RELIABILITY_MARKER": str(marker or os.devnull)}
+    return forked.Forked(DRIVER, argv, run.parent, env)
 
 
-def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+def finish(proc: forked.Forked) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=TIMEOUT)
     return proc.returncode, out, err
 
 
-def wait_until(condition, proc: subprocess.Popen, timeout: float = 60.0) -> bool:
+def wait_until(condition, proc: forked.Forked, timeout: float = 60.0) -> bool:
     """Poll ``condition()`` every 2 ms; False when ``proc`` ended first."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -238,7 +231,7 @@ def one_line_error(err: str, *fragments: str) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict:
-    """The run never interrupted, in a subprocess like the interrupted ones."""
+    """The run never interrupted, in a forked process like the interrupted ones."""
     run = tmp_path_factory.mktemp("reference") / "run"
     code, out, err = finish(spawn(run))
     assert code == 0, err
