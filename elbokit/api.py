@@ -46,7 +46,7 @@ from .models.vae import VAEConfig, VAEModule
 from .progress import progress_bar
 from .registry import Registry
 from .rng import seeded
-from .training import DEFAULT_EPOCHS, TrainConfig, Trainer, evaluate_terms
+from .training import TrainConfig, Trainer, evaluate_terms
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -180,25 +180,32 @@ class LatentModel(TransformerMixin, BaseEstimator):
     kind = "custom"
     module_class: type[torch.nn.Module]
     config_class: type
-    kl = "auto"
+    kl = TrainConfig.kl
     dtype = "float32"
     device = "cpu"  # class defaults: models saved before these options load unchanged
     compile = False
-    on_nan = "rollback"
-    max_retries = 5
+    on_nan = TrainConfig.on_nan
+    max_retries = TrainConfig.max_retries
 
-    def __init__(self, model: type | torch.nn.Module | str | None = None,
-                 model_options: dict | None = None, epochs: int = DEFAULT_EPOCHS,
-                 batch_size: int = 128, lr: float | None = None, estimator: str = "auto",
-                 n_samples: int = 1, iwae_k: int | None = None, beta: float = 1.0,
-                 kl: str = "auto", kl_warmup: int = 0, free_bits: float = 0.0,
-                 temperature: float = 1.0, min_temperature: float = 0.5,
-                 anneal_rate: float = 1e-4, baseline: str = "both", val_fraction: float = 0.1,
-                 patience: int | None = 10, lr_schedule: str = "plateau", lr_patience: int = 3,
-                 lr_factor: float = 0.5, min_lr: float = 1e-6, tolerance: float = 1e-5,
-                 ema: float = 0.999, seed: int = 0, dtype: str = "float32",
-                 progress: bool = False, device: str = "cpu", compile: bool = False,
-                 on_nan: str = "rollback", max_retries: int = 5) -> None:
+    # The training parameters are TrainConfig's fields, their defaults read from it (one
+    # declaration; spelled here because scikit-learn reads __init__'s signature). lr=None:
+    # the model's own default (learning_rate()).
+    def __init__(self, model: type | torch.nn.Module | str | None = None, model_options: dict | None = None,
+                 epochs: int = TrainConfig.epochs, batch_size: int = TrainConfig.batch_size,
+                 lr: float | None = None, estimator: str = TrainConfig.estimator,
+                 n_samples: int = TrainConfig.n_samples, iwae_k: int | None = TrainConfig.iwae_k,
+                 beta: float = TrainConfig.beta, kl: str = TrainConfig.kl,
+                 kl_warmup: int = TrainConfig.kl_warmup, free_bits: float = TrainConfig.free_bits,
+                 temperature: float = TrainConfig.temperature,
+                 min_temperature: float = TrainConfig.min_temperature,
+                 anneal_rate: float = TrainConfig.anneal_rate, baseline: str = TrainConfig.baseline,
+                 val_fraction: float = 0.1, patience: int | None = TrainConfig.patience,
+                 lr_schedule: str = TrainConfig.lr_schedule, lr_patience: int = TrainConfig.lr_patience,
+                 lr_factor: float = TrainConfig.lr_factor, min_lr: float = TrainConfig.min_lr,
+                 tolerance: float = TrainConfig.tolerance, ema: float = TrainConfig.ema,
+                 seed: int = TrainConfig.seed, dtype: str = "float32", progress: bool = False,
+                 device: str = "cpu", compile: bool = False, on_nan: str = TrainConfig.on_nan,
+                 max_retries: int = TrainConfig.max_retries) -> None:
         self._store(locals())
 
     def _store(self, params: dict) -> None:
@@ -544,23 +551,25 @@ class VAE(LatentModel):
     module_class = VAEModule
     config_class = VAEConfig
 
-    def __init__(self, latent_dim: int = 8, latent: str | None = None,
-                 hidden: Sequence[int] = (256, 256),
-                 likelihood: str = "auto", gaussian_scale: str = "dim",
-                 n_categories: int | None = None, encoder: str = "auto",
-                 decoder: str = "mlp", activation: str = "relu", epochs: int = DEFAULT_EPOCHS,
-                 batch_size: int = 128, lr: float | None = None, beta: float = 1.0,
-                 n_samples: int = 1, iwae_k: int | None = None, kl: str = "auto",
-                 estimator: str = "auto", temperature: float = 1.0,
-                 min_temperature: float = 0.5, anneal_rate: float = 1e-4,
-                 baseline: str = "both", kl_warmup: int = 0, free_bits: float = 0.0,
-                 val_fraction: float = 0.1, patience: int | None = 10,
-                 lr_schedule: str = "plateau", lr_patience: int = 3, lr_factor: float = 0.5,
-                 min_lr: float = 1e-6, tolerance: float = 1e-5, ema: float = 0.999, seed: int = 0,
-                 dtype: str = "float32", progress: bool = False,
-                 dynamic_binarization: bool = False, device: str = "cpu",
-                 compile: bool = False, image_shape: Sequence[int] | None = None,
-                 on_nan: str = "rollback", max_retries: int = 5) -> None:
+    def __init__(self, latent_dim: int = 8, latent: str | None = None, hidden: Sequence[int] = (256, 256),
+                 likelihood: str = "auto", gaussian_scale: str = "dim", n_categories: int | None = None,
+                 encoder: str = "auto", decoder: str = "mlp", activation: str = "relu",
+                 epochs: int = TrainConfig.epochs, batch_size: int = TrainConfig.batch_size,
+                 lr: float | None = None, beta: float = TrainConfig.beta,
+                 n_samples: int = TrainConfig.n_samples, iwae_k: int | None = TrainConfig.iwae_k,
+                 kl: str = TrainConfig.kl, estimator: str = TrainConfig.estimator,
+                 temperature: float = TrainConfig.temperature,
+                 min_temperature: float = TrainConfig.min_temperature,
+                 anneal_rate: float = TrainConfig.anneal_rate, baseline: str = TrainConfig.baseline,
+                 kl_warmup: int = TrainConfig.kl_warmup, free_bits: float = TrainConfig.free_bits,
+                 val_fraction: float = 0.1, patience: int | None = TrainConfig.patience,
+                 lr_schedule: str = TrainConfig.lr_schedule, lr_patience: int = TrainConfig.lr_patience,
+                 lr_factor: float = TrainConfig.lr_factor, min_lr: float = TrainConfig.min_lr,
+                 tolerance: float = TrainConfig.tolerance, ema: float = TrainConfig.ema,
+                 seed: int = TrainConfig.seed, dtype: str = "float32", progress: bool = False,
+                 dynamic_binarization: bool = False, device: str = "cpu", compile: bool = False,
+                 image_shape: Sequence[int] | None = None, on_nan: str = TrainConfig.on_nan,
+                 max_retries: int = TrainConfig.max_retries) -> None:
         self._store(locals())
         # Checked in build(); kept as given otherwise (scikit-learn: __init__ only stores).
         self.image_shape = tuple(image_shape) if isinstance(image_shape, list) else image_shape
@@ -728,15 +737,18 @@ class Mixture(LatentModel):
     config_class = MixtureConfig
     fits = ("em", "gradient")
 
-    def __init__(self, n_components: int = 10, likelihood: str = "auto",
-                 gaussian_scale: str = "decoder", fit: str = "em", init: str = "kmeans",
-                 n_init: int = 1, max_iter: int = 200, tol: float = 1e-6, epochs: int = 100,
-                 batch_size: int = 256, lr: float = 1e-2, val_fraction: float = 0.1,
-                 patience: int | None = 10, lr_schedule: str = "plateau", lr_patience: int = 3,
-                 lr_factor: float = 0.5, min_lr: float = 1e-6, tolerance: float = 1e-5,
-                 ema: float = 0.999, seed: int = 0, dtype: str = "float32",
-                 progress: bool = False, smoothing: float = 1e-2, device: str = "cpu",
-                 compile: bool = False, on_nan: str = "rollback", max_retries: int = 5) -> None:
+    # epochs, batch_size, lr: the mixture's gradient fit has defaults of its own; the other
+    # training parameters default as TrainConfig declares them.
+    def __init__(self, n_components: int = 10, likelihood: str = "auto", gaussian_scale: str = "decoder",
+                 fit: str = "em", init: str = "kmeans", n_init: int = 1, max_iter: int = 200,
+                 tol: float = 1e-6, epochs: int = 100, batch_size: int = 256, lr: float = 1e-2,
+                 val_fraction: float = 0.1, patience: int | None = TrainConfig.patience,
+                 lr_schedule: str = TrainConfig.lr_schedule, lr_patience: int = TrainConfig.lr_patience,
+                 lr_factor: float = TrainConfig.lr_factor, min_lr: float = TrainConfig.min_lr,
+                 tolerance: float = TrainConfig.tolerance, ema: float = TrainConfig.ema,
+                 seed: int = TrainConfig.seed, dtype: str = "float32", progress: bool = False,
+                 smoothing: float = 1e-2, device: str = "cpu", compile: bool = False,
+                 on_nan: str = TrainConfig.on_nan, max_retries: int = TrainConfig.max_retries) -> None:
         self.n_components = n_components
         self.likelihood = likelihood
         self.gaussian_scale = gaussian_scale

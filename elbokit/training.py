@@ -76,8 +76,9 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -124,35 +125,101 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpointed = checkpointed
 
 
+KL_MODES = ("auto", "analytic", "mc")
+
+
+def option(default: Any, help: str, parse: str | None = None, metavar: str | None = None,
+           choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None) -> Any:
+    """A :class:`TrainConfig` field with its command-line flag, declared beside it: ``elbokit
+    fit --NAME-WITH-DASHES`` (built by :func:`elbokit.cli.fit.add_options`), its ``help`` text,
+    ``metavar`` and ``choices`` (a function: computed when the parser is built, e.g. the
+    estimators registered by then), and ``parse``, the name of the argument type that checks a
+    value on the command line (:data:`elbokit.cli.common.PARSERS`; named, not imported: the
+    types speak argparse, which the training layer does not). The facades' parameters take
+    their defaults from the same fields, and a run's config.json records them by name."""
+    return field(default=default, metadata={"cli": {"help": help, "parse": parse,
+                                                    "metavar": metavar, "choices": choices}})
+
+
 @dataclass
 class TrainConfig:
-    """How to optimize. ``iwae_k`` set: maximize IWAE_k instead of the (beta-)ELBO."""
+    """How to optimize. ``iwae_k`` set: maximize IWAE_k instead of the (beta-)ELBO.
 
-    epochs: int = DEFAULT_EPOCHS
-    batch_size: int = 128
-    lr: float = 1e-3
-    n_samples: int = 1
-    beta: float = 1.0
-    iwae_k: int | None = None
-    kl: str = "auto"
-    estimator: str = "auto"
-    temperature: float = 1.0
-    min_temperature: float = 0.5
-    anneal_rate: float = 1e-4
-    baseline: str = "both"
-    kl_warmup: int = 0
-    free_bits: float = 0.0
-    patience: int | None = 10
-    lr_schedule: str = "plateau"
-    lr_patience: int = 3
-    lr_factor: float = 0.5
-    min_lr: float = 1e-6
-    tolerance: float = 1e-5
-    ema: float = 0.999
-    seed: int = 0
-    log_every: int = 20
-    on_nan: str = "rollback"
-    max_retries: int = 5
+    Each field declares its command-line flag (:func:`option`); the fields are in the order
+    ``elbokit fit --help`` lists them."""
+
+    epochs: int = option(
+        DEFAULT_EPOCHS, parse="positive_int",
+        help=f"maximum epochs (default {DEFAULT_EPOCHS}; early stopping usually ends a run "
+        "sooner); with --resume: extend the run to N in all (at least the epochs it has "
+        "trained; as many: nothing is trained, the run is finalized again) or, omitted, the "
+        "run's own")
+    batch_size: int = option(128, parse="positive_int",
+                             help="examples per gradient step (default 128)")
+    lr: float = option(1e-3, parse="positive_float",
+                       help="Adam learning rate (default: 1e-2 for a VAE whose encoder and decoder "
+                       "are linear and for a mixture's gradient fit, else 1e-3)")
+    beta: float = option(1.0, parse="nonnegative_float",
+                         help="weight of the KL term in the objective; the reported ELBO uses 1 "
+                         "(default 1)")
+    kl_warmup: int = option(0, parse="nonnegative_int", metavar="EPOCHS",
+                            help="raise the KL weight linearly from 0 to --beta over the first "
+                            "EPOCHS (0)")
+    free_bits: float = option(0.0, parse="nonnegative_float", metavar="NATS",
+                              help="free bits: each latent dimension's first NATS of (batch-mean) "
+                              "KL cost no gradient (0; reparameterized ELBO only)")
+    n_samples: int = option(1, parse="positive_int",
+                            help="samples of z per example for the ELBO's reconstruction term "
+                            "(default 1)")
+    iwae_k: int | None = option(None, parse="positive_int", metavar="K",
+                                help="train on the importance-weighted bound IWAE_K instead of "
+                                "the ELBO")
+    kl: str = option("auto", choices=KL_MODES,
+                     help="closed-form KL when registered (auto), always, or Monte Carlo")
+    estimator: str = option(
+        "auto", choices=lambda: estimators.NAMES,
+        help="gradient estimator; auto: reparameterize a Gaussian z, enumerate a discrete z "
+        f"with <= {bounds.TRAINING_LIMIT} values, else gumbel-st (default auto)")
+    temperature: float = option(1.0, parse="positive_float",
+                                help="gumbel: initial temperature (1.0)")
+    min_temperature: float = option(0.5, parse="positive_float",
+                                    help="gumbel: temperature floor (0.5)")
+    anneal_rate: float = option(1e-4, parse="nonnegative_float",
+                                help="gumbel: tau = max(floor, tau0 exp(-rate * step)) (1e-4)")
+    baseline: str = option("both", choices=estimators.Reinforce.baselines,
+                           help="reinforce: moving-average (mean) and/or learned baseline (both)")
+    patience: int | None = option(
+        10, parse="positive_int",
+        help="stop after N epochs without a better validation objective (0: never) (default 10)")
+    lr_schedule: str = option(
+        "plateau", choices=LR_SCHEDULES,
+        help="plateau: multiply the learning rate by --lr-factor after --lr-patience epochs "
+        "without a better validation objective (the training objective when there is no "
+        "validation split); constant: never (plateau)")
+    lr_patience: int = option(3, parse="positive_int", metavar="N",
+                              help="epochs without improvement before the learning rate drops (3)")
+    lr_factor: float = option(0.5, parse="open_unit", metavar="F",
+                              help="factor of each learning-rate drop, in (0, 1) (0.5)")
+    min_lr: float = option(1e-6, parse="nonnegative_float",
+                           help="the learning rate never drops below this (1e-6)")
+    tolerance: float = option(1e-5, parse="nonnegative_float",
+                              help="an improvement counts (for --patience and --lr-patience) when "
+                              "it exceeds this fraction of the best value so far (1e-5)")
+    ema: float = option(0.999, parse="unit_interval", metavar="DECAY",
+                        help="validate, keep and return an exponential moving average of the "
+                        "weights with this decay per step (Polyak averaging; 0: the weights "
+                        "themselves) (0.999)")
+    seed: int = option(0, parse="seed",
+                       help="seeds the split, the initial weights, the batches and the samples of "
+                       "z; the same seed and options give the same run on one machine (default 0)")
+    on_nan: str = option(
+        "rollback", choices=ON_NAN,
+        help="a NaN or infinite loss or gradient (never stepped): roll back to the last good "
+        "epoch and halve the learning rate, at most --max-retries times, or stop with the last "
+        "good checkpoint (rollback)")
+    max_retries: int = option(5, parse="nonnegative_int", metavar="N",
+                              help="rollbacks allowed per run with --on-nan rollback (5)")
+    log_every: int = 20  # steps between progress-bar updates: no flag, not a training choice
 
     def __post_init__(self) -> None:
         checks = [
@@ -162,7 +229,7 @@ class TrainConfig:
             (self.n_samples >= 1, f"n-samples must be >= 1, not {self.n_samples}"),
             (math.isfinite(self.beta) and self.beta >= 0, f"beta must be >= 0, not {self.beta}"),
             (self.iwae_k is None or self.iwae_k >= 1, f"iwae-k must be >= 1, not {self.iwae_k}"),
-            (self.kl in ("analytic", "mc", "auto"),
+            (self.kl in KL_MODES,
              f"kl must be analytic, mc or auto, not {self.kl!r}"),
             (self.patience is None or self.patience >= 1,
              f"patience must be >= 1, not {self.patience}"),

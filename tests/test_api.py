@@ -108,28 +108,55 @@ def test_categorical_and_multinomial_vaes_train_and_sample():
     assert (vae.score_samples(counts[:10], k=10) < 0).all()
 
 
+# TrainConfig fields without a command-line flag, and why.
+NO_FLAG = {"log_every": "a logging cadence of the progress bar, not a training choice"}
+# Facade parameters that default otherwise than their TrainConfig field, and why.
+OWN_DEFAULTS = {
+    "lr": "None: the model's own learning rate (VAE.learning_rate, Mixture: 1e-2)",
+    "Mixture.epochs": "the mixture's gradient fit has its own defaults",
+    "Mixture.batch_size": "the mixture's gradient fit has its own defaults",
+}
+
+
 def test_the_training_options_are_declared_once_in_trainconfig():
-    """TrainConfig declares the training options; the facades take each as a parameter of
-    the same name and default (scikit-learn needs them spelled in __init__'s signature: this
-    test keeps the spellings one), train_config() passes them through, and the CLI has a
-    flag for each with the same default (epochs and lr: None, the facade's default)."""
+    """TrainConfig declares the training options, each with its command-line flag (help,
+    metavar, choices, argument type); ``elbokit fit`` and ``elbokit sweep`` build their
+    training flags from it (fit.FLAG_OVERRIDES: the few that differ); the facades take each
+    as a parameter of the same name and default (scikit-learn needs them spelled in
+    __init__'s signature: this test keeps the spellings one), train_config() passes them
+    through, and a run's config.json (saved_params) records every one."""
     import inspect
     from dataclasses import fields
 
-    from elbokit import LatentModel
-    from elbokit.cli import build_parser
+    from elbokit import LatentModel, Mixture
+    from elbokit.cli import build_parser, fit
+    from elbokit.cli.common import PARSERS
     from elbokit.training import TrainConfig
 
     cli_defaults = vars(build_parser().parse_args(["fit"]))
+    sweep_defaults = vars(build_parser().parse_args(["sweep", "--out", "x"]))
+    saved = VAE().saved_params()
     for field in fields(TrainConfig):
-        if field.name == "log_every":  # a logging cadence, not a training choice
+        if field.name in NO_FLAG:
+            assert "cli" not in field.metadata, field.name
             continue
-        for cls in (VAE, LatentModel):
-            parameter = inspect.signature(cls).parameters[field.name]
-            expected = None if field.name == "lr" else field.default
-            assert parameter.default == expected, (cls.__name__, field.name)
+        declared = field.metadata["cli"]
+        assert declared["help"], field.name
+        assert declared["parse"] is None or declared["parse"] in PARSERS, field.name
+        for cls in (VAE, LatentModel, Mixture):
+            parameter = inspect.signature(cls).parameters.get(field.name)
+            if parameter is None:
+                assert cls is Mixture, (cls.__name__, field.name)  # no beta, estimator, ...
+            elif field.name not in OWN_DEFAULTS and f"{cls.__name__}.{field.name}" not in OWN_DEFAULTS:
+                assert parameter.default == field.default, (cls.__name__, field.name)
         assert field.name in cli_defaults, field.name
-        if field.name not in ("epochs", "lr"):
-            assert cli_defaults[field.name] == field.default, field.name
+        assert field.name in sweep_defaults or fit.FLAG_OVERRIDES[field.name] == {"sweep": False}
+        expected = fit.FLAG_OVERRIDES.get(field.name, {}).get("default", field.default)
+        assert cli_defaults[field.name] == expected, field.name
+        assert field.name in saved, field.name
+    assert inspect.signature(VAE).parameters["lr"].default is None
+    flags = fit.training_flags()
+    assert list(flags) == [f.name for f in fields(TrainConfig) if f.name not in NO_FLAG]
+    assert set(fit.FLAG_OVERRIDES) <= set(flags)
     options = {"batch_size": 7, "kl_warmup": 3, "ema": 0.5, "lr_patience": 9, "seed": 4}
     assert all(getattr(VAE(**options).train_config(), k) == v for k, v in options.items())

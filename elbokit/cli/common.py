@@ -62,6 +62,30 @@ def fraction(text: str) -> float:
     return value
 
 
+def open_unit(text: str) -> float:
+    """A float strictly between 0 and 1."""
+    value = positive_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A float in [0, 1)."""
+    value = nonnegative_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+# The argument types by name: a TrainConfig field names the one its flag takes
+# (elbokit.training.option; the training layer does not import argparse).
+PARSERS = {"positive_int": positive_int, "nonnegative_int": nonnegative_int,
+           "positive_float": positive_float, "nonnegative_float": nonnegative_float,
+           "open_unit": open_unit, "unit_interval": unit_interval, "seed": seed,
+           "fraction": fraction}
+
+
 def add_header_option(group) -> None:
     """``--header``, on every command that reads a table of numbers (one declaration)."""
     group.add_argument("--header", default="auto", choices=HEADER_CHOICES,

@@ -17,7 +17,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from .. import bounds, distributed, estimators, plugins, workflows
+from .. import distributed, plugins, workflows
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
 from ..checkpoint import has_checkpoint
 from ..data.stream import DEFAULT_BUDGET, parse_size
@@ -26,21 +26,19 @@ from ..likelihoods import LIKELIHOODS, Gaussian
 from ..models.latents import latent_help
 from ..models.vae import ARCHITECTURES
 from ..nets import ACTIVATIONS
-from ..training import DEFAULT_EPOCHS, LR_SCHEDULES, TrainConfig, TrainingInterrupted
+from ..training import DEFAULT_EPOCHS, TrainConfig, TrainingInterrupted
 from .common import (
     MAX_FLOAT_OPTION,
+    PARSERS,
     SCORE_HEADERS,
     add_header_option,
     diagnostics_lines,
     format_table,
     fraction,
-    nonnegative_float,
     nonnegative_int,
-    positive_float,
     positive_int,
     score_note,
     score_row,
-    seed,
     widths,
 )
 
@@ -123,72 +121,8 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     m.add_argument("--activation", default="relu", choices=tuple(ACTIVATIONS),
                    help="nonlinearity of the hidden layers (default relu)")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=positive_int, default=None,
-                   help=f"maximum epochs (default {DEFAULT_EPOCHS}; early stopping usually ends "
-                   "a run sooner); with --resume: extend the run to N in all (at least the epochs "
-                   "it has trained; as many: nothing is trained, the run is finalized again) or, "
-                   "omitted, the run's own")
-    t.add_argument("--batch-size", type=positive_int, default=128,
-                   help="examples per gradient step (default 128)")
-    t.add_argument("--lr", type=positive_float, default=None,
-                   help="Adam learning rate (default: 1e-2 for a VAE whose encoder and decoder "
-                   "are linear and for a mixture's gradient fit, else 1e-3)")
-    if not sweep:
-        t.add_argument("--beta", type=nonnegative_float, default=1.0,
-                       help="weight of the KL term in the objective; the reported ELBO uses 1 "
-                       "(default 1)")
-    t.add_argument("--kl-warmup", type=nonnegative_int, default=0, metavar="EPOCHS",
-                   help="raise the KL weight linearly from 0 to --beta over the first EPOCHS (0)")
-    t.add_argument("--free-bits", type=nonnegative_float, default=0.0, metavar="NATS",
-                   help="free bits: each latent dimension's first NATS of (batch-mean) KL cost "
-                   "no gradient (0; reparameterized ELBO only)")
-    t.add_argument("--n-samples", type=positive_int, default=1,
-                   help="samples of z per example for the ELBO's reconstruction term (default 1)")
-    t.add_argument("--iwae-k", type=positive_int, default=None, metavar="K",
-                   help="train on the importance-weighted bound IWAE_K instead of the ELBO")
-    t.add_argument("--kl", default="auto", choices=("auto", "analytic", "mc"),
-                   help="closed-form KL when registered (auto), always, or Monte Carlo")
-    t.add_argument("--estimator", default="auto", choices=estimators.NAMES,
-                   help="gradient estimator; auto: reparameterize a Gaussian z, enumerate a "
-                   f"discrete z with <= {bounds.TRAINING_LIMIT} values, else gumbel-st "
-                   "(default auto)")
-    t.add_argument("--temperature", type=positive_float, default=1.0,
-                   help="gumbel: initial temperature (1.0)")
-    t.add_argument("--min-temperature", type=positive_float, default=0.5,
-                   help="gumbel: temperature floor (0.5)")
-    t.add_argument("--anneal-rate", type=nonnegative_float, default=1e-4,
-                   help="gumbel: tau = max(floor, tau0 exp(-rate * step)) (1e-4)")
-    t.add_argument("--baseline", default="both", choices=estimators.Reinforce.baselines,
-                   help="reinforce: moving-average (mean) and/or learned baseline (both)")
-    t.add_argument("--patience", type=nonnegative_int, default=10,
-                   help="stop after N epochs without a better validation objective (0: never) "
-                   "(default 10)")
-    t.add_argument("--lr-schedule", default="plateau", choices=LR_SCHEDULES,
-                   help="plateau: multiply the learning rate by --lr-factor after --lr-patience "
-                   "epochs without a better validation objective (the training objective when "
-                   "there is no validation split); constant: never (plateau)")
-    t.add_argument("--lr-patience", type=positive_int, default=3, metavar="N",
-                   help="epochs without improvement before the learning rate drops (3)")
-    t.add_argument("--lr-factor", type=open_unit, default=0.5, metavar="F",
-                   help="factor of each learning-rate drop, in (0, 1) (0.5)")
-    t.add_argument("--min-lr", type=nonnegative_float, default=1e-6,
-                   help="the learning rate never drops below this (1e-6)")
-    t.add_argument("--tolerance", type=nonnegative_float, default=1e-5,
-                   help="an improvement counts (for --patience and --lr-patience) when it "
-                   "exceeds this fraction of the best value so far (1e-5)")
-    t.add_argument("--ema", type=unit_interval, default=0.999, metavar="DECAY",
-                   help="validate, keep and return an exponential moving average of the "
-                   "weights with this decay per step (Polyak averaging; 0: the weights "
-                   "themselves) (0.999)")
-    t.add_argument("--seed", type=seed, default=0,
-                   help="seeds the split, the initial weights, the batches and the samples of z; "
-                   "the same seed and options give the same run on one machine (default 0)")
-    t.add_argument("--on-nan", default="rollback", choices=("rollback", "stop"),
-                   help="a NaN or infinite loss or gradient (never stepped): roll back to the "
-                   "last good epoch and halve the learning rate, at most --max-retries times, "
-                   "or stop with the last good checkpoint (rollback)")
-    t.add_argument("--max-retries", type=nonnegative_int, default=5, metavar="N",
-                   help="rollbacks allowed per run with --on-nan rollback (5)")
+    for name, flag in training_flags(sweep).items():  # TrainConfig's fields, declared there
+        t.add_argument(f"--{name.replace('_', '-')}", **flag)
     t.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="floating-point type of the weights and the computation (default float32)")
     if not sweep:
@@ -251,6 +185,35 @@ def binarization(text: str) -> float | str:
     return value
 
 
+# Where a training flag differs from its TrainConfig field's declaration
+# (elbokit.training.option); training_options() maps these values back.
+FLAG_OVERRIDES: dict[str, dict] = {
+    "epochs": {"default": None},  # None: DEFAULT_EPOCHS, or on --resume the run's own
+    "lr": {"default": None},  # None: the model's own default (VAE.learning_rate; a mixture: 1e-2)
+    "patience": {"type": nonnegative_int},  # 0: never stop early (TrainConfig: patience=None)
+    "beta": {"sweep": False},  # elbokit sweep sets each member's beta (its own --beta B1,B2,...)
+}
+
+
+def training_flags(sweep: bool = False) -> dict[str, dict]:
+    """``add_argument``'s keyword arguments for the training flag of each field of
+    :class:`~elbokit.training.TrainConfig` that declares one: the field's default, help,
+    metavar, choices and argument type (named there, :data:`~elbokit.cli.common.PARSERS`),
+    then :data:`FLAG_OVERRIDES`; ``sweep``: those ``elbokit sweep`` has."""
+    flags = {}
+    for f in fields(TrainConfig):
+        if "cli" not in f.metadata:
+            continue
+        cli = f.metadata["cli"]
+        choices = cli["choices"]() if callable(cli["choices"]) else cli["choices"]
+        flag = {"type": PARSERS[cli["parse"]] if cli["parse"] else None, "default": f.default,
+                "choices": choices, "metavar": cli["metavar"], "help": cli["help"],
+                **FLAG_OVERRIDES.get(f.name, {})}
+        if flag.pop("sweep", True) or not sweep:
+            flags[f.name] = {k: v for k, v in flag.items() if v is not None or k == "default"}
+    return flags
+
+
 def training_options(args: argparse.Namespace) -> dict:
     """The facades' training parameters from the options: every field of
     :class:`~elbokit.training.TrainConfig` the command line has (one declaration), and
@@ -262,22 +225,6 @@ def training_options(args: argparse.Namespace) -> dict:
     options["device"] = getattr(args, "device", None) or "cpu"
     options["compile"] = bool(getattr(args, "compile", None))
     return options
-
-
-def open_unit(text: str) -> float:
-    """A float strictly between 0 and 1."""
-    value = positive_float(text)
-    if not value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """A float in [0, 1)."""
-    value = nonnegative_float(text)
-    if not value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
 
 
 def _estimator(args: argparse.Namespace) -> LatentModel:
