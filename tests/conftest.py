@@ -1,4 +1,5 @@
-"""Shared fixtures: a linear-Gaussian model whose log p(x) and posterior are exact.
+"""Shared fixtures: a linear-Gaussian model whose log p(x) and posterior are exact, and a tiny
+data file for the command line.
 
 Seed policy: every test that draws random numbers seeds torch/numpy itself with a fixed
 seed, so the suite is deterministic; statistical tolerances are stated in standard errors
@@ -7,6 +8,9 @@ seed, so the suite is deterministic; statistical tolerances are stated in standa
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from torch import distributions as D
@@ -61,3 +65,13 @@ class LinearGaussian(nn.Module):
 @pytest.fixture
 def linear_gaussian() -> type[LinearGaussian]:
     return LinearGaussian
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    """60 binary examples of width 10 as .npy (test_cli.py, test_runs.py; some modules have
+    a ``tiny`` of their own)."""
+    x = (np.random.default_rng(0).random((60, 10)) < 0.3).astype(np.float32)
+    path = tmp_path / "tiny.npy"
+    np.save(path, x)
+    return path

@@ -234,26 +234,7 @@ def test_log_mean_exp_is_the_log_of_the_mean_without_overflow():
     assert torch.allclose(log_mean_exp(values + 1000.0), log_mean_exp(values) + 1000.0, atol=1e-9)
 
 
-# -- the standard-normal KL is registered with torch; bounds import no model ----------------
-
-def test_the_standard_normal_kl_is_registered_and_equals_the_general_form():
-    """KL(N(m, s^2) || StandardNormal) is found by torch's registry (so by any caller of
-    kl_divergence) and equals the general normal-normal form in float64, broadcasting q's
-    batch with p's as the general form does."""
-    from elbokit.models import latents
-
-    assert D.kl._dispatch_kl(D.Normal, StandardNormal) is latents._kl_normal_standard_normal
-    g = torch.Generator().manual_seed(0)
-    q = D.Normal(3 * torch.randn(4, 5, generator=g, dtype=torch.float64),
-                 torch.rand(4, 5, generator=g, dtype=torch.float64) * 3 + 1e-3)
-    for p_shape in [(5,), (4, 5), (2, 4, 5)]:
-        p = StandardNormal(torch.zeros(p_shape, dtype=torch.float64),
-                           torch.ones(p_shape, dtype=torch.float64))
-        general = D.kl_divergence(q, D.Normal(p.loc, p.scale))
-        short = D.kl_divergence(q, p)
-        assert short.shape == general.shape
-        assert torch.allclose(short, general, rtol=1e-13, atol=1e-13)
-
+# -- bounds import no model (the standard-normal KL itself: test_latents.py) ----------------
 
 def test_bounds_imports_no_model_module():
     """``import elbokit.bounds`` (the package's names load lazily) pulls in nothing of

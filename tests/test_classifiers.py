@@ -1,5 +1,6 @@
 """Spam detection: generative (naive Bayes, a mixture per class) and discriminative
-(logistic regression, MLP) classifiers on the bundled SMS Spam Collection, and the metrics.
+(logistic regression, MLP) classifiers on the bundled SMS Spam Collection (the metrics
+themselves: test_metrics.py).
 
 Split policy: the project's default seeded split, ``split_indices(5574, seed=0,
 test_fraction=0.2)``, with the vocabulary (2,000 words) fitted on the training messages only.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import itertools
 import math
 import time
-import warnings
 
 import numpy as np
 import pytest
@@ -38,7 +38,7 @@ from elbokit.classifiers import (
 from elbokit.data import DATASETS, split_indices
 from elbokit.data.text import BagOfWords, load_sms_spam
 from elbokit.errors import ConfigError, DataError
-from elbokit.metrics import ZERO_DIVISION, binary_report, multiclass_report, positive_class
+from elbokit.metrics import binary_report, multiclass_report
 
 SPLIT_SEED = 0
 METHODS = ("naive_bayes", "logistic_regression", "mlp", "mixture_per_class", "vae_per_class")
@@ -258,60 +258,7 @@ def test_discriminative_classifiers_train_through_the_trainer(sms, monkeypatch):
         LogisticRegression(val_fraction=1.0).fit(X, y)
 
 
-# -- metrics ----------------------------------------------------------------------------------
-
-
-def test_binary_report_by_hand():
-    y = np.array(["ham", "spam", "spam", "ham", "spam"])
-    p = np.array([0.1, 0.8, 0.4, 0.6, 0.95])
-    report = binary_report(y, p, threshold=0.5)  # predicted spam: rows 1, 3, 4
-    assert report["confusion"] == {"tp": 2, "fp": 1, "fn": 1, "tn": 1}
-    assert report["precision"] == pytest.approx(2 / 3) and report["recall"] == pytest.approx(2 / 3)
-    assert report["f1"] == pytest.approx(2 / 3) and report["accuracy"] == pytest.approx(3 / 5)
-    # ROC AUC: ordered (spam, ham) pairs: 0.8>0.1, 0.8>0.6, 0.4>0.1, 0.4<0.6, 0.95>both -> 5/6.
-    assert report["roc_auc"] == pytest.approx(5 / 6)
-    # Average precision: spam at ranks 1, 2, 4 -> (1 + 1 + 3/4) / 3.
-    assert report["pr_auc"] == pytest.approx((1 + 1 + 0.75) / 3)
-    assert positive_class(y) == "spam" and positive_class(np.array([0, 1, 1])) == 1
-    # A probability equal to the threshold is not positive (as predict() at 0.5).
-    assert binary_report([0, 1], [0.5, 0.5])["n_predicted_positive"] == 0
-
-
-def test_binary_report_zero_division_is_one_without_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        nothing_flagged = binary_report(["ham", "spam", "ham"], [0.1, 0.2, 0.3], threshold=0.5)
-        assert nothing_flagged["precision"] == 1.0 and nothing_flagged["recall"] == 0.0
-        assert nothing_flagged["f1"] == 0.0 and nothing_flagged["n_predicted_positive"] == 0
-        no_spam = binary_report(np.array([0, 0]), [0.1, 0.2], positive=1)
-        assert no_spam["precision"] == no_spam["recall"] == no_spam["f1"] == 1.0
-        assert no_spam["roc_auc"] is None and no_spam["pr_auc"] is None  # not defined
-
-
-def test_zero_division_is_sklearns_passed_explicitly():
-    """0/0 ratios are sklearn's zero_division=ZERO_DIVISION, the same everywhere."""
-    from sklearn.metrics import f1_score, precision_score, recall_score
-
-    y, p = np.array([0, 0, 1, 0]), np.array([0.1, 0.2, 0.3, 0.4])  # nothing predicted 1
-    report = binary_report(y, p, positive=1)
-    predicted = p > 0.5
-    for name, score in (("precision", precision_score), ("recall", recall_score), ("f1", f1_score)):
-        assert report[name] == score(y == 1, predicted, zero_division=ZERO_DIVISION), name
-    assert report["precision"] == ZERO_DIVISION == 1.0
-    # Per-class F1 of a label that is neither true nor predicted: 0/0 too.
-    macro = multiclass_report(["a", "a"], ["a", "a"], labels=["a", "b"])["macro_f1"]
-    assert macro == (1.0 + ZERO_DIVISION) / 2
-
-
-def test_binary_report_refuses_bad_input():
-    with pytest.raises(DataError, match="row 1"):
-        binary_report([0, 1], [0.2, 1.5])
-    with pytest.raises(DataError, match="shapes"):
-        binary_report([0, 1, 1], [0.2, 0.5])
-    with pytest.raises(ConfigError, match="threshold"):
-        binary_report([0, 1], [0.2, 0.5], threshold=2)
-    with pytest.raises(DataError, match="positive"):
-        binary_report(["a", "b", "c"], [0.2, 0.5, 0.1])
+# -- ten classes ------------------------------------------------------------------------------
 
 
 def test_digits_multiclass():

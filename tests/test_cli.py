@@ -5,29 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from commands import FAST, run
 
-from elbokit.cli import COMMANDS, main
-
-FAST = ["--epochs", "2", "--hidden", "16", "--latent-dim", "2", "--eval-k", "20", "--quiet"]
-
-
-@pytest.fixture
-def tiny(tmp_path: Path) -> Path:
-    """60 binary examples of width 10 as .npy."""
-    x = (np.random.default_rng(0).random((60, 10)) < 0.3).astype(np.float32)
-    path = tmp_path / "tiny.npy"
-    np.save(path, x)
-    return path
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+from elbokit.cli import COMMANDS
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
@@ -165,21 +148,6 @@ def test_wrong_width_for_a_trained_run(capsys, tmp_path, tiny):
     assert "not images" in err and not (tmp_path / "x.png").exists()
 
 
-def test_existing_run_is_not_overwritten_by_accident(capsys, tmp_path, tiny):
-    out_dir = tmp_path / "run"
-    assert run(capsys, "fit", "--data", tiny, "--out", out_dir, *FAST)[0] == 0
-    before = (out_dir / "model.safetensors").read_bytes()
-    code, _, err = run(capsys, "fit", "--data", tiny, "--out", out_dir, *FAST)
-    assert code == 2 and "already exists" in err
-    assert (out_dir / "model.safetensors").read_bytes() == before
-    (tmp_path / "precious").mkdir()
-    (tmp_path / "precious" / "thesis.tex").write_text("keep me")
-    code, _, err = run(capsys, "fit", "--data", tiny, "--out", tmp_path / "precious",
-                       "--overwrite", *FAST)
-    assert code == 2 and "not an elbokit run" in err
-    assert (tmp_path / "precious" / "thesis.tex").exists()
-
-
 def test_the_installed_command_exits_2_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "elbokit", "fit", "--data", "nope"],
                             capture_output=True, text=True, cwd=tmp_path)
@@ -242,50 +210,3 @@ def test_bad_discrete_options(capsys, tmp_path, argv, message):
     assert message in err
 
 
-def _files(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
-            if p.is_file()}
-
-
-def test_resume_with_fewer_epochs_than_trained_is_refused_and_changes_nothing(capsys, tmp_path, tiny):
-    out = tmp_path / "run"
-    assert run(capsys, "fit", "--data", tiny, "--out", out, "--patience", "0", *FAST[:1], "3",
-               *FAST[2:])[0] == 0
-    before = _files(out)
-    code, _, err = run(capsys, "fit", "--out", out, "--resume", "--epochs", "2", "--quiet")
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert "already at epoch 3" in err and "--epochs must be at least 3" in err
-    assert "or omitted to keep the run's own, 3" in err
-    assert _files(out) == before
-    # As many epochs as trained: nothing to train, the run is finalized again.
-    code, stdout, err = run(capsys, "fit", "--out", out, "--resume", "--epochs", "3", "--quiet")
-    assert code == 0, err
-    assert "nothing to train" in stdout
-    after = _files(out)
-    for name in ("model.safetensors", "model.json", "metrics.jsonl", "config.json"):
-        assert after[name] == before[name], name
-    checkpoint = {n: b for n, b in before.items() if n.startswith("checkpoint")}
-    assert {n: b for n, b in after.items() if n.startswith("checkpoint")} == checkpoint
-    assert json.loads(after["summary.json"])["epochs_trained"] == 3
-
-
-def test_resume_checks_epochs_against_a_mid_epoch_checkpoint_and_config(capsys, tmp_path, tiny):
-    out = tmp_path / "run"
-    assert run(capsys, "fit", "--data", tiny, "--out", out, "--patience", "0", *FAST)[0] == 0
-    # As a Ctrl-C in epoch 3 leaves it: 2 epochs finished, 1 step into the third.
-    record = json.loads((out / "checkpoint" / "state.json").read_text())
-    record["state"]["step"] = 1
-    (out / "checkpoint" / "state.json").write_text(json.dumps(record))
-    before = _files(out)
-    code, _, err = run(capsys, "fit", "--out", out, "--resume", "--epochs", "2", "--quiet")
-    assert code == 2 and "in the middle of epoch 3; --epochs must be at least 3 to resume it" in err
-    assert _files(out) == before
-    # A config.json asking for fewer epochs than the checkpoint finished (edited by hand).
-    config = json.loads((out / "config.json").read_text())
-    config["params"]["epochs"] = 1
-    (out / "config.json").write_text(json.dumps(config))
-    before = _files(out)
-    code, _, err = run(capsys, "fit", "--out", out, "--resume", "--quiet")
-    assert code == 2
-    assert "config.json asks for 1 epochs, but the checkpoint is in the middle of epoch 3" in err
-    assert _files(out) == before

@@ -1,6 +1,14 @@
 """The layering of docs/design.md holds: every module imports only from its own layer and
 the layers below it (every import statement counts, also those inside functions), and every
-module of the package has a layer."""
+module of the package has a layer.
+
+The tests mirror the package, by one rule: a module ``elbokit/a.py`` is tested in
+``tests/test_a.py``; a module of a package folder, ``elbokit/a/b.py``, in ``tests/test_b.py``
+or in the folder's ``tests/test_a.py`` / ``tests/test_a_*.py`` (cli/ and data/ are tested per
+folder, models/ per module); a folder's ``__init__.py`` in the folder's file, and the
+package's own in ``tests/test_elbokit.py``. Exceptions are listed, with their reason, in
+:data:`UNMIRRORED`. Test modules of no package module (test_conv.py, test_reliability.py, ...)
+test a feature across modules and are welcome."""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "elbokit"
+TESTS = Path(__file__).resolve().parent
 DESIGN = PACKAGE.parent / "docs" / "design.md"
 
 # Bottom to top; a module is named by its dotted path below elbokit ("" is the package).
@@ -100,3 +109,38 @@ def test_the_design_page_lists_the_same_layers():
     block = re.search(r"```text\n(.*?)```", text, flags=re.S).group(1)
     shown = [line.split()[0] for line in block.splitlines() if line[:1].strip()]
     assert shown == list(reversed(LAYERS)), shown
+
+
+# Package modules with no test module of their own, and why.
+UNMIRRORED = {
+    "__main__": "three lines calling cli.main; `python -m elbokit` runs in test_cli.py, "
+                "test_progress.py and test_reliability.py",
+}
+
+
+def accepted_test_files(module: str) -> list[str]:
+    """The test files the rule of the module docstring accepts for ``module`` (dotted, below
+    elbokit; "" is the package)."""
+    if not module:
+        return ["test_elbokit.py"]
+    *folders, last = module.split(".")
+    path = PACKAGE.joinpath(*module.split("."))
+    if not folders and not path.is_dir():  # elbokit/a.py
+        return [f"test_{last}.py"]
+    folder = folders[0] if folders else last  # elbokit/a/b.py or elbokit/a/__init__.py
+    accepted = sorted(p.name for p in TESTS.glob(f"test_{folder}_*.py"))
+    return [f"test_{last}.py", f"test_{folder}.py", *accepted]
+
+
+def test_every_package_module_has_a_test_module():
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = module_name(path)
+        if module in UNMIRRORED:
+            continue
+        accepted = accepted_test_files(module)
+        if not any((TESTS / name).is_file() for name in accepted):
+            missing.append(f"elbokit.{module or '(package)'}: none of {', '.join(accepted)}")
+    assert not missing, "\n".join(missing)
+    stale = [m for m in UNMIRRORED if not (PACKAGE / f"{m.replace('.', '/')}.py").exists()]
+    assert not stale, f"UNMIRRORED lists modules that are gone: {stale}"

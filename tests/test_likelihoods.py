@@ -219,19 +219,3 @@ def test_a_registered_likelihood_trains_through_the_facade(poisson):
         elbokit.VAE(likelihood="poisson").build(x.numpy() + 0.5)
 
 
-def test_a_module_without_describe_is_described_by_its_distributions():
-    """The report's one-line model description falls back, for a module elbokit has never
-    heard of, to its class and the families of its prior, posterior and likelihood."""
-    from elbokit.models.base import describe
-
-    class Factor(torch.nn.Module):
-        def prior(self):
-            return D.Independent(D.Normal(torch.zeros(2), torch.ones(2)), 1)
-
-        def likelihood(self, z):
-            return D.Independent(D.Poisson(z.exp().sum(-1, keepdim=True).expand(*z.shape[:-1], 3)), 1)
-
-        def posterior(self, x):
-            return D.Independent(D.Laplace(torch.zeros(len(x), 2), torch.ones(len(x), 2)), 1)
-
-    assert describe(Factor()) == "Factor (prior Normal, posterior Laplace, likelihood Poisson)"

@@ -1,0 +1,30 @@
+"""The package itself (elbokit/__init__.py): every public name is the object of the module
+that defines it, loaded on first use, and the list of names is complete."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import elbokit
+
+
+def test_every_public_name_is_the_defining_modules_object():
+    for name, module in elbokit._EXPORTS.items():
+        assert getattr(elbokit, name) is getattr(importlib.import_module(f"elbokit.{module}"), name)
+    for module in elbokit._MODULES:
+        assert getattr(elbokit, module) is importlib.import_module(f"elbokit.{module}")
+    assert set(elbokit.__all__) == {*elbokit._EXPORTS, "__version__"}
+    assert set(elbokit.__all__) <= set(dir(elbokit))
+    with pytest.raises(AttributeError, match="has no attribute 'fit'"):
+        elbokit.fit  # noqa: B018
+
+
+def test_importing_the_package_loads_none_of_its_modules():
+    code = "import sys, elbokit; print(sorted(m for m in sys.modules if m.startswith('elbokit.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
