@@ -18,8 +18,10 @@ demo: $(STAMP)
 		--epochs 100 --patience 20 --eval-k 5000 --seed 0 --out runs/demo --overwrite
 	$(BIN)/elbokit sample runs/demo -n 64 --mean -o runs/demo/samples.png
 
+# One pytest-xdist worker per core (at most 4), a test file to a worker: files share costly
+# module fixtures (the SMS classifiers, a trained sweep). `pytest` alone runs them in one process.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 # The report test opens report.html in headless Chromium. On a Debian machine where we are
 # root (this one, CI) install Debian's chromium; elsewhere that test is skipped, never failed.

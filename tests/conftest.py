@@ -8,6 +8,7 @@ seed, so the suite is deterministic; statistical tolerances are stated in standa
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,12 @@ from torch import distributions as D
 from torch import nn
 
 torch.set_default_dtype(torch.float32)
+# Under `make test` each pytest-xdist worker computes on one thread: two workers of two
+# intra-op threads each on two cores would make OpenMP's waiting threads spin against each
+# other, and the suite's small models gain little from a second thread. (Processes a test
+# starts choose their own; forked ones compute on one thread, see forked.py.)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 class LinearGaussian(nn.Module):
