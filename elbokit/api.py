@@ -28,7 +28,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from . import bounds, distributed, plugins
-from .checkpoint import atomic_write, has_checkpoint, load_model, save_model
+from .checkpoint import atomic_write, load_model, save_model
 from .data import NpyStream, check_matrix, check_probabilities, split_indices
 from .errors import (
     CheckpointError,
@@ -46,7 +46,7 @@ from .models.vae import VAEConfig, VAEModule
 from .progress import progress_bar
 from .registry import Registry
 from .rng import seeded
-from .training import TrainConfig, Trainer, evaluate_terms
+from .training import TrainConfig, Trainer, check_run_dir, evaluate_terms
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -73,9 +73,7 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
     streamed = isinstance(X, NpyStream)
     if not streamed:
         X = np.asarray(X, dtype=np.float64)
-    if run_dir is not None and not resume and has_checkpoint(run_dir):
-        raise ConfigError(f"{run_dir}: already holds a training checkpoint; pass "
-                          "resume=True to continue it, or use another directory")
+    run_dir = check_run_dir(run_dir, resume)
     if X_val is None and estimator.val_fraction > 0 and not streamed:
         parts = split_indices(len(X), estimator.seed, 0.0, estimator.val_fraction)
         X, X_val = X[parts["train"]], X[parts["val"]]
@@ -84,7 +82,6 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
     module.to(estimator.torch_device())
     x_val = None if X_val is None else estimator.as_tensor(X_val, module, "validation data")
     estimator.module_ = module
-    run_dir = Path(run_dir) if run_dir is not None else None
     trainer = Trainer(module, config, run_dir=run_dir, progress=estimator.progress,
                       on_improve=(lambda _: estimator.save(run_dir)) if run_dir else None,
                       batch_transform=torch.bernoulli if dynamic else None,
@@ -819,6 +816,8 @@ class Mixture(LatentModel):
         self._check_unsupervised(y)
         if self.n_init < 1:
             raise ConfigError(f"n_init must be >= 1, not {self.n_init}")
+        if self.fit_method != "em":  # refused before the fitted model is replaced
+            check_run_dir(run_dir, resume)
         module = self.build(X, where).to(self.torch_device())
         self.module_ = module
         run_dir = Path(run_dir) if run_dir is not None else None

@@ -22,7 +22,9 @@ positive class ``spam`` is column 1):
 - :class:`GenerativeClassifier` -- generative, one fitted density model per class (e.g.
   :class:`elbokit.Mixture` or :class:`elbokit.VAE` with ``likelihood="multinomial"``);
 - :class:`LogisticRegression`, :class:`MLPClassifier` -- discriminative, Adam on the
-  cross-entropy with an optional L2 penalty.
+  cross-entropy with an optional L2 penalty, through the generic trainer
+  (:class:`TrainedClassifier`: ``fit(X, y, run_dir=..., resume=True)`` checkpoints every
+  epoch and continues an interrupted fit exactly).
 
 Inputs are checked before use: a wrong width, NaN/inf, or (for count models) negative values
 raise :class:`~elbokit.errors.DataError` naming the rows.
@@ -66,14 +68,15 @@ from .estimators import Estimator
 from .likelihoods import Multinomial
 from .nets import ACTIVATIONS, mlp
 from .rng import seeded
-from .training import TrainConfig, Trainer
+from .training import TrainConfig, Trainer, check_run_dir
 
 __all__ = [
     "ClassifierModule", "GenerativeModule", "NaiveBayesModule", "DiscriminativeModule",
     "FEATURE_TRANSFORMS", "bayes_rule", "encode_labels", "fit_multinomial_nb", "ConditionalObjective",
     "labelled_rows",
     "Classifier", "JointClassifier", "MultinomialNaiveBayes", "GenerativeClassifier",
-    "ModuleClassifier", "DiscriminativeClassifier", "LogisticRegression", "MLPClassifier", "CLASSIFIER_KINDS",
+    "ModuleClassifier", "TrainedClassifier", "DiscriminativeClassifier", "LogisticRegression",
+    "MLPClassifier", "CLASSIFIER_KINDS",
 ]
 
 
@@ -297,11 +300,16 @@ class Classifier:
 
     def fit(self, X: np.ndarray, y: Sequence | np.ndarray) -> Classifier:
         """Fit on ``X: [n, dim]`` with labels ``y: [n]`` (any sortable labels, e.g. strings)."""
+        return self._fit_labels(X, y)
+
+    def _fit_labels(self, X: np.ndarray, y: Sequence | np.ndarray, **options: Any) -> Classifier:
+        """Check ``X`` and ``y``, set ``classes_`` and ``n_features_in_``, and call
+        ``_fit(X, codes, **options)``; a failed fit leaves the classifier unfitted."""
         X = self._as_matrix(X, "training data", dim=None)
         classes, codes = self._encode_labels(y, len(X))
         self.classes_, self.n_features_in_ = classes, X.shape[1]
         try:
-            self._fit(X, codes)
+            self._fit(X, codes, **options)
         except BaseException:
             del self.classes_  # a failed fit leaves no half-fitted model behind
             raise
@@ -329,7 +337,7 @@ class Classifier:
     def _encode_labels(self, y: Sequence | np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         return encode_labels(y, n)
 
-    def _fit(self, X: np.ndarray, codes: np.ndarray) -> None:  # pragma: no cover - abstract
+    def _fit(self, X: np.ndarray, codes: np.ndarray, **options: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _log_proba(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
@@ -719,7 +727,43 @@ class ModuleClassifier(Classifier):
         return dict(self.module_.state_dict())
 
 
-class DiscriminativeClassifier(ModuleClassifier):
+class TrainedClassifier(ModuleClassifier):
+    """A :class:`ModuleClassifier` trained by the generic :class:`~elbokit.training.Trainer`,
+    and so checkpointed like the density models: ``fit(X, y, run_dir=..., resume=...)``.
+    Subclasses build the module, objective and data in ``_fit(X, codes, run_dir, resume)``
+    and train them with :meth:`_train`."""
+
+    def fit(self, X: np.ndarray, y: Sequence | np.ndarray, run_dir: str | Path | None = None,
+            resume: bool = False) -> TrainedClassifier:
+        """Fit on ``X: [n, dim]`` with labels ``y: [n]`` (any sortable labels, e.g. strings).
+
+        ``run_dir``: a directory the training writes as it goes, as a density model's fit
+        does: ``metrics.jsonl`` (one JSON record per epoch: the training objective's terms,
+        the validation score, the rate) and ``checkpoint/`` (weights, Adam's state, counters,
+        RNG state and the best weights so far, replaced atomically after every epoch, and at
+        a Ctrl-C at that step: :class:`~elbokit.training.TrainingInterrupted`). The fitted
+        classifier itself is saved with :meth:`save`, elsewhere. A directory that already
+        holds a checkpoint is refused (:class:`~elbokit.errors.ConfigError`, nothing
+        changed) unless ``resume=True``, which continues that training (same data and
+        options): in the same process and on the CPU the weights and ``history_`` end bit
+        for bit as an uninterrupted fit's."""
+        run_dir = check_run_dir(run_dir, resume)
+        return self._fit_labels(X, y, run_dir=run_dir, resume=resume)
+
+    def _train(self, module: nn.Module, config: TrainConfig, objective: nn.Module,
+               x: torch.Tensor, x_val: torch.Tensor | None, run_dir: Path | None,
+               resume: bool) -> tuple[list[dict], Trainer]:
+        """Train ``module`` on ``x: [n, ...]`` (early stopping on ``x_val`` when given),
+        checkpointing into ``run_dir``; returns every epoch's record (a resumed run's
+        included, read back from its ``metrics.jsonl``) and the trainer."""
+        trainer = Trainer(module, config, run_dir=run_dir, objective=objective)
+        history = trainer.fit(x, x_val, resume=resume)
+        if resume and trainer.metrics is not None:
+            history = trainer.metrics.epochs()  # the epochs before the interruption too
+        return history, trainer
+
+
+class DiscriminativeClassifier(TrainedClassifier):
     """p(y | x) = softmax(f(phi(x))) trained by maximum conditional likelihood through the
     generic :class:`~elbokit.training.Trainer` (:class:`ConditionalObjective`); see
     :class:`DiscriminativeModule` for ``hidden``, ``activation`` and ``transform``.
@@ -734,7 +778,8 @@ class DiscriminativeClassifier(ModuleClassifier):
     are kept (0: every epoch is trained, the last weights kept). A NaN or infinite loss or
     gradient is rolled back and retried at half the rate (the trainer's guard). ``device``:
     "cpu" or "cuda". ``dtype``: "float32" or "float64". A row of zeros is an ordinary input
-    (its probabilities come from the biases: finite).
+    (its probabilities come from the biases: finite). ``fit(X, y, run_dir=..., resume=...)``
+    checkpoints the training and continues it exactly (:meth:`TrainedClassifier.fit`).
 
     Fitted: ``module_`` (:class:`DiscriminativeModule`), ``history_`` (the training
     objective per epoch: mean cross-entropy plus the penalty), ``stopped_early_``.
@@ -764,7 +809,8 @@ class DiscriminativeClassifier(ModuleClassifier):
     def counts(self) -> bool:  # type: ignore[override]
         return self.transform in COUNT_TRANSFORMS
 
-    def _fit(self, X: np.ndarray, codes: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, codes: np.ndarray, run_dir: Path | None = None,
+             resume: bool = False) -> None:
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
         dtype, device = self._torch_dtype(), resolve_device(self.device)
@@ -781,8 +827,8 @@ class DiscriminativeClassifier(ModuleClassifier):
         if self.val_fraction > 0:
             parts = split_indices(len(rows), self.seed, 0.0, self.val_fraction)
             rows, validation = rows[parts["train"]], rows[parts["val"]].to(device)
-        trainer = Trainer(module.to(device), config, objective=objective)
-        history = trainer.fit(rows.to(device), validation)
+        history, trainer = self._train(module.to(device), config, objective, rows.to(device),
+                                       validation, run_dir, resume)
         self.history_ = [-record["train"]["elbo"] for record in history]
         self.stopped_early_ = bool(trainer.state["stopped_early"])
         self.module_ = module.eval()

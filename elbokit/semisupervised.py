@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ from .classifiers import (
     COUNT_TRANSFORMS,
     FEATURE_TRANSFORMS,
     DiscriminativeModule,
-    ModuleClassifier,
+    TrainedClassifier,
     _class_prior,
     encode_labels,
 )
@@ -59,7 +60,7 @@ from .likelihoods import ObservationModel, build_likelihood, likelihood_for_data
 from .models.latents import LatentSpec
 from .nets import mlp
 from .rng import seeded
-from .training import TrainConfig, Trainer
+from .training import TrainConfig
 
 __all__ = ["M2Config", "M2Module", "ClassConditional", "SemiSupervisedObjective",
            "SemiSupervisedClassifier"]
@@ -241,7 +242,7 @@ class SemiSupervisedObjective(Estimator):
         return model.unlabelled_terms(x, self.n_samples)
 
 
-class SemiSupervisedClassifier(ModuleClassifier):
+class SemiSupervisedClassifier(TrainedClassifier):
     """M2 (Kingma et al. 2014) as a scikit-learn style classifier that learns from labelled
     *and* unlabelled examples: ``fit(X, y)`` with ``y[i] = unlabelled`` (default -1; None and
     NaN count too) for the examples nobody labelled.
@@ -255,6 +256,8 @@ class SemiSupervisedClassifier(ModuleClassifier):
     one pseudo-count per class; training: ``epochs`` (no early stopping: scarce labels make
     no validation set, and the validation ELBO does not track accuracy), ``batch_size``,
     ``lr``, ``seed`` (initialization, batch order and labelled draws), ``dtype``.
+    ``fit(X, y, run_dir=..., resume=...)``: checkpoints into ``run_dir`` and continues an
+    interrupted fit exactly (:meth:`elbokit.classifiers.TrainedClassifier.fit`).
 
     Rows of zeros under the multinomial likelihood (messages with no known word) say
     nothing about p(x) and are left out of the unlabelled data; they still get a prediction
@@ -295,7 +298,8 @@ class SemiSupervisedClassifier(ModuleClassifier):
     def _encode_labels(self, y, n: int) -> tuple[np.ndarray, np.ndarray]:
         return encode_labels(y, n, unlabelled=self.unlabelled)
 
-    def _fit(self, X: np.ndarray, codes: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, codes: np.ndarray, run_dir: Path | None = None,
+             resume: bool = False) -> None:
         dtype, n_classes = self._torch_dtype(), len(self.classes_)
         labelled = codes >= 0
         # An empty document is the one document of length 0 under every class: no evidence.
@@ -316,8 +320,8 @@ class SemiSupervisedClassifier(ModuleClassifier):
             alpha=self.alpha, labelled_batch=self.labelled_batch)
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                             patience=None, seed=self.seed)
-        trainer = Trainer(module, train, objective=objective)
-        history = trainer.fit(torch.as_tensor(X[informative], dtype=dtype))
+        history, _ = self._train(module, train, objective,
+                                 torch.as_tensor(X[informative], dtype=dtype), None, run_dir, resume)
         self.module_ = module.eval()
         self.history_ = [record["train"]["elbo"] for record in history]
         self.n_labelled_ = int(labelled.sum())

@@ -141,6 +141,19 @@ def option(default: Any, help: str, parse: str | None = None, metavar: str | Non
                                                     "metavar": metavar, "choices": choices}})
 
 
+def check_run_dir(run_dir: str | Path | None, resume: bool) -> Path | None:
+    """``run_dir`` as a path (None: no run directory), refused with a one-line
+    :class:`~elbokit.errors.ConfigError` when it already holds a training checkpoint and
+    ``resume`` is false: a fit never overwrites a run it could continue. The rule of every
+    ``fit(..., run_dir, resume)``; call it before changing anything."""
+    if run_dir is None:
+        return None
+    if not resume and has_checkpoint(run_dir):
+        raise ConfigError(f"{run_dir}: already holds a training checkpoint; pass "
+                          "resume=True to continue it, or use another directory")
+    return Path(run_dir)
+
+
 @dataclass
 class TrainConfig:
     """How to optimize. ``iwae_k`` set: maximize IWAE_k instead of the (beta-)ELBO.
@@ -481,6 +494,22 @@ class MetricsLog:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def epochs(self) -> list[dict]:
+        """The epochs' records, in order (events and lines a crash cut short left out): the
+        whole history of a run, also one resumed (:meth:`Trainer.fit` returns the epochs it
+        trained)."""
+        if not self.path.exists():
+            return []
+        records = []
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("epoch"), int) and "train" in record:
+                records.append(record)
+        return records
+
     def trim(self, epoch: int) -> None:
         """Drop the lines of epochs after ``epoch`` (written after the last checkpoint, before
         a crash or kill) and any line a crash cut short; atomically."""
@@ -633,7 +662,10 @@ class Trainer:
 
     ``run_dir``: where ``metrics.jsonl`` and the per-epoch checkpoint go (None: nothing is
     written). ``on_improve(model)`` is called whenever the validation score reaches a new
-    best (the run saves its model there). ``resume=True`` continues from the run's checkpoint.
+    best (the run saves its model there). ``resume=True`` continues from the run's checkpoint,
+    which also holds the best validated weights so far, so a resumed fit ends with the model
+    an uninterrupted one ends with (:func:`check_run_dir`: the facades' rule for a directory
+    that holds a checkpoint already).
     ``objective``: an ``nn.Module`` called as ``objective(model, batch) -> Terms`` to use
     instead of ``config.objective(model)`` (e.g. the semi-supervised M2 objective, or a
     classifier's conditional likelihood); it may say how it is scored (``validation_terms``
@@ -751,6 +783,8 @@ class Trainer:
                 self.objective.load_state_dict(extra["estimator"])
             if self.average is not None:
                 self._load_average(extra.get("average"))
+            if "best" in extra:  # the best validated weights so far (see _save)
+                self.best_state = self._checked_best(extra["best"])
             self.optimizer.load_state_dict(optimizer_state)
             self._configure_check()  # the checkpoint's Adam may be the unfused one
         except (RuntimeError, KeyError, ValueError, TypeError) as e:
@@ -768,6 +802,18 @@ class Trainer:
         self.state = state
         self._saved = (state["epoch"], step)
         self._trim_metrics(state["epoch"])
+
+    def _checked_best(self, saved: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A checkpoint's best weights, on the model's device, refused (``KeyError``,
+        ``ValueError``) unless they have the model's names and shapes."""
+        live = self.model.state_dict()
+        if set(saved) != set(live):
+            raise KeyError("best weights")
+        for name, tensor in saved.items():
+            if tensor.shape != live[name].shape:
+                raise ValueError(f"best weights: {name} has shape {list(tensor.shape)}, "
+                                 f"expected {list(live[name].shape)}")
+        return {name: tensor.to(live[name].device) for name, tensor in saved.items()}
 
     @torch.no_grad()
     def _load_average(self, saved: dict[str, torch.Tensor] | None) -> None:
@@ -839,6 +885,8 @@ class Trainer:
             extra = {"estimator": self.objective.state_dict()}
             if self.average is not None:
                 extra["average"] = {str(i): t for i, t in enumerate(self.average)}
+            if self.best_state is not None:  # kept in memory: a resumed fit ends with it too
+                extra["best"] = self.best_state
             if rng is not None:
                 extra["rng"] = rng
             state = self.state

@@ -7,6 +7,7 @@ with a one-line :class:`CheckpointError` naming the file. Small synthetic data k
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -26,6 +27,8 @@ from elbokit.classifiers import (
 )
 from elbokit.data.text import BagOfWords, load_sms_spam
 from elbokit.errors import CheckpointError, ConfigError
+from elbokit.semisupervised import SemiSupervisedClassifier
+from elbokit.training import Trainer, TrainingInterrupted
 
 FACADES = {
     "naive-bayes": lambda: MultinomialNaiveBayes(alpha=0.5, class_prior=np.array([0.3, 0.7])),
@@ -280,3 +283,94 @@ def test_saved_featurizer_gives_identical_counts(tmp_path):
     (tmp_path / "bag.json").write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match="bag.json: malformed featurizer"):
         BagOfWords.load(tmp_path / "bag.json")
+
+
+# -- training checkpoints: fit(X, y, run_dir=..., resume=...) ---------------------------------
+
+TRAINED = {
+    # The validation score is best after epoch 2 (of 3), so the model kept predates the
+    # interruption (in epoch 3) and must come back from the checkpoint.
+    "mlp": lambda: MLPClassifier(hidden=(8,), epochs=3, lr=0.3, batch_size=32, val_fraction=0.25,
+                                 seed=1),
+    "semi-supervised": lambda: SemiSupervisedClassifier(latent_dim=2, hidden=(8,), epochs=2,
+                                                        batch_size=32, labelled_batch=4),
+}
+
+
+def _labels(name: str, y: np.ndarray) -> np.ndarray:
+    """The training labels: M2's with all but 20 marked unlabelled (-1)."""
+    if name != "semi-supervised":
+        return y
+    y = y.astype(object)
+    y[20:] = -1
+    return y
+
+
+def _interrupt(monkeypatch, how: str, epoch: int, step: int) -> None:
+    """At ``epoch``'s batch ``step``: a Ctrl-C (what the trainer's SIGINT handler does: the
+    state at the next step boundary is checkpointed) or a crash (a KeyboardInterrupt out of
+    the step: only the last epoch's checkpoint is left)."""
+    batches, take = Trainer._batches, Trainer._step
+
+    def hooked(self, x, e, first=0):
+        for i, batch in enumerate(batches(self, x, e, first), start=first):
+            if (e, i) == (epoch, step) and how == "ctrl-c":
+                self._interrupts.pending = True
+            yield batch
+
+    def crashing(self, e, i, *args):
+        if (e, i) == (epoch, step) and how == "crash":
+            raise KeyboardInterrupt
+        return take(self, e, i, *args)
+
+    monkeypatch.setattr(Trainer, "_batches", hooked)
+    monkeypatch.setattr(Trainer, "_step", crashing)
+
+
+@pytest.mark.parametrize("name, how", [("mlp", "ctrl-c"), ("semi-supervised", "crash")])
+def test_an_interrupted_fit_resumes_bit_for_bit(tmp_path, counts, monkeypatch, name, how):
+    """Interrupted in its last epoch, after its first step, then resumed: the weights, the
+    history and the predictions are an uninterrupted fit's, bit for bit."""
+    x, y, x_test = counts
+    y = _labels(name, y)
+    straight = TRAINED[name]().fit(x, y, run_dir=tmp_path / "straight")
+    epochs = straight.epochs
+    assert checkpoint.has_checkpoint(tmp_path / "straight")
+    assert checkpoint.checkpoint_progress(tmp_path / "straight") == (epochs, 0)
+    lines = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, epochs + 1))
+
+    _interrupt(monkeypatch, how, epoch=epochs, step=1)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        TRAINED[name]().fit(x, y, run_dir=tmp_path / "split")
+    assert isinstance(caught.value, TrainingInterrupted) == (how == "ctrl-c")
+    monkeypatch.undo()
+    saved_at = (epochs - 1, 2 if how == "ctrl-c" else 0)  # (epochs done, steps into the next)
+    assert checkpoint.checkpoint_progress(tmp_path / "split") == saved_at
+
+    resumed = TRAINED[name]().fit(x, y, run_dir=tmp_path / "split", resume=True)
+    assert resumed.history_ == straight.history_ and len(resumed.history_) == epochs
+    a, b = straight.module_.state_dict(), resumed.module_.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    np.testing.assert_array_equal(resumed.predict_proba(x_test), straight.predict_proba(x_test))
+    if name == "mlp":
+        best = [json.loads(line)["val"]["elbo"] for line in lines]
+        assert int(np.argmax(best)) == 1  # the model kept is epoch 2's, from the checkpoint
+        assert resumed.stopped_early_ == straight.stopped_early_
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_a_fit_into_a_run_with_a_checkpoint_is_refused_without_resume(tmp_path, counts, name):
+    x, y, x_test = counts
+    y = _labels(name, y)
+    run = tmp_path / "run"
+    model = TRAINED[name]().fit(x, y, run_dir=run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    proba, weights = model.predict_proba(x_test), copy.deepcopy(model.module_.state_dict())
+    with pytest.raises(ConfigError, match="already holds a training checkpoint; pass resume=True") as info:
+        model.fit(x[:60], y[:60], run_dir=run)
+    assert "\n" not in str(info.value)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    np.testing.assert_array_equal(model.predict_proba(x_test), proba)  # still the fitted model
+    assert all(torch.equal(weights[k], v) for k, v in model.module_.state_dict().items())
+

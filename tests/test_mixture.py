@@ -465,3 +465,19 @@ def test_restarts_keep_the_best_start_and_unconverged_em_warns(capsys, tmp_path)
     err = capsys.readouterr().err
     assert code == 0 and err.strip().startswith("elbokit: warning: EM stopped after max_iter=1")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_gradient_fit_into_a_run_with_a_checkpoint_is_refused_and_changes_nothing(tmp_path):
+    """The run-directory rule (training.check_run_dir) comes before anything changes: the
+    fitted mixture keeps its parameters when its next fit is refused."""
+    from elbokit import Mixture
+
+    x = (np.random.default_rng(0).random((80, 6)) < 0.4).astype(np.float32)
+    options = dict(n_components=2, fit="gradient", epochs=2, batch_size=40, seed=0)
+    Mixture(**options).fit(x, run_dir=tmp_path / "run")
+    model = Mixture(**options).fit(x)
+    before = {k: v.clone() for k, v in model.module_.state_dict().items()}
+    with pytest.raises(ConfigError, match="already holds a training checkpoint"):
+        model.fit(x, run_dir=tmp_path / "run")
+    after = model.module_.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
