@@ -57,7 +57,7 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path):
         (VAE(**SMALL), {"ram_budget": 10**6}, "add --stream"),
         (Mixture(), {"stream": True}, "mixture is fitted on data in memory"),
         (Mixture(), {"binarize": "dynamic"}, "trains VAEs"),
-        (VAE(**{**SMALL, "hidden": (-1,)}), {}, ""),
+        (VAE(**{**SMALL, "hidden": (-1,)}), {}, "hidden widths must be >= 1"),
     ]:
         with pytest.raises((ConfigError, ValueError), match=message):
             workflows.fit_run(model, "digits", tmp_path / "run", **options)
