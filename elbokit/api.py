@@ -19,7 +19,7 @@ import inspect
 import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +39,15 @@ from .errors import (
     NotFittedError,
     describe_rows,
 )
-from .likelihoods import LIKELIHOODS, Categorical, likelihood_for_data
-from .models.latents import LatentSpec
+from .likelihoods import LIKELIHOODS, Categorical, Gaussian, likelihood_for_data
+from .models.latents import LatentSpec, latent_help
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
-from .models.vae import VAEConfig, VAEModule
+from .models.vae import ARCHITECTURES, VAEConfig, VAEModule
+from .nets import ACTIVATIONS
 from .progress import progress_bar
 from .registry import Registry
 from .rng import seeded
-from .training import TrainConfig, Trainer, check_run_dir, evaluate_terms
+from .training import TrainConfig, Trainer, check_run_dir, evaluate_terms, option
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -514,6 +515,46 @@ class LatentModel(TransformerMixin, BaseEstimator):
         return estimator
 
 
+@dataclass(frozen=True)
+class VAEOptions:
+    """The model options of :class:`VAE`, each declared once with its command-line flag
+    (:func:`~elbokit.training.option`, as :class:`~elbokit.training.TrainConfig` declares the
+    training options): ``VAE``'s parameters default to these fields, and ``elbokit fit`` and
+    ``elbokit sweep`` build their model flags from them (:func:`elbokit.cli.fit.model_flags`),
+    in this order, after the mixture's (:class:`MixtureOptions`). ``--likelihood`` serves a
+    mixture too."""
+
+    latent_dim: int = option(8, parse="positive_int",
+                             help="dimensions of a Gaussian z (8); same as --latent gaussian:N")
+    latent: str | None = option(None, metavar="SPEC", help=lambda: f"latent space: {latent_help()}")
+    likelihood: str = option(
+        "auto", choices=lambda: ("auto", *LIKELIHOODS.names()),
+        help=lambda: f"observation model p(x|z): {LIKELIHOODS.describe()}; auto: bernoulli "
+        "for 0/1 data, else gaussian (default auto)")
+    gaussian_scale: str = option("dim", choices=Gaussian.scales,
+                                 help="gaussian variance: one per dimension, one shared, or from "
+                                 "the decoder (default dim)")
+    n_categories: int | None = None  # no flag: the largest code in the training data + 1
+    hidden: tuple[int, ...] = option(
+        (256, 256), parse="widths", metavar="W1,W2,...",
+        help="hidden layer widths of the encoder; the decoder mirrors them (256,256); "
+        "conv: the dense layers after the convolutions")
+    encoder: str = option("auto", choices=("auto", *ARCHITECTURES),
+                          help="mlp: the --hidden layers; conv: two stride-2 convolutions (32, 64 "
+                          "channels) before them, for images; auto: the --decoder's architecture "
+                          "(default auto)")
+    decoder: str = option("mlp", choices=ARCHITECTURES,
+                          help="mlp: the --hidden layers mirrored; linear + gaussian likelihood is "
+                          "probabilistic PCA; conv: the --hidden layers, then two transposed "
+                          "convolutions back to the image size (default mlp)")
+    image_shape: tuple[int, ...] | None = option(
+        None, parse="image_shape", metavar="HxW|CxHxW",
+        help="conv: the images the rows hold, channels first (default: the data "
+        "set's own, e.g. 28x28, or SxS when a row has S*S values)")
+    activation: str = option("relu", choices=lambda: tuple(ACTIVATIONS),
+                             help="nonlinearity of the hidden layers (default relu)")
+
+
 class VAE(LatentModel):
     """A Gaussian-latent VAE with an MLP (or linear, or convolutional) encoder and decoder.
 
@@ -548,9 +589,14 @@ class VAE(LatentModel):
     module_class = VAEModule
     config_class = VAEConfig
 
-    def __init__(self, latent_dim: int = 8, latent: str | None = None, hidden: Sequence[int] = (256, 256),
-                 likelihood: str = "auto", gaussian_scale: str = "dim", n_categories: int | None = None,
-                 encoder: str = "auto", decoder: str = "mlp", activation: str = "relu",
+    # The model options default as VAEOptions declares them, the training options as
+    # TrainConfig does.
+    def __init__(self, latent_dim: int = VAEOptions.latent_dim, latent: str | None = VAEOptions.latent,
+                 hidden: Sequence[int] = VAEOptions.hidden, likelihood: str = VAEOptions.likelihood,
+                 gaussian_scale: str = VAEOptions.gaussian_scale,
+                 n_categories: int | None = VAEOptions.n_categories,
+                 encoder: str = VAEOptions.encoder, decoder: str = VAEOptions.decoder,
+                 activation: str = VAEOptions.activation,
                  epochs: int = TrainConfig.epochs, batch_size: int = TrainConfig.batch_size,
                  lr: float | None = None, beta: float = TrainConfig.beta,
                  n_samples: int = TrainConfig.n_samples, iwae_k: int | None = TrainConfig.iwae_k,
@@ -565,7 +611,8 @@ class VAE(LatentModel):
                  tolerance: float = TrainConfig.tolerance, ema: float = TrainConfig.ema,
                  seed: int = TrainConfig.seed, dtype: str = "float32", progress: bool = False,
                  dynamic_binarization: bool = False, device: str = "cpu", compile: bool = False,
-                 image_shape: Sequence[int] | None = None, on_nan: str = TrainConfig.on_nan,
+                 image_shape: Sequence[int] | None = VAEOptions.image_shape,
+                 on_nan: str = TrainConfig.on_nan,
                  max_retries: int = TrainConfig.max_retries) -> None:
         self._store(locals())
         # Checked in build(); kept as given otherwise (scikit-learn: __init__ only stores).
@@ -713,6 +760,28 @@ class VAE(LatentModel):
 
 
 
+@dataclass(frozen=True)
+class MixtureOptions:
+    """The model options of :class:`Mixture`, declared once as :class:`VAEOptions` declares
+    the VAE's: ``Mixture``'s parameters default to these fields, and ``elbokit fit`` builds
+    ``--components``, ``--fit``, ``--max-iter`` and ``--n-init`` from them. A mixture's
+    likelihood and Gaussian scale come from the VAE's flags (:class:`VAEOptions`;
+    ``--gaussian-scale dim``, that flag's default, gives a mixture "decoder")."""
+
+    n_components: int = option(10, parse="positive_int", flag="components",
+                               help="mixture: number of components K (10)")
+    likelihood: str = "auto"  # no flag of its own: --likelihood (VAEOptions.likelihood)
+    gaussian_scale: str = "decoder"  # no flag of its own: --gaussian-scale (see above)
+    fit: str = option("em", choices=lambda: Mixture.fits,
+                      help="mixture: EM, or gradient ascent on the exact log-likelihood (em)")
+    init: str = "kmeans"  # no flag: EM's start (the library's choice)
+    max_iter: int = option(200, parse="positive_int", help="mixture EM: iterations (200)")
+    n_init: int = option(1, parse="positive_int",
+                         help="mixture EM: starts from seeds SEED, SEED+1, ...; the best is kept (1)")
+    tol: float = 1e-6  # no flag: EM's convergence tolerance (the library's choice)
+    smoothing: float = 1e-2  # no flag: EM's pseudo-count (the library's choice)
+
+
 class Mixture(LatentModel):
     """A mixture of K components as a latent-variable model (z = component).
 
@@ -734,18 +803,23 @@ class Mixture(LatentModel):
     config_class = MixtureConfig
     fits = ("em", "gradient")
 
-    # epochs, batch_size, lr: the mixture's gradient fit has defaults of its own; the other
-    # training parameters default as TrainConfig declares them.
-    def __init__(self, n_components: int = 10, likelihood: str = "auto", gaussian_scale: str = "decoder",
-                 fit: str = "em", init: str = "kmeans", n_init: int = 1, max_iter: int = 200,
-                 tol: float = 1e-6, epochs: int = 100, batch_size: int = 256, lr: float = 1e-2,
+    # The model options default as MixtureOptions declares them; epochs, batch_size, lr: the
+    # mixture's gradient fit has defaults of its own; the other training parameters default as
+    # TrainConfig declares them.
+    def __init__(self, n_components: int = MixtureOptions.n_components,
+                 likelihood: str = MixtureOptions.likelihood,
+                 gaussian_scale: str = MixtureOptions.gaussian_scale, fit: str = MixtureOptions.fit,
+                 init: str = MixtureOptions.init, n_init: int = MixtureOptions.n_init,
+                 max_iter: int = MixtureOptions.max_iter, tol: float = MixtureOptions.tol,
+                 epochs: int = 100, batch_size: int = 256, lr: float = 1e-2,
                  val_fraction: float = 0.1, patience: int | None = TrainConfig.patience,
                  lr_schedule: str = TrainConfig.lr_schedule, lr_patience: int = TrainConfig.lr_patience,
                  lr_factor: float = TrainConfig.lr_factor, min_lr: float = TrainConfig.min_lr,
                  tolerance: float = TrainConfig.tolerance, ema: float = TrainConfig.ema,
                  seed: int = TrainConfig.seed, dtype: str = "float32", progress: bool = False,
-                 smoothing: float = 1e-2, device: str = "cpu", compile: bool = False,
-                 on_nan: str = TrainConfig.on_nan, max_retries: int = TrainConfig.max_retries) -> None:
+                 smoothing: float = MixtureOptions.smoothing, device: str = "cpu",
+                 compile: bool = False, on_nan: str = TrainConfig.on_nan,
+                 max_retries: int = TrainConfig.max_retries) -> None:
         self.n_components = n_components
         self.likelihood = likelihood
         self.gaussian_scale = gaussian_scale
@@ -884,8 +958,9 @@ MODEL_KINDS.add("custom", LatentModel, "a user's own module: --model PATH.py:Cla
                 "package.module:Class or an installed plugin's name")
 
 # Command-line options (as argparse names them) that set a constructor parameter of
-# another name.
-OPTION_PARAMETERS = {"components": "n_components"}
+# another name (declared: option(flag=...)), e.g. components -> n_components.
+OPTION_PARAMETERS = {f.metadata["cli"]["flag"]: f.name for options in (VAEOptions, MixtureOptions)
+                     for f in fields(options) if (f.metadata.get("cli") or {}).get("flag")}
 
 
 def options_for(kind: str, options: dict) -> dict:

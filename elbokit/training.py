@@ -128,17 +128,23 @@ class TrainingInterrupted(KeyboardInterrupt):
 KL_MODES = ("auto", "analytic", "mc")
 
 
-def option(default: Any, help: str, parse: str | None = None, metavar: str | None = None,
-           choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None) -> Any:
-    """A :class:`TrainConfig` field with its command-line flag, declared beside it: ``elbokit
-    fit --NAME-WITH-DASHES`` (built by :func:`elbokit.cli.fit.add_options`), its ``help`` text,
-    ``metavar`` and ``choices`` (a function: computed when the parser is built, e.g. the
-    estimators registered by then), and ``parse``, the name of the argument type that checks a
-    value on the command line (:data:`elbokit.cli.common.PARSERS`; named, not imported: the
-    types speak argparse, which the training layer does not). The facades' parameters take
-    their defaults from the same fields, and a run's config.json records them by name."""
+def option(default: Any, help: str | Callable[[], str], parse: str | None = None,
+           metavar: str | None = None,
+           choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
+           flag: str | None = None) -> Any:
+    """A dataclass field with its command-line flag, declared beside it (the fields of
+    :class:`TrainConfig`, and the model options of the facades, :class:`elbokit.api.VAEOptions`
+    and :class:`elbokit.api.MixtureOptions`): ``elbokit fit --NAME-WITH-DASHES`` (built by
+    :func:`elbokit.cli.fit.add_options`; ``flag``: another NAME than the field's, e.g.
+    ``--components`` for ``n_components``), its ``help`` text, ``metavar`` and ``choices`` (a
+    function, for either: computed when the parser is built, e.g. the estimators registered by
+    then), and ``parse``, the name of the argument type that checks a value on the command
+    line (:data:`elbokit.cli.common.PARSERS`; named, not imported: the types speak argparse,
+    which the training layer does not). The facades' parameters take their defaults from the
+    same fields, and a run's config.json records them by name."""
     return field(default=default, metadata={"cli": {"help": help, "parse": parse,
-                                                    "metavar": metavar, "choices": choices}})
+                                                    "metavar": metavar, "choices": choices,
+                                                    "flag": flag}})
 
 
 def check_run_dir(run_dir: str | Path | None, resume: bool) -> Path | None:

@@ -160,3 +160,65 @@ def test_the_training_options_are_declared_once_in_trainconfig():
     assert set(fit.FLAG_OVERRIDES) <= set(flags)
     options = {"batch_size": 7, "kl_warmup": 3, "ema": 0.5, "lr_patience": 9, "seed": 4}
     assert all(getattr(VAE(**options).train_config(), k) == v for k, v in options.items())
+
+
+# Declared model options without a flag of their own, and why.
+NO_MODEL_FLAG = {
+    "VAEOptions.n_categories": "found in the training data (its largest code + 1)",
+    "MixtureOptions.likelihood": "--likelihood serves both models (VAEOptions.likelihood, the "
+                                 "same default)",
+    "MixtureOptions.gaussian_scale": "--gaussian-scale serves both models (VAEOptions; its "
+                                     "default dim gives a mixture this default, decoder)",
+    "MixtureOptions.init": "EM's start: a library choice, not a command-line one",
+    "MixtureOptions.tol": "EM's convergence tolerance: a library choice",
+    "MixtureOptions.smoothing": "EM's pseudo-count: a library choice",
+}
+
+
+def test_the_model_options_are_declared_once_in_the_options_dataclasses():
+    """VAEOptions and MixtureOptions declare the facades' model options, each with its
+    command-line flag, as TrainConfig declares the training options: every field is a
+    parameter of its facade with the same default, every field but those of NO_MODEL_FLAG
+    has a flag in ``elbokit fit`` and ``elbokit sweep`` with that default, the "model" group
+    has no other flag than --model and --model-options, and the command line's defaults
+    build facades with the declared defaults."""
+    import inspect
+    from dataclasses import fields
+
+    from elbokit import Mixture
+    from elbokit.api import OPTION_PARAMETERS, MixtureOptions, VAEOptions
+    from elbokit.cli import build_parser, fit
+    from elbokit.cli.common import PARSERS
+
+    parser = build_parser()
+    cli_defaults = vars(parser.parse_args(["fit"]))
+    sweep_defaults = vars(parser.parse_args(["sweep", "--out", "x"]))
+    flagged = set()
+    for facade, options in ((VAE, VAEOptions), (Mixture, MixtureOptions)):
+        parameters = inspect.signature(facade).parameters
+        for field in fields(options):
+            assert parameters[field.name].default == field.default, (facade.__name__, field.name)
+            if f"{options.__name__}.{field.name}" in NO_MODEL_FLAG:
+                assert "cli" not in field.metadata, field.name
+                continue
+            declared = field.metadata["cli"]
+            assert declared["help"], field.name
+            assert declared["parse"] is None or declared["parse"] in PARSERS, field.name
+            name = declared["flag"] or field.name
+            assert OPTION_PARAMETERS.get(name, name) == field.name
+            assert cli_defaults[name] == sweep_defaults[name] == field.default, field.name
+            flagged.add(name)
+    assert set(NO_MODEL_FLAG) <= {f"{o.__name__}.{f.name}" for o in (VAEOptions, MixtureOptions)
+                                  for f in fields(o)}
+    assert list(fit.model_flags()) == [  # the order of --help: the mixture's, then the VAE's
+        f.metadata["cli"]["flag"] or f.name for o in (MixtureOptions, VAEOptions)
+        for f in fields(o) if "cli" in f.metadata]
+    for command in ("fit", "sweep"):
+        sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+        group = next(g for g in sub._action_groups if g.title == "model")
+        assert {a.dest for a in group._group_actions} == flagged | {"model", "model_options"}
+    vae = fit._estimator(parser.parse_args(["fit"]))
+    mixture = fit._estimator(parser.parse_args(["fit", "--model", "mixture"]))
+    for model, options in ((vae, VAEOptions), (mixture, MixtureOptions)):
+        params = model.get_params()
+        assert all(params[f.name] == f.default for f in fields(options)), options.__name__

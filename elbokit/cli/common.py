@@ -78,14 +78,6 @@ def unit_interval(text: str) -> float:
     return value
 
 
-# The argument types by name: a TrainConfig field names the one its flag takes
-# (elbokit.training.option; the training layer does not import argparse).
-PARSERS = {"positive_int": positive_int, "nonnegative_int": nonnegative_int,
-           "positive_float": positive_float, "nonnegative_float": nonnegative_float,
-           "open_unit": open_unit, "unit_interval": unit_interval, "seed": seed,
-           "fraction": fraction}
-
-
 def add_header_option(group) -> None:
     """``--header``, on every command that reads a table of numbers (one declaration)."""
     group.add_argument("--header", default="auto", choices=HEADER_CHOICES,
@@ -104,6 +96,27 @@ def widths(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a comma-separated list of positive widths like 256,256"
         ) from None
+
+
+def image_shape(text: str) -> tuple[int, int, int]:
+    """``--image-shape``: ``28x28`` -> (1, 28, 28); ``3x32x32`` -> (3, 32, 32)."""
+    parts = text.lower().split("x")
+    try:
+        values = tuple(positive_int(part) for part in parts)
+    except argparse.ArgumentTypeError:
+        values = ()
+    if len(values) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an image shape like 28x28 or 1x28x28")
+    return values if len(values) == 3 else (1, *values)  # type: ignore[return-value]
+
+
+# The argument types by name: a declared option (a TrainConfig field, a facade's model
+# option; elbokit.training.option) names the one its flag takes (the declaring layers do not
+# import argparse).
+PARSERS = {"positive_int": positive_int, "nonnegative_int": nonnegative_int,
+           "positive_float": positive_float, "nonnegative_float": nonnegative_float,
+           "open_unit": open_unit, "unit_interval": unit_interval, "seed": seed,
+           "fraction": fraction, "widths": widths, "image_shape": image_shape}
 
 
 def add_model_option(p: argparse.ArgumentParser) -> None:

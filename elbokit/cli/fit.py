@@ -18,14 +18,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from .. import distributed, plugins, workflows
-from ..api import MODEL_KINDS, VAE, LatentModel, Mixture
+from ..api import MODEL_KINDS, VAE, LatentModel, Mixture, MixtureOptions, VAEOptions
 from ..checkpoint import has_checkpoint
 from ..data.stream import DEFAULT_BUDGET, parse_size
 from ..errors import ConfigError, ElbokitError
-from ..likelihoods import LIKELIHOODS, Gaussian
-from ..models.latents import latent_help
-from ..models.vae import ARCHITECTURES
-from ..nets import ACTIVATIONS
 from ..training import DEFAULT_EPOCHS, TrainConfig, TrainingInterrupted
 from .common import (
     MAX_FLOAT_OPTION,
@@ -39,7 +35,6 @@ from .common import (
     positive_int,
     score_note,
     score_row,
-    widths,
 )
 
 
@@ -87,39 +82,8 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     m.add_argument("--model-options", type=json_object, default=None, metavar="JSON",
                    help="a user's --model: options its class is built with, besides dim=<the "
                    "data's width>, e.g. '{\"latent_dim\": 4}'")
-    m.add_argument("--components", type=positive_int, default=10,
-                   help="mixture: number of components K (10)")
-    m.add_argument("--fit", default="em", choices=Mixture.fits,
-                   help="mixture: EM, or gradient ascent on the exact log-likelihood (em)")
-    m.add_argument("--max-iter", type=positive_int, default=200, help="mixture EM: iterations (200)")
-    m.add_argument("--n-init", type=positive_int, default=1,
-                   help="mixture EM: starts from seeds SEED, SEED+1, ...; the best is kept (1)")
-    m.add_argument("--latent-dim", type=positive_int, default=8,
-                   help="dimensions of a Gaussian z (8); same as --latent gaussian:N")
-    m.add_argument("--latent", default=None, metavar="SPEC",
-                   help=f"latent space: {latent_help()}")
-    m.add_argument("--likelihood", default="auto", choices=("auto", *LIKELIHOODS.names()),
-                   help=f"observation model p(x|z): {LIKELIHOODS.describe()}; auto: bernoulli "
-                   "for 0/1 data, else gaussian (default auto)")
-    m.add_argument("--gaussian-scale", default="dim", choices=Gaussian.scales,
-                   help="gaussian variance: one per dimension, one shared, or from the decoder "
-                   "(default dim)")
-    m.add_argument("--hidden", type=widths, default=(256, 256), metavar="W1,W2,...",
-                   help="hidden layer widths of the encoder; the decoder mirrors them (256,256); "
-                   "conv: the dense layers after the convolutions")
-    m.add_argument("--encoder", default="auto", choices=("auto", *ARCHITECTURES),
-                   help="mlp: the --hidden layers; conv: two stride-2 convolutions (32, 64 "
-                   "channels) before them, for images; auto: the --decoder's architecture "
-                   "(default auto)")
-    m.add_argument("--decoder", default="mlp", choices=ARCHITECTURES,
-                   help="mlp: the --hidden layers mirrored; linear + gaussian likelihood is "
-                   "probabilistic PCA; conv: the --hidden layers, then two transposed "
-                   "convolutions back to the image size (default mlp)")
-    m.add_argument("--image-shape", type=image_shape, default=None, metavar="HxW|CxHxW",
-                   help="conv: the images the rows hold, channels first (default: the data "
-                   "set's own, e.g. 28x28, or SxS when a row has S*S values)")
-    m.add_argument("--activation", default="relu", choices=tuple(ACTIVATIONS),
-                   help="nonlinearity of the hidden layers (default relu)")
+    for name, flag in model_flags().items():  # VAEOptions', MixtureOptions' fields, declared there
+        m.add_argument(f"--{name.replace('_', '-')}", **flag)
     t = p.add_argument_group("training")
     for name, flag in training_flags(sweep).items():  # TrainConfig's fields, declared there
         t.add_argument(f"--{name.replace('_', '-')}", **flag)
@@ -150,18 +114,6 @@ def json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {text!r}")
     return value
-
-
-def image_shape(text: str) -> tuple[int, int, int]:
-    """``--image-shape``: ``28x28`` -> (1, 28, 28); ``3x32x32`` -> (3, 32, 32)."""
-    parts = text.lower().split("x")
-    try:
-        values = tuple(positive_int(part) for part in parts)
-    except argparse.ArgumentTypeError:
-        values = ()
-    if len(values) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an image shape like 28x28 or 1x28x28")
-    return values if len(values) == 3 else (1, *values)  # type: ignore[return-value]
 
 
 def ram_budget(text: str) -> int:
@@ -197,21 +149,47 @@ FLAG_OVERRIDES: dict[str, dict] = {
 
 def training_flags(sweep: bool = False) -> dict[str, dict]:
     """``add_argument``'s keyword arguments for the training flag of each field of
-    :class:`~elbokit.training.TrainConfig` that declares one: the field's default, help,
-    metavar, choices and argument type (named there, :data:`~elbokit.cli.common.PARSERS`),
-    then :data:`FLAG_OVERRIDES`; ``sweep``: those ``elbokit sweep`` has."""
+    :class:`~elbokit.training.TrainConfig` that declares one (:func:`declared_flags`), then
+    :data:`FLAG_OVERRIDES`; ``sweep``: those ``elbokit sweep`` has."""
     flags = {}
-    for f in fields(TrainConfig):
+    for name, flag in declared_flags(TrainConfig).items():
+        flag = {**flag, **FLAG_OVERRIDES.get(name, {})}
+        if flag.pop("sweep", True) or not sweep:
+            flags[name] = {k: v for k, v in flag.items() if v is not None or k == "default"}
+    return flags
+
+
+def model_flags() -> dict[str, dict]:
+    """``add_argument``'s keyword arguments for the model flags (``elbokit fit`` and
+    ``elbokit sweep`` alike): the mixture's, then the VAE's, as
+    :class:`~elbokit.api.MixtureOptions` and :class:`~elbokit.api.VAEOptions` declare them,
+    by the flag's argparse name (``components`` for ``n_components``)."""
+    return {**declared_flags(MixtureOptions), **declared_flags(VAEOptions)}
+
+
+def declared_flags(options: type) -> dict[str, dict]:
+    """The flags the fields of the dataclass ``options`` declare
+    (:func:`elbokit.training.option`), by argparse name (the field's, or its ``flag``): the
+    field's default, help, metavar, choices (those two computed now when declared as
+    functions) and argument type (named there, :data:`~elbokit.cli.common.PARSERS`)."""
+    flags = {}
+    for f in fields(options):
         if "cli" not in f.metadata:
             continue
         cli = f.metadata["cli"]
-        choices = cli["choices"]() if callable(cli["choices"]) else cli["choices"]
         flag = {"type": PARSERS[cli["parse"]] if cli["parse"] else None, "default": f.default,
-                "choices": choices, "metavar": cli["metavar"], "help": cli["help"],
-                **FLAG_OVERRIDES.get(f.name, {})}
-        if flag.pop("sweep", True) or not sweep:
-            flags[f.name] = {k: v for k, v in flag.items() if v is not None or k == "default"}
+                "choices": cli["choices"]() if callable(cli["choices"]) else cli["choices"],
+                "metavar": cli["metavar"],
+                "help": cli["help"]() if callable(cli["help"]) else cli["help"]}
+        flags[cli["flag"] or f.name] = {k: v for k, v in flag.items() if v is not None or k == "default"}
     return flags
+
+
+def model_parameters(options: type, args: argparse.Namespace) -> dict:
+    """The facade's parameters that the flags of ``options`` (:class:`~elbokit.api.VAEOptions`,
+    :class:`~elbokit.api.MixtureOptions`) set, from the parsed command line, by field name."""
+    names = {f.name: f.metadata["cli"]["flag"] or f.name for f in fields(options) if "cli" in f.metadata}
+    return {name: getattr(args, flag) for name, flag in names.items()}
 
 
 def training_options(args: argparse.Namespace) -> dict:
@@ -242,16 +220,12 @@ def _estimator(args: argparse.Namespace) -> LatentModel:
             args.gaussian_scale = "decoder"  # a diagonal covariance per component
         training["lr"] = args.lr or 1e-2  # a mixture's gradient fit: its own default rate
         mixture_params = set(inspect.signature(Mixture).parameters)
-        model = Mixture(n_components=args.components, likelihood=args.likelihood,
-                        gaussian_scale=args.gaussian_scale, fit=args.fit, n_init=args.n_init,
-                        max_iter=args.max_iter,
+        model = Mixture(**model_parameters(MixtureOptions, args), likelihood=args.likelihood,
+                        gaussian_scale=args.gaussian_scale,
                         **{k: v for k, v in training.items() if k in mixture_params})
     else:
-        model = VAE(latent_dim=args.latent_dim, latent=args.latent, hidden=args.hidden,
-                    likelihood=args.likelihood, gaussian_scale=args.gaussian_scale,
-                    encoder=args.encoder, decoder=args.decoder, activation=args.activation,
-                    dynamic_binarization=args.binarize == "dynamic",
-                    image_shape=getattr(args, "image_shape", None), **training)
+        model = VAE(**model_parameters(VAEOptions, args),
+                    dynamic_binarization=args.binarize == "dynamic", **training)
         model.train_config()  # refuse impossible training options before reading any data
         model.latent_spec()
     model.torch_device()  # --device cuda without CUDA: one line, exit 2
