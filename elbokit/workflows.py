@@ -6,10 +6,11 @@
     >>> run = workflows.Run.load("runs/demo")          # later, or from the CLI's run
     >>> run.evaluate(split="test", k=5000)             # the scores `elbokit evaluate` prints
     >>> run.report(); run.sample(16)
+    >>> result = workflows.classify("sms-spam", "discriminative")   # see elbokit.classification
 
 A run directory (see :mod:`elbokit.runs`) holds config.json, the best model, the latest
 training checkpoint, metrics.jsonl, summary.json, figures/ and report.html. ``elbokit fit``,
-``evaluate``, ``report``, ``sample`` and ``sweep`` are thin faces over these functions: they
+``evaluate``, ``report``, ``sample``, ``sweep`` and ``classify`` are thin faces over these functions: they
 parse options, call them and print what they return.
 
 Under torchrun (several processes) every rank calls :func:`fit_run` with the same arguments:
@@ -33,6 +34,7 @@ from sklearn.metrics import adjusted_rand_score
 from . import distributed, figures, plots, plugins, report, runs
 from .api import MODEL_KINDS, VAE, LatentModel, Mixture, options_for
 from .checkpoint import CheckpointWriteError, read_json, stamp, write_json
+from .classification import Classification, classify  # noqa: F401 (workflows.classify)
 from .data import NAMED
 from .data.stream import DEFAULT_BUDGET, parse_size
 from .errors import ConfigError, DataError, ElbokitError, in_file_rows, memory_guard

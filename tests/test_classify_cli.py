@@ -10,8 +10,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from elbokit import classification
 from elbokit.classifiers import Classifier
-from elbokit.cli import classify as classify_cli
 from elbokit.cli import main
 from elbokit.data import load
 from elbokit.data.text import BagOfWords, load_sms_spam
@@ -222,7 +222,7 @@ def test_classify_out_leaves_nothing_behind_on_failure(capsys, tmp_path, tiny_ts
     def full_disk(*args, path=None, **kwargs):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(classify_cli.plots, "calibration_plot", full_disk)
+    monkeypatch.setattr(classification.plots, "calibration_plot", full_disk)
     code, _, err = run(capsys, "classify", "--data", tiny_tsv, "--method", "generative",
                        "--threshold", "0.8", "--out", out, "--overwrite")
     _one_line_error(code, err, "No space left on device")
@@ -340,7 +340,7 @@ def test_undefined_scores_say_why():
     def report(predicted: int) -> dict:
         return {"n_predicted_positive": predicted}
 
-    lines = classify_cli.undefined_scores(np.array(["ham"]), "spam",
+    lines = classification.undefined_scores(np.array(["ham"]), "spam",
                                           [("naive-bayes", 0.5, report(0)), ("mlp", 0.5, report(1)),
                                            ("one-class", None, report(0))])
     assert len(lines) == 3
@@ -349,5 +349,5 @@ def test_undefined_scores_say_why():
                                "predicted spam either) is 0/0, reported as 1")
     assert lines[2].startswith("nothing predicted spam by naive-bayes at 0.5, one-class: precision "
                                "is 0/0, reported as 1 (sklearn's zero_division")
-    both = classify_cli.undefined_scores(np.array(["ham", "spam"]), "spam", [("mlp", 0.9, report(1))])
+    both = classification.undefined_scores(np.array(["ham", "spam"]), "spam", [("mlp", 0.9, report(1))])
     assert both == []

@@ -29,7 +29,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "models": ("models", "models.vae", "models.mixture"),
     "training": ("training",),
     "facades": ("api", "classifiers", "novelty", "semisupervised"),
-    "workflows": ("runs", "workflows", "figures", "plots", "report"),
+    "workflows": ("runs", "workflows", "classification", "figures", "plots", "report"),
     "faces": ("", "__main__", "cli", "cli.*"),
 }
 

@@ -15,11 +15,11 @@ import numpy as np
 
 from .. import data as datasets
 from .. import runs
+from ..classification import plain_label
 from ..classifiers import Classifier, GenerativeClassifier, MultinomialNaiveBayes
 from ..data.text import BagOfWords
 from ..errors import CheckpointError, ConfigError, DataError
 from ..novelty import NoveltyDetector
-from .classify import plain_label
 from .common import (
     add_header_option,
     add_json_option,
