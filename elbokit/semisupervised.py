@@ -194,8 +194,17 @@ class ClassConditional:
 
     def likelihood(self, z: torch.Tensor) -> D.Distribution:
         """``z: [..., B, latent]`` -> p(x | y, z) with batch shape ``[..., B]``."""
+        return self.module.observation(self._decoded(z))
+
+    def likelihood_log_prob(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | y, z) through the observation model's direct formula (no distribution
+        object per step): ``z: [..., B, latent]``, ``x: [B, dim]`` -> ``[..., B]``."""
+        return self.module.observation.log_prob(self._decoded(z), x)
+
+    def _decoded(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's output for ``z: [..., B, latent]`` and this batch's classes."""
         y = self.y.expand(*z.shape[:-1], self.y.shape[-1])
-        return self.module.observation(self.module.decoder(torch.cat([z, y], -1)))
+        return self.module.decoder(torch.cat([z, y], -1))
 
 
 class SemiSupervisedObjective(Estimator):

@@ -87,6 +87,15 @@ def test_multinomial_handles_documents_of_any_length():
     ref = [stats.multinomial.logpmf(x[i].numpy(), int(x[i].sum()), probs[i]) for i in range(3)]
     np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-10)
     assert model(params).sample().sum(-1).eq(7).all()
+    # The direct path (training and scoring): parameters of k = 4 samples of z per example,
+    # [4, 3, 5], against the 3 documents [3, 5].
+    params = torch.randn(4, 3, 5, dtype=torch.float64)
+    direct = model.log_prob(params, x)
+    assert direct.shape == (4, 3)
+    ref = [[stats.multinomial.logpmf(x[i].numpy(), int(x[i].sum()), params[s, i].softmax(-1).numpy())
+            for i in range(3)] for s in range(4)]
+    np.testing.assert_allclose(direct.numpy(), ref, rtol=1e-10)
+    np.testing.assert_allclose(direct.numpy(), model(params).log_prob(x).numpy(), rtol=1e-12)
 
 
 def test_data_checks_name_the_rows_and_suggest_fixes():
