@@ -40,8 +40,10 @@ from .errors import (
     describe_rows,
 )
 from .likelihoods import LIKELIHOODS, Categorical, Gaussian, likelihood_for_data
+from .models.flows import PosteriorSpec
 from .models.latents import LatentSpec, latent_help
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
+from .models.priors import PriorSpec
 from .models.vae import ARCHITECTURES, VAEConfig, VAEModule
 from .nets import ACTIVATIONS
 from .progress import progress_bar
@@ -553,6 +555,16 @@ class VAEOptions:
         "set's own, e.g. 28x28, or SxS when a row has S*S values)")
     activation: str = option("relu", choices=lambda: tuple(ACTIVATIONS),
                              help="nonlinearity of the hidden layers (default relu)")
+    prior: str = option("standard", metavar="SPEC",
+                        help=lambda: f"prior p(z) of a Gaussian z: {PriorSpec.describe()} (default standard)")
+    posterior: str = option("diagonal", metavar="SPEC",
+                            help=lambda: f"posterior q(z|x) of a Gaussian z: {PosteriorSpec.describe()} "
+                            "(default diagonal)")
+    stochastic_layers: int = option(
+        1, parse="positive_int", metavar="N",
+        help="1, or 2: z2 -> z1 -> x, each of --latent-dim Gaussian variables, inferred "
+        "top-down as q(z2|x) q(z1|x,z2) (Tomczak & Welling 2018); --prior applies to z2 "
+        "(default 1)")
 
 
 class VAE(LatentModel):
@@ -570,7 +582,9 @@ class VAE(LatentModel):
     of 32 and 64 channels plus dense layers of ``hidden`` widths, see
     :class:`~elbokit.models.vae.VAEConfig`), ``image_shape`` (``(C, H, W)`` or ``(H, W)`` of
     the images flattened into X's rows, for "conv"; default: ``(1, s, s)`` when the width is
-    ``s * s``), and the training options of
+    ``s * s``), ``prior`` ("standard", "mog:K", "vamp:K": see :mod:`elbokit.models.priors`),
+    ``posterior`` ("diagonal", "iaf:S": :mod:`elbokit.models.flows`), ``stochastic_layers``
+    (1 or 2: :mod:`elbokit.models.hierarchy`), and the training options of
     :class:`~elbokit.training.TrainConfig` (``beta``: weight of the KL term; ``kl_warmup``:
     epochs over which that weight rises linearly from 0; ``free_bits``: nats per latent
     variable that cost no KL gradient; the reported ELBO is always the true one, beta = 1).
@@ -613,7 +627,9 @@ class VAE(LatentModel):
                  dynamic_binarization: bool = False, device: str = "cpu", compile: bool = False,
                  image_shape: Sequence[int] | None = VAEOptions.image_shape,
                  on_nan: str = TrainConfig.on_nan,
-                 max_retries: int = TrainConfig.max_retries) -> None:
+                 max_retries: int = TrainConfig.max_retries,
+                 prior: str = VAEOptions.prior, posterior: str = VAEOptions.posterior,
+                 stochastic_layers: int = VAEOptions.stochastic_layers) -> None:
         self._store(locals())
         # Checked in build(); kept as given otherwise (scikit-learn: __init__ only stores).
         self.image_shape = tuple(image_shape) if isinstance(image_shape, list) else image_shape
@@ -665,9 +681,15 @@ class VAE(LatentModel):
                            categories=spec.categories, hidden=tuple(self.hidden),
                            encoder=self.encoder_architecture(), decoder=self.decoder,
                            activation=self.activation, likelihood=observation.config(),
-                           image_shape=self.image_shape)
+                           image_shape=self.image_shape, prior=self.prior,
+                           posterior=self.posterior, stochastic_layers=self.stochastic_layers)
         with seeded(self.seed):
             module = VAEModule(config, observation)
+            # Learned encoder inputs (the VampPrior's pseudo-inputs) start at training rows,
+            # drawn from at most 4,096 of them.
+            rows = torch.randperm(len(X))[:4096].numpy()
+            module.prior_module.initialize(
+                observation.network_input(torch.as_tensor(X[rows], dtype=torch.float32)))
         return module.to(self.torch_dtype())
 
     # -- fitting -------------------------------------------------------------------------

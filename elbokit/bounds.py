@@ -132,17 +132,30 @@ def sample_log_weights(model: LatentVariableModel, x: torch.Tensor, k: int = 1,
     ``[k, batch]``). Reparameterized when q allows it, unless ``reparameterize`` is False
     (score-function estimators want z without a path to q's parameters)."""
     q = model.posterior(x)
+    # A posterior that computes log q(z|x) while drawing z (a flow: its density elsewhere
+    # needs an inverse) says so with ``rsample_and_log_prob``; the weights keep that value.
+    joint = getattr(q, "rsample_and_log_prob", None) if reparameterize else None
     if k == 1:
         # One sample, the training step's usual case: the decoder sees a [batch, *event]
         # matrix rather than [1, batch, ...], and the reconstruction term is log p(x|z)
         # itself, not a mean over a length-1 axis: fewer ops in the forward and the
         # backward pass (small models are dispatch-bound). The same random numbers.
-        z = q.rsample() if reparameterize and q.has_rsample else q.sample()
+        if joint is not None:
+            z, log_q = joint()
+        else:
+            z = q.rsample() if reparameterize and q.has_rsample else q.sample()
         log_likelihood = likelihood_log_prob(model, z, x)  # [batch]
         weights = LogWeights(z[None], log_likelihood[None], model.prior(), q)
         weights.mean_log_likelihood = log_likelihood  # fills the cached property
+        if joint is not None:
+            weights.log_posterior = log_q[None]
         return weights
-    return log_weights_at(model, x, draw(q, k, reparameterize), q)
+    if joint is None:
+        return log_weights_at(model, x, draw(q, k, reparameterize), q)
+    z, log_q = joint((k,))
+    weights = log_weights_at(model, x, z, q)
+    weights.log_posterior = log_q
+    return weights
 
 
 def _diagonal_normals(q: D.Distribution, p: D.Distribution) -> bool:
@@ -199,6 +212,8 @@ def kl_per_dimension(q: D.Distribution, p: D.Distribution) -> torch.Tensor | Non
     torch registers no closed form. The latent variables are q's independent components:
     the coordinates of a diagonal Gaussian, the bits of a Bernoulli code, the categorical
     variables of a categorical code; their KLs sum to :func:`kl_divergence`."""
+    if isinstance(q, D.Independent) != isinstance(p, D.Independent):
+        return None  # one of them does not factorize over the variables (a flow, a mixture)
     base_q = q.base_dist if isinstance(q, D.Independent) else q
     base_p = p.base_dist if isinstance(p, D.Independent) else p
     per_variable = closed_form_kl(base_q, base_p)

@@ -331,8 +331,20 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> str:
     return sha256(data)
 
 
+def _safetensors_framed(data: bytes) -> bool:
+    """Whether ``data`` is framed as safetensors: an 8-byte little-endian header length N,
+    then N bytes of header starting with ``{``, within the file."""
+    if len(data) < 9:
+        return False
+    return 8 + int.from_bytes(data[:8], "little") <= len(data) and data[8:9] == b"{"
+
+
 def _looks_pickled(data: bytes) -> str | None:
-    """What ``data`` is when it is a pickle or a ``torch.save`` file (a zip holding one)."""
+    """What ``data`` is when it is a pickle or a ``torch.save`` file (a zip holding one).
+    A safetensors file is never one, although its header length can begin with the same
+    two bytes as a pickle (a header of 0x380 bytes starts 80 03, pickle protocol 3's mark)."""
+    if _safetensors_framed(data):
+        return None
     if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "a pickle"
     if data[:4] == b"PK\x03\x04":

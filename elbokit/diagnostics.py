@@ -113,7 +113,9 @@ def diagnose(model: LatentVariableModel, x: torch.Tensor, elbo: float | None = N
 
     ``{"n_examples", "latent_dim" (latent variables), "kl_per_dimension" (list or absent),
     "posterior_mean_variance", "active", "active_units", "active_threshold",
-    "mutual_information", "mutual_information_limit" (log n), "gap" (when ``elbo`` and
+    "active_units_per_layer" (two or more stochastic layers, the model's ``latent_layers``:
+    their sizes within z, bottom first), "mutual_information", "mutual_information_limit"
+    (log n), "gap" (when ``elbo`` and
     ``log_likelihood`` are given), "collapsed", "warnings" (plain sentences)}``.
     """
     variance, active = active_units(posterior_means(model, x), threshold,
@@ -128,6 +130,11 @@ def diagnose(model: LatentVariableModel, x: torch.Tensor, elbo: float | None = N
         "mutual_information": mutual_information(model, x, seed=seed),
         "mutual_information_limit": math.log(min(len(x), 2000)),
     }
+    layers = getattr(model, "latent_layers", ())
+    if len(layers) > 1:  # z = [z1, z2, ...]: the active units of each stochastic layer
+        ends = np.cumsum(layers).tolist()
+        out["active_units_per_layer"] = [int(active[end - size:end].sum())
+                                         for size, end in zip(layers, ends, strict=True)]
     if kl is not None:
         out["kl_per_dimension"] = kl.double().tolist()
     if elbo is not None and log_likelihood is not None:

@@ -419,7 +419,11 @@ def _detached(q: D.Distribution) -> D.Distribution:
         copy = D.MultivariateNormal(base.loc.detach(), scale_tril=base.scale_tril.detach(),
                                     validate_args=False)
     else:
-        raise ConfigError(f"dreg needs a reparameterizable (Gaussian) posterior, not {type(base).__name__}")
+        # DReG evaluates log q at stop-gradient parameters; a flow's or a hierarchy's density
+        # runs through networks whose weights would need the same treatment.
+        raise ConfigError(f"dreg needs a Gaussian posterior q(z|x), not a {type(base).__name__} "
+                          "(a flow or two stochastic layers): use --estimator reparameterize "
+                          "with --iwae-k")
     return D.Independent(copy, dims) if dims else copy
 
 
@@ -479,6 +483,12 @@ class DReG(Estimator):
             raise ConfigError("dreg trains the IWAE bound, which has no beta")
         if n_samples != 1:
             raise ConfigError("dreg draws --iwae-k samples per example; leave --n-samples at 1")
+        parameter = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
+        if dim is not None and parameter is not None:
+            # Refuse a posterior DReG cannot detach (a flow, two layers) before any training,
+            # from q at one all-zero example.
+            with torch.no_grad():
+                _detached(model.posterior(parameter.new_zeros(1, dim)))
         return cls(iwae_k, kl)
 
     def forward(self, model: LatentVariableModel, x: torch.Tensor) -> Terms:

@@ -91,6 +91,13 @@ def write_figures(model: LatentModel, run_dir: Path, x: np.ndarray, labels: np.n
             shown, model.reconstruct(shown), image_shape, path=p, columns=columns))
         save("latent_space.png", lambda p: plots.latent_scatter(
             model.transform(x), labels, path=p))
+    # A prior made of learned inputs (the VampPrior) shows them, as data.
+    prior_inputs = getattr(module, "prior_inputs", None)
+    learned = prior_inputs() if callable(prior_inputs) else None
+    if learned is not None:
+        save("pseudo_inputs.png", lambda p: plots.samples(
+            learned[:N_SAMPLES].double().cpu().numpy(), image_shape, path=p, columns=columns,
+            title=f"VampPrior pseudo-inputs (first {min(len(learned), N_SAMPLES)} of {len(learned)})"))
     kl = found.get("kl_per_dimension")
     # Traversals move one coordinate of a continuous z (one event dimension) through the decoder.
     event = module.prior().event_shape

@@ -34,6 +34,9 @@ class ObservationModel(nn.Module):
     # parameter, then all their second ("parameter-major", e.g. Gaussian loc then scale), or
     # each value's parameters together ("parameter-minor", e.g. a feature's K logits).
     parameter_layout: str = "parameter-major"
+    # The range of what the encoder sees (network_input), where it is bounded: learned
+    # encoder inputs (the VampPrior's pseudo-inputs) are kept inside it.
+    input_range: tuple[float, float] | None = None
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -69,6 +72,10 @@ class ObservationModel(nn.Module):
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the encoder sees of ``x: [..., dim]`` (Gaussian data: standardized)."""
         return x
+
+    def from_network_input(self, u: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`network_input`: data values from encoder inputs."""
+        return u
 
     def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x_b | params_s) for every example and every parameter row:
@@ -107,6 +114,8 @@ class ObservationModel(nn.Module):
 @LIKELIHOODS.register("bernoulli", help="0/1 data")
 class Bernoulli(ObservationModel):
     """Independent binary pixels/features: x_d ~ Bernoulli(sigmoid(logit_d))."""
+
+    input_range = (0.0, 1.0)
 
     def forward(self, params: torch.Tensor) -> D.Distribution:
         return D.Independent(D.Bernoulli(logits=params, validate_args=False), 1)
@@ -183,6 +192,9 @@ class Gaussian(ObservationModel):
 
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.unit
+
+    def from_network_input(self, u: torch.Tensor) -> torch.Tensor:
+        return self.shift + self.unit * u
 
     def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # In standardized units u = (x - shift) / unit, with mean m and sd s per row:

@@ -18,8 +18,10 @@ imports nothing of elbokit but its errors, so any layer may declare a registry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
 from .errors import ConfigError
 
@@ -91,3 +93,50 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.what!r}: {', '.join(self._entries)})"
+
+
+@dataclass(frozen=True)
+class SizedSpec:
+    """A registered component chosen by name with an optional size, spelled ``NAME`` or
+    ``NAME:N`` on the command line (``vamp:500``, ``iaf:2``). A subclass names its
+    ``registry``, its ``flag`` and the ``letter`` its help uses for the size; a registered
+    class with a size spells itself ``"name:" + letter`` in ``syntax`` and gives an
+    ``example`` size, one without spells its bare name."""
+
+    kind: str
+    size: int = 0
+
+    registry: ClassVar[Registry]
+    flag: ClassVar[str]
+    letter: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        component = self.registry.get(self.kind, self.flag)
+        sized = ":" in component.syntax
+        if not sized and self.size:
+            raise ConfigError(f"{self.flag} {self.kind} takes no {self.letter}: write "
+                              f"{self.flag} {self.kind}")
+        if sized and self.size < 1:
+            raise ConfigError(f"{self.flag} {self.kind} needs {self.letter} >= 1: write "
+                              f"{self.kind}:{self.letter}, e.g. {self.kind}:{component.example}")
+
+    @classmethod
+    def parse(cls, text: str) -> SizedSpec:
+        match = re.fullmatch(r"([\w-]+)(?::(\d+))?", str(text).strip())
+        if not match or match.group(1) not in cls.registry:
+            raise ConfigError(f"{cls.flag} {text!r} is not one of {cls.syntax()}")
+        return cls(match.group(1), int(match.group(2) or 0))
+
+    @classmethod
+    def syntax(cls) -> str:
+        """The spellings of every registered kind, for errors."""
+        return ", ".join(cls.registry[name].syntax for name in cls.registry)
+
+    @classmethod
+    def describe(cls) -> str:
+        """``spelling: help`` of every registered kind, for ``--help``."""
+        return "; ".join(f"{cls.registry[name].syntax}: {cls.registry.help(name)}"
+                         for name in cls.registry)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.size}" if self.size else self.kind

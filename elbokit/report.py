@@ -82,6 +82,12 @@ FIGURES: dict[str, tuple[str, str]] = {
         "The rate each latent dimension pays: KL(q(z_i | x) || p(z_i)) averaged over held-out "
         "examples, in nats; inactive dimensions in grey. Look for a few dimensions carrying "
         "most of the KL and the rest near 0: the model uses fewer dimensions than it has."),
+    "pseudo_inputs.png": (
+        "The VampPrior's learned pseudo-inputs",
+        "The prior p(z) is the average of the encoder's posteriors at these learned inputs "
+        "(Tomczak & Welling 2018), shown as data. Pseudo-inputs that look like typical examples "
+        "of different kinds mean the prior has spread its mass over the kinds of data; many "
+        "near-identical ones mean it uses fewer components than it has."),
 }
 SWEEP_CAPTION = (
     "Each point is one run of the sweep, placed by its rate (the KL term, nats) and its distortion "
@@ -541,6 +547,9 @@ def _diagnostics_section(page: _Page, diagnostics: dict | None, source: str | No
     active, latent_dim = diagnostics.get("active_units"), diagnostics.get("latent_dim")
     if _number(active) is not None:
         of = f" of {esc(latent_dim)}" if _number(latent_dim) is not None else ""
+        per_layer = diagnostics.get("active_units_per_layer")
+        if isinstance(per_layer, list) and all(_number(a) is not None for a in per_layer):
+            of += f" (by stochastic layer, z1 first: {esc(', '.join(map(str, per_layer)))})"
         facts.append(
             f"<dt>Active units: {esc(active)}{of}</dt><dd>A latent dimension is <em>active</em> when "
             f"its posterior mean moves with x: Cov<sub>x</sub>(E<sub>q</sub>[z<sub>i</sub> | x]) &gt; "

@@ -45,6 +45,22 @@ def test_tensors_round_trip_and_checksum(tmp_path):
         checkpoint.load_tensors(tmp_path / "p.safetensors")
 
 
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_a_safetensors_header_that_starts_like_a_pickle_still_loads(tmp_path, protocol):
+    """A header of 0x0380 bytes is stored as 80 03 00 ..., the two bytes that open a pickle of
+    protocol 3 (a VampPrior's moving-average weights hit this). Such a file is safetensors,
+    framed as one, and loads; a real pickle is still refused (the test above)."""
+    from safetensors.torch import save
+
+    path = tmp_path / "t.safetensors"
+    # A tensor name of the length that gives the header the pickle's first bytes.
+    length = next(n for n in range(1, 3000)
+                  if save({"w" * n: torch.zeros(2)})[:2] == bytes([0x80, protocol]))
+    checkpoint.save_tensors(path, {"w" * length: torch.zeros(2)})
+    assert path.read_bytes()[:2] == bytes([0x80, protocol])
+    assert torch.equal(checkpoint.load_tensors(path)["w" * length], torch.zeros(2))
+
+
 def _model_and_optimizer():
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)

@@ -210,3 +210,45 @@ def test_bad_discrete_options(capsys, tmp_path, argv, message):
     assert message in err
 
 
+
+
+@pytest.mark.parametrize("options", [
+    ["--prior", "vamp:8", "--stochastic-layers", "2"],
+    ["--posterior", "iaf:2"],
+], ids=["two-layers-vamp", "iaf"])
+def test_richer_priors_posteriors_and_layers_fit_resume_evaluate_report_sample(capsys, tmp_path, tiny,
+                                                                             options):
+    """Every command works on a run of each new component (the run records them), and a
+    resumed run is the straight run's bit for bit."""
+    common = ["--data", tiny, "--hidden", "16", "--latent-dim", "2", "--eval-k", "20",
+              "--quiet", "--patience", "0", *options]
+    assert run(capsys, "fit", "--out", tmp_path / "a", "--epochs", "2", "--no-report", *common)[0] == 0
+    assert run(capsys, "fit", "--out", tmp_path / "b", "--epochs", "1", "--no-report", *common)[0] == 0
+    code, _, err = run(capsys, "fit", "--out", tmp_path / "b", "--resume", "--epochs", "2", "--quiet")
+    assert code == 0, err
+    for name in ("model.safetensors", "extra-average.safetensors"):
+        assert ((tmp_path / "a" / "checkpoint" / name).read_bytes()
+                == (tmp_path / "b" / "checkpoint" / name).read_bytes()), name
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    described = summary["diagnostics"]["model"]
+    assert described.startswith("VAE (") and options[1] in described
+    code, out, err = run(capsys, "evaluate", tmp_path / "b", "--k", "20")
+    assert code == 0 and "log p(x)" in out, err
+    code, _, err = run(capsys, "sample", tmp_path / "b", "-n", "5", "-o", tmp_path / "s.npy")
+    assert code == 0, err
+    assert np.load(tmp_path / "s.npy").shape == (5, 10)
+    html = (tmp_path / "b" / "report.html").read_text()
+    if "vamp:8" in options:
+        assert (tmp_path / "b" / "figures" / "pseudo_inputs.png").is_file()
+        assert "pseudo-inputs" in html and "by stochastic layer" in html
+        assert summary["diagnostics"]["latent_dim"] == 4
+    else:
+        assert not (tmp_path / "b" / "figures" / "pseudo_inputs.png").exists()
+    assert config  # the run's configuration is on disk for evaluate/report to rebuild it
+
+
+def test_dreg_refuses_a_flow_posterior_in_one_line(capsys, tmp_path):
+    err = _bad_input(capsys, tmp_path, "fit", "--data", "digits", "--posterior", "iaf:1",
+                     "--estimator", "dreg", "--iwae-k", "5")
+    assert "dreg needs a Gaussian posterior" in err and "FlowPosterior" in err

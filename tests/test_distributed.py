@@ -233,3 +233,37 @@ def test_torchrun_refusal_on_rank_zero_ends_every_rank_with_one_line(tmp_path):
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.startswith("elbokit: error")]
     assert len(lines) == 1 and "already exists" in lines[0], done.stderr
+
+
+def _richer_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        x = data.load("digits").x[:16]
+        vae = VAE(hidden=(8,), latent_dim=2, prior="vamp:3", posterior="iaf:1", stochastic_layers=1,
+                  seed=0)
+        module = vae.build(x)
+        start = {k: v.clone() for k, v in module.state_dict().items()}
+        trainer = Trainer(module, TrainConfig(epochs=2, batch_size=8, patience=None, seed=0))
+        trainer.fit(torch.as_tensor(x, dtype=torch.float32))
+        torch.save({"start": start, "state": module.state_dict(), "world": trainer.dist.world_size},
+                   Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_data_parallel_training_keeps_a_vampprior_and_a_flow_in_step_on_every_rank(tmp_path):
+    """Each rank draws its own samples, so the replicas agree with each other (every
+    parameter's gradient, pseudo-inputs and MADE weights included, is averaged over ranks),
+    not with one process."""
+    mp.spawn(_richer_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    state = ranks[0]["state"]
+    assert any(k.startswith("prior_module.") for k in state)
+    assert any(k.startswith("posterior_module.") for k in state)
+    for key, value in state.items():
+        assert torch.equal(value, ranks[1]["state"][key]), key
+        if key.endswith(("weight", "bias", "raw_inputs")):
+            assert not torch.equal(value, ranks[0]["start"][key]), f"{key} never trained"

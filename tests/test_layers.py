@@ -24,7 +24,8 @@ DESIGN = PACKAGE.parent / "docs" / "design.md"
 LAYERS: dict[str, tuple[str, ...]] = {
     "io": ("errors", "registry", "checkpoint", "plugins", "progress", "distributed", "rng"),
     "maths": ("bounds", "models.base"),
-    "components": ("likelihoods", "models.latents", "nets", "estimators", "data", "data.*",
+    "components": ("likelihoods", "models.latents", "models.priors", "models.flows",
+                   "models.hierarchy", "nets", "estimators", "data", "data.*",
                    "metrics", "diagnostics"),
     "models": ("models", "models.vae", "models.mixture"),
     "training": ("training",),

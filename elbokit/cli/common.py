@@ -165,8 +165,11 @@ def score_note(scores: dict) -> str:
 
 def diagnostics_lines(found: dict, split: str) -> list[str]:
     """What :func:`elbokit.diagnostics.diagnose` found, as lines for the terminal."""
+    per_layer = found.get("active_units_per_layer")
+    layers = (f" (by stochastic layer, bottom first: {', '.join(map(str, per_layer))})"
+              if per_layer else "")
     lines = [f"diagnostics ({split}): {found['active_units']} of {found['latent_dim']} latent "
-             f"variables active (Cov_x E[z_i|x] > {found['active_threshold']:g}); mutual "
+             f"variables active{layers} (Cov_x E[z_i|x] > {found['active_threshold']:g}); mutual "
              f"information I(x; z) ~ {found['mutual_information']:.2f} nats (at most "
              f"{found['mutual_information_limit']:.2f})"
              + (f"; gap log p(x) - ELBO {found['gap']:.2f} nats" if "gap" in found else "")]

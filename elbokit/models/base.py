@@ -15,6 +15,11 @@ Optional capabilities that bounds and estimators use when present (never a model
     likelihood_table(z, x) -> [B, S]  log p(x_b | z_s) for all pairs, faster than broadcasting
     describe()      -> str         one line naming the model and its components (the report's
                                    header); :func:`describe` falls back to the distributions' types
+    posterior(x).rsample_and_log_prob(shape) -> (z, log q(z|x))
+                                   a draw and its density in one pass (a flow, whose density
+                                   elsewhere needs an inverse); the bounds use it when present
+    latent_layers   -> sizes       the stochastic layers within z, bottom first (diagnostics
+                                   report active units per layer)
 """
 
 from __future__ import annotations

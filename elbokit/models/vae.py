@@ -9,6 +9,11 @@ codes with a uniform prior and an encoder that outputs their logits.
 With ``encoder="conv"`` / ``decoder="conv"`` the networks are convolutional (images: see
 :class:`VAEConfig` and :mod:`elbokit.nets`); everything else is unchanged.
 
+A Gaussian z can have a richer prior (``prior``: "mog:K", "vamp:K", :mod:`.priors`), a
+flow posterior (``posterior``: "iaf:S", :mod:`.flows`) and a second stochastic layer
+(``stochastic_layers=2``, :mod:`.hierarchy`: z = [z1, z2], p(z2) p(z1|z2) p(x|z1,z2) and
+q(z2|x) q(z1|x,z2)); each returns a distribution, so the bounds need nothing new.
+
 With ``decoder="linear"`` and a Gaussian likelihood with one shared variance this is
 probabilistic PCA (Tipping & Bishop 1999), whose marginal likelihood is known in closed
 form: :meth:`VAEModule.linear_gaussian_marginal` returns it, a ground truth for the bounds.
@@ -26,7 +31,10 @@ from torch import nn
 from ..errors import ConfigError
 from ..likelihoods import Gaussian, ObservationModel, build_likelihood
 from ..nets import ACTIVATIONS, ConvDecoder, ConvEncoder, mlp
+from .flows import PosteriorSpec
+from .hierarchy import JointInput, TwoLayerPosterior, TwoLayerPrior
 from .latents import LatentSpec
+from .priors import PriorSpec
 
 ARCHITECTURES = ("mlp", "linear", "conv")
 CONV_CHANNELS = (32, 64)  # the default channel widths of the two stride-2 convolutions
@@ -68,7 +76,8 @@ class VAEConfig:
     (dense, then transposed convolutions back to exactly H x W). ``hidden`` keeps its one
     meaning, the dense widths, so ``--encoder conv`` swaps an MLP for a convolutional front
     end of the same dense capacity; ``hidden=()`` is the classic conv VAE (convolutions and
-    one linear layer). Configs saved before these fields existed load unchanged.
+    one linear layer). ``prior``, ``posterior``, ``stochastic_layers``: see the module
+    docstring (Gaussian z only). Configs saved before these fields existed load unchanged.
     """
 
     dim: int
@@ -82,6 +91,9 @@ class VAEConfig:
     likelihood: dict = field(default_factory=lambda: {"name": "bernoulli"})
     image_shape: tuple[int, int, int] | None = None
     conv_channels: tuple[int, ...] = CONV_CHANNELS
+    prior: str = "standard"
+    posterior: str = "diagonal"
+    stochastic_layers: int = 1
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -102,6 +114,7 @@ class VAEConfig:
             )
         if any(c < 1 for c in self.conv_channels):
             raise ConfigError(f"conv channel widths must be >= 1, not {list(self.conv_channels)}")
+        self._check_latent_structure()
         if self.image_shape is not None:
             self.image_shape = check_image_shape(self.image_shape, self.dim)
         elif "conv" in (self.encoder, self.decoder):
@@ -112,6 +125,24 @@ class VAEConfig:
                     f"a conv encoder/decoder needs images, and {self.dim} values per example are "
                     "not a square number of pixels: give the image shape (image_shape=(C, H, W), "
                     "--image-shape HxW or CxHxW)")
+
+    def _check_latent_structure(self) -> None:
+        """The prior, the posterior and the layers: Gaussian z only; a flow with one layer."""
+        prior, posterior = PriorSpec.parse(self.prior), PosteriorSpec.parse(self.posterior)
+        self.prior, self.posterior = str(prior), str(posterior)
+        if self.stochastic_layers not in (1, 2):
+            raise ConfigError(f"stochastic layers must be 1 or 2, not {self.stochastic_layers}")
+        richer = [what for what, default in ((f"--prior {prior}", prior.kind == "standard"),
+                                             (f"--posterior {posterior}", posterior.kind == "diagonal"),
+                                             ("--stochastic-layers 2", self.stochastic_layers == 1))
+                  if not default]
+        if richer and self.latent != "gaussian":
+            raise ConfigError(f"{', '.join(richer)} needs a Gaussian latent, not {self.latent}")
+        if self.stochastic_layers == 2 and posterior.kind != "diagonal":
+            raise ConfigError("two stochastic layers take the diagonal posterior (a flow on "
+                              "q(z2 | x) is not built yet)")
+        if self.stochastic_layers == 2 and self.encoder == "conv":
+            raise ConfigError("two stochastic layers need an mlp or linear encoder, not conv")
 
     @property
     def latent_spec(self) -> LatentSpec:
@@ -133,15 +164,31 @@ class VAEModule(nn.Module):
         widths = {"mlp": config.hidden, "linear": ()}
         self.latent = config.latent_spec.build()
         spec = config.latent_spec
+        self.prior_module = PriorSpec.parse(config.prior).build(
+            spec.n, config.dim, self.observation.input_range)
+        self.posterior_module = PosteriorSpec.parse(config.posterior).build(spec.n)
+        self.layers = config.stochastic_layers
+        # The encoder's outputs: q(z_top | x)'s parameters, then the flow's context (if any).
+        self.gaussian_params = spec.n_params
+        # Plain attributes read on every step (a submodule's are behind nn.Module.__getattr__).
+        self.context_dim = self.posterior_module.context_dim
+        self.plain_prior = config.prior == "standard" and self.layers == 1
+        encoded = spec.n_params + self.context_dim
         if config.encoder == "conv":
             self.encoder: nn.Module = ConvEncoder(config.image_shape, config.conv_channels,
-                                                  config.hidden, spec.n_params, config.activation)
+                                                  config.hidden, encoded, config.activation)
         else:
-            self.encoder = mlp(config.dim, widths[config.encoder], spec.n_params, config.activation)
+            self.encoder = mlp(config.dim, widths[config.encoder], encoded, config.activation)
+        if self.layers == 2:
+            # q(z1 | x, z2) and p(z1 | z2): the same widths as the encoder and decoder.
+            self.inference_z1 = JointInput(config.dim, spec.n, widths[config.encoder],
+                                           spec.n_params, config.activation)
+            self.generative_z1 = mlp(spec.n, widths[config.decoder][::-1], spec.n_params,
+                                     config.activation)
         if config.decoder == "conv":
             self.decoder: nn.Module = self._conv_decoder()
         else:
-            self.decoder = mlp(spec.flat_dim, widths[config.decoder][::-1],
+            self.decoder = mlp(spec.flat_dim * self.layers, widths[config.decoder][::-1],
                                self.observation.n_params, config.activation)
 
     def _conv_decoder(self) -> ConvDecoder:
@@ -152,20 +199,65 @@ class VAEModule(nn.Module):
         if rest:
             raise ConfigError(f"a conv decoder needs a whole number of parameters per pixel; the "
                               f"{obs.name} likelihood has {obs.n_params} for {config.dim} values")
-        return ConvDecoder(config.latent_spec.flat_dim, config.image_shape, config.conv_channels,
-                           config.hidden[::-1], per_pixel, config.activation, obs.parameter_layout)
+        return ConvDecoder(config.latent_spec.flat_dim * self.layers, config.image_shape,
+                           config.conv_channels, config.hidden[::-1], per_pixel, config.activation,
+                           obs.parameter_layout)
 
     def describe(self) -> str:
-        """One line: the latent space and the observation model (the report's header)."""
-        return f"VAE (latent {self.config.latent_spec}, {self.observation.name} likelihood)"
+        """One line: the latent space, prior, posterior and observation model (the report's
+        header)."""
+        config = self.config
+        parts = [f"latent {config.latent_spec}"]
+        if self.layers == 2:
+            parts[0] = f"2 stochastic layers of latent {config.latent_spec}"
+        if config.prior != "standard":
+            parts.append(f"{config.prior} prior")
+        if config.posterior != "diagonal":
+            parts.append(f"{config.posterior} posterior")
+        return f"VAE ({', '.join(parts)}, {self.observation.name} likelihood)"
 
     def prior(self) -> D.Distribution:
-        """p(z): batch_shape [], event_shape [latent_dim] (categorical: [latent_dim, K])."""
-        return self.latent.prior()
+        """p(z): batch_shape [], event_shape [latent_dim] (categorical: [latent_dim, K]; two
+        stochastic layers: [2 * latent_dim], z = [z1, z2])."""
+        if self.plain_prior:  # the training step's usual case, in one call
+            return self.latent.prior()
+        top = self.prior_module.distribution(self.latent, self.gaussian_posterior)
+        if self.layers == 1:
+            return top
+        return TwoLayerPrior(top, self._prior_z1)
 
     def posterior(self, x: torch.Tensor) -> D.Distribution:
         """q(z | x): batch_shape [batch], event_shape as the prior's."""
-        return self.latent.posterior(self.encoder(self.observation.network_input(x)))
+        inputs = self.observation.network_input(x)
+        encoded = self.encoder(inputs)
+        if self.context_dim:
+            base = self.latent.posterior(encoded[..., :self.gaussian_params])
+            top = self.posterior_module.distribution(base, encoded[..., self.gaussian_params:])
+        else:
+            top = self.latent.posterior(encoded)
+        if self.layers == 1:
+            return top
+        return TwoLayerPosterior(top, lambda z2: self.latent.posterior(self.inference_z1(inputs, z2)))
+
+    def gaussian_posterior(self, inputs: torch.Tensor) -> D.Distribution:
+        """The encoder's Gaussian over the (top) z at encoder inputs ``inputs: [K, dim]``,
+        before any flow (the VampPrior's components)."""
+        return self.latent.posterior(self.encoder(inputs)[..., :self.gaussian_params])
+
+    def prior_inputs(self) -> torch.Tensor | None:
+        """The prior's learned inputs (the VampPrior's pseudo-inputs) as data, ``[K, dim]``;
+        None for a prior without them."""
+        inputs = getattr(self.prior_module, "pseudo_inputs", None)
+        return None if inputs is None else self.observation.from_network_input(inputs())
+
+    def _prior_z1(self, z2: torch.Tensor) -> D.Distribution:
+        """p(z1 | z2): ``z2: [..., n]`` -> batch [...], event [n]."""
+        return self.latent.posterior(self.generative_z1(z2))
+
+    @property
+    def latent_layers(self) -> tuple[int, ...]:
+        """The sizes of the stochastic layers within z's flat vector, bottom first."""
+        return (self.config.latent_spec.flat_dim,) * self.layers
 
     def likelihood(self, z: torch.Tensor) -> D.Distribution:
         """p(x | z): ``z: [..., *event]`` -> batch_shape [...], event_shape [dim]."""
@@ -199,7 +291,8 @@ class VAEModule(nn.Module):
         whose variance does not depend on z (probabilistic PCA / factor analysis)."""
         obs = self.observation
         if (self.config.decoder != "linear" or self.config.latent != "gaussian"
-                or not isinstance(obs, Gaussian) or obs.scale == "decoder"):
+                or not isinstance(obs, Gaussian) or obs.scale == "decoder" or self.layers != 1
+                or self.config.prior != "standard"):
             raise ConfigError("the marginal is closed-form only for a Gaussian latent, a linear "
                               "decoder and a Gaussian likelihood of scale 'dim' or 'shared'")
         (layer,) = self.decoder
