@@ -685,11 +685,12 @@ class VAE(LatentModel):
                            posterior=self.posterior, stochastic_layers=self.stochastic_layers)
         with seeded(self.seed):
             module = VAEModule(config, observation)
-            # Learned encoder inputs (the VampPrior's pseudo-inputs) start at training rows,
-            # drawn from at most 4,096 of them.
-            rows = torch.randperm(len(X))[:4096].numpy()
-            module.prior_module.initialize(
-                observation.network_input(torch.as_tensor(X[rows], dtype=torch.float32)))
+            if module.prior_inputs() is not None:
+                # Learned encoder inputs (the VampPrior's pseudo-inputs) start at training
+                # rows, drawn from at most 4,096 of them.
+                rows = torch.randperm(len(X))[:4096].numpy()
+                module.prior_module.initialize(
+                    observation.network_input(torch.as_tensor(X[rows], dtype=torch.float32)))
         return module.to(self.torch_dtype())
 
     # -- fitting -------------------------------------------------------------------------
