@@ -152,33 +152,17 @@ def train(name: str, out: Path, data_path: Path, budget_s: float) -> None:
     write_json(progress_path, progress)
 
 
-def keep_freed_memory() -> None:
-    """Ask glibc to keep freed memory for reuse (no-op elsewhere). Scoring allocates tensors of
-    ``chunk * block * 784`` floats, above glibc's mmap threshold, so each one is mapped and
-    page-faulted afresh and returned on free: measured here, a quarter of the scoring time.
-    Called after training, so that the contestants' budgets mean the same as before."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name is None or sys.platform != "linux":
-        return
-    libc = ctypes.CDLL(name)
-    if hasattr(libc, "mallopt"):
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve up to 1 GiB from the heap
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
-
-
 def score(name: str, out: Path, data_path: Path, k: int, n_test: int) -> None:
     """log p(x) of the first ``n_test`` test images under the trained model, in blocks."""
     import torch
 
     from elbokit import bounds
+    from elbokit.allocator import keep_freed_memory
     from elbokit.api import VAE
     from elbokit.rng import seeded
 
     torch.set_num_threads(1)
-    keep_freed_memory()
+    keep_freed_memory()  # after training: the contestants' budgets mean the same as before
     run = out / name
     path = run / "scores.npz"
     done: dict[str, np.ndarray] = {}

@@ -18,7 +18,7 @@ _EXPORTS = {
     "LatentVariableModel": "models.base",
     "Terms": "bounds", "elbo": "bounds", "enumerated_elbo": "bounds",
     "exact_log_likelihood": "bounds", "iwae_bound": "bounds", "kl_divergence": "bounds",
-    "log_likelihood": "bounds",
+    "log_likelihood": "bounds", "importance_scores": "bounds",
     "TrainConfig": "training", "Trainer": "training",
     "ElbokitError": "errors", "DataError": "errors", "ConfigError": "errors",
     "CheckpointError": "errors",

@@ -108,6 +108,7 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
 # Gaussian pays about 1,000 nats for one value 45 of its standard deviations away, while a
 # Bernoulli or categorical likelihood pays a few tens at most for its worst value.
 ABSURD_NATS_PER_FEATURE = 1000.0
+SCORE_K = 5000  # importance samples per example when evaluate() is not told (the literature's k)
 
 
 def _warn_absurd(elbo: float, log_likelihood: np.ndarray, dim: int) -> None:
@@ -294,50 +295,76 @@ class LatentModel(TransformerMixin, BaseEstimator):
                        seed: int | None = 0, batch_size: int = 256
                        ) -> tuple[np.ndarray, np.ndarray]:
         """``(estimate [n], stderr [n])`` of log p(x) with ``k`` importance samples."""
-        module, x = self._fitted(), self.as_tensor(X)
-        estimates, errors = [], []
+        scores = self._importance_scores(self.as_tensor(X), k, None, chunk, seed, batch_size)
+        return scores["estimate"], scores["stderr"]
+
+    def _importance_scores(self, x: torch.Tensor, k: int, iwae_k: int | None, chunk: int,
+                           seed: int | None, batch_size: int = 256) -> dict[str, np.ndarray | None]:
+        """:func:`bounds.importance_scores` over ``x: [n, dim]`` by batches of examples, with a
+        progress bar: each field of :class:`bounds.ImportanceScores` as ``[n]`` (float64)."""
+        module = self._fitted()
+        parts: dict[str, list[torch.Tensor]] = {}
         # The slow part of scoring (k = 5000 weights per example): a bar counting them.
         with seeded(seed), progress_bar(total=len(x) * k, desc=f"log p(x), k={k}", unit="w",
                                         unit_scale=True, show=self._show_progress()) as bar:
             for start in range(0, len(x), batch_size):
-                est, err = bounds.log_likelihood(module, x[start:start + batch_size], k, chunk,
-                                                 drawn=bar.update)
-                estimates.append(est)
-                errors.append(err)
-        return torch.cat(estimates).double().cpu().numpy(), torch.cat(errors).double().cpu().numpy()
+                found = bounds.importance_scores(module, x[start:start + batch_size], k, chunk,
+                                                 iwae_k=iwae_k, kl=self.kl, drawn=bar.update)
+                for name in ("estimate", "stderr", "iwae", "reconstruction", "kl"):
+                    value = getattr(found, name)
+                    if value is not None:
+                        parts.setdefault(name, []).append(value)
+        return {name: (torch.cat(parts[name]).double().cpu().numpy() if name in parts else None)
+                for name in ("estimate", "stderr", "iwae", "reconstruction", "kl")}
 
     @torch.no_grad()
-    def evaluate(self, X: np.ndarray, k: int = 5000, iwae_k: int = 50, chunk: int = 100,
+    def evaluate(self, X: np.ndarray, k: int | None = None, iwae_k: int = 50, chunk: int = 100,
                  seed: int = 0, n_samples: int = 10) -> dict:
-        """ELBO terms, IWAE_k and the log-likelihood estimate, in nats per example.
+        """ELBO terms, IWAE_k and log p(x), in nats per example.
 
-        Returns ``{"elbo", "reconstruction", "kl", "iwae": {"value", "k"},
-        "log_likelihood": {"estimate", "stderr", "k"}, "exact_log_likelihood", "n_examples"}``;
-        ``exact_log_likelihood`` sums over every z when z is discrete with at most 2^16
-        values (else None), and the ELBO is then exact too. ``stderr`` is the
-        Monte-Carlo standard error of the mean estimate. The ELBO averages ``n_samples``
-        draws per example. Seeded: the same call gives the same numbers.
+        Returns ``{"elbo", "reconstruction", "kl", "iwae": {"value", "k"} or None,
+        "log_likelihood": {"estimate", "stderr", "k", "exact"}, "exact_log_likelihood",
+        "n_examples"}``.
+
+        Where z can be enumerated (discrete, at most 2^16 values) log p(x) is the exact sum,
+        and unless ``k`` is given nothing is sampled: ``log_likelihood`` is the exact value
+        (``"exact": True``, stderr 0, k None), ``iwae`` None, and the ELBO exact too (its
+        terms from ``n_samples`` draws when z has more than 2^10 values). Elsewhere one pass
+        of ``k`` importance draws per example (default :data:`SCORE_K`) gives log p(x) with
+        the Monte-Carlo standard error of the mean, IWAE_{iwae_k} from disjoint groups of the
+        same draws (None when k < iwae_k), and the ELBO's terms (the KL in closed form where
+        torch has one). Seeded: the same call gives the same numbers.
         """
-        if k < 2 or iwae_k < 1:
-            raise ConfigError(f"need k >= 2 and iwae_k >= 1, not k={k}, iwae_k={iwae_k}")
         module, x = self._fitted(), self.as_tensor(X)
-        with seeded(seed):
-            terms = evaluate_terms(module, x, batch_size=256, n_samples=n_samples, kl=self.kl)
-            iwae = torch.cat([bounds.iwae_bound(module, x[s:s + 256], iwae_k)
-                              for s in range(0, len(x), 256)]).double()
-        estimate, stderr = self.log_likelihood(X, k=k, chunk=chunk, seed=seed + 1)
-        _warn_absurd(terms["elbo"], estimate, x.shape[1])
-        # A discrete z small enough to sum over: the truth, beside the bounds.
-        exact = float(self.score_samples(X).mean()) if bounds.enumerable(module, "score") else None
-        return {
-            **terms,
-            "iwae": {"value": float(iwae.mean()), "k": iwae_k},
-            "log_likelihood": {"estimate": float(estimate.mean()),
-                               "stderr": float(np.sqrt((stderr ** 2).sum()) / len(stderr)),
-                               "k": k},
-            "exact_log_likelihood": exact,
-            "n_examples": len(x),
-        }
+        exact = bounds.enumerable(module, "score")
+        if k is None and not exact:
+            k = SCORE_K
+        if (k is not None and k < 2) or iwae_k < 1:
+            raise ConfigError(f"need k >= 2 and iwae_k >= 1, not k={k}, iwae_k={iwae_k}")
+        sampled = self._importance_scores(x, k, iwae_k, chunk, seed) if k is not None else None
+        if exact or sampled is None:
+            with seeded(seed):
+                terms = evaluate_terms(module, x, batch_size=256, n_samples=n_samples, kl=self.kl)
+        else:
+            reconstruction, kl = float(sampled["reconstruction"].mean()), float(sampled["kl"].mean())
+            terms = {"elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl}
+        # A discrete z small enough to sum over: the truth, beside (or instead of) the bounds.
+        exact_rows = self.score_samples(X) if exact else None
+        exact_value = float(exact_rows.mean()) if exact_rows is not None else None
+        _warn_absurd(terms["elbo"], sampled["estimate"] if sampled is not None else exact_rows,
+                     x.shape[1])
+        if sampled is not None:
+            stderr = sampled["stderr"]
+            log_likelihood = {"estimate": float(sampled["estimate"].mean()),
+                              "stderr": float(np.sqrt((stderr ** 2).sum()) / len(stderr)),
+                              "k": k, "exact": False}
+            iwae = ({"value": float(sampled["iwae"].mean()), "k": iwae_k}
+                    if sampled["iwae"] is not None else None)
+        else:
+            log_likelihood = {"estimate": exact_value, "stderr": 0.0, "k": None, "exact": True}
+            iwae = None
+        return {**terms, "iwae": iwae, "log_likelihood": log_likelihood,
+                "exact_log_likelihood": exact_value, "n_examples": len(x)}
 
     def elbo(self, X: np.ndarray, n_samples: int = 1, seed: int | None = 0) -> dict[str, float]:
         """Mean ELBO, reconstruction and KL per example (nats)."""

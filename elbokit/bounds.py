@@ -8,7 +8,8 @@ draws z ~ q(z|x) and returns the three log-densities per sample and example:
 
 - ELBO   = E_q[log p(x|z)] - KL(q(z|x) || p(z))                      (Kingma & Welling 2014)
 - IWAE_k = E[log (1/k) sum_i w_i] ,  ELBO = IWAE_1 <= IWAE_k <= log p(x)  (Burda et al. 2016)
-- log p(x) estimate = log (1/k) sum_i w_i with a delta-method standard error.
+- log p(x) estimate = log (1/k) sum_i w_i with a delta-method standard error; one pass of
+  draws gives it, IWAE_m and the ELBO's terms together (:func:`importance_scores`).
 - exact log p(x) = log sum_z p(z) p(x|z) when z can be enumerated.
 
 Gradients flow through reparameterized samples (``rsample``). Reductions over the batch
@@ -282,33 +283,74 @@ def iwae(model: LatentVariableModel, x: torch.Tensor, k: int, kl: KL = "auto") -
     return _terms(model, x, k, kl, None)
 
 
+@dataclass
+class ImportanceScores:
+    """What one pass of ``k`` draws z ~ q(z|x) tells about each example, each ``[batch]``:
+
+    - ``estimate``: log (1/k) sum_i w_i, the log p(x) estimate (biased low by O(1/k));
+    - ``stderr``: its delta-method Monte-Carlo standard error, sd(w) / (sqrt(k) mean(w));
+    - ``iwae``: IWAE_m, the mean over the k // m disjoint groups of m draws of
+      log (1/m) sum w (None when k < m);
+    - ``reconstruction``: (1/k) sum_i log p(x | z_i), and ``kl``: KL(q || p) in closed form
+      where torch has one, else (1/k) sum_i log q(z_i|x) - log p(z_i); the ELBO is their
+      difference.
+    """
+
+    estimate: torch.Tensor
+    stderr: torch.Tensor
+    iwae: torch.Tensor | None
+    reconstruction: torch.Tensor
+    kl: torch.Tensor
+    k: int
+    iwae_k: int | None
+
+    @property
+    def elbo(self) -> torch.Tensor:
+        return self.reconstruction - self.kl
+
+
 @torch.no_grad()
-def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int = 1000,
-                   chunk: int = 100, drawn: Callable[[int], object] | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Importance-sampled estimate of log p(x) with its Monte-Carlo standard error.
+def importance_scores(model: LatentVariableModel, x: torch.Tensor, k: int = 1000,
+                      chunk: int = 100, iwae_k: int | None = 50, kl: KL = "auto",
+                      drawn: Callable[[int], object] | None = None) -> ImportanceScores:
+    """The log p(x) estimate, IWAE_m and the ELBO's terms from the same ``k`` draws per
+    example, ``x: [batch, dim]`` (see :class:`ImportanceScores`): one decoder pass per draw
+    serves all three. Draws are taken ``chunk`` at a time (rounded down to whole groups of
+    ``iwae_k``; ``iwae_k=None``: no IWAE), so memory is O(chunk * batch), not O(k * batch);
+    the sums run as log-sum-exps of log w and 2 log w, so nothing overflows.
 
-    ``x: [batch, dim]`` -> ``(estimate [batch], stderr [batch])``. The ``k`` proposals from
-    q(z|x) are drawn ``chunk`` at a time, so memory is O(chunk * batch), not O(k * batch).
-
-    estimate = log mean_i w_i (a stochastic lower bound whose bias falls as O(1/k));
-    stderr   = sd(w) / (sqrt(k) mean(w)), the delta-method error of the log of the mean,
-    computed from running log-sum-exps of log w and 2 log w so that nothing overflows.
     ``drawn(m)``: called after each chunk with the m = chunk * batch weights it drew (a
     progress bar's ``update``).
     """
     if k < 2:
-        raise ValueError(f"log_likelihood needs k >= 2 samples for a standard error, not {k}")
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, not {chunk}")
-    lse1 = lse2 = None
+        raise ValueError(f"importance sampling needs k >= 2 samples for a standard error, not {k}")
+    if chunk < 1 or (iwae_k is not None and iwae_k < 1):
+        raise ValueError(f"chunk and iwae_k must be >= 1, not chunk={chunk}, iwae_k={iwae_k}")
+    group = iwae_k if iwae_k is not None and iwae_k <= k else None
+    if group is not None:  # whole groups per chunk: no group straddles two chunks
+        chunk = group * max(1, chunk // group)
+    lse1 = lse2 = iwae_sum = reconstruction_sum = mc_kl_sum = closed_kl = None
     remaining = k
     while remaining > 0:
         n = min(chunk, remaining)
-        log_w = sample_log_weights(model, x, n).log_w  # [n, batch]
+        weights = sample_log_weights(model, x, n)
+        log_w = weights.log_w  # [n, batch]
         part1, part2 = torch.logsumexp(log_w, 0), torch.logsumexp(2 * log_w, 0)
         lse1 = part1 if lse1 is None else torch.logaddexp(lse1, part1)
         lse2 = part2 if lse2 is None else torch.logaddexp(lse2, part2)
+        if group is not None and n >= group:
+            groups = log_w[:n - n % group].reshape(n // group, group, -1)
+            part = log_mean_exp(groups, 1).sum(0)
+            iwae_sum = part if iwae_sum is None else iwae_sum + part
+        part = weights.log_likelihood.sum(0)
+        reconstruction_sum = part if reconstruction_sum is None else reconstruction_sum + part
+        if remaining == k and kl != "mc":  # q and p are the same for every chunk
+            closed_kl = closed_form_kl(weights.posterior, weights.prior)
+            if closed_kl is None and kl == "analytic":
+                kl_divergence(weights.posterior, weights.prior, weights, kl)  # raises, saying why
+        if closed_kl is None:
+            part = (weights.log_posterior - weights.log_prior).sum(0)
+            mc_kl_sum = part if mc_kl_sum is None else mc_kl_sum + part
         remaining -= n
         if drawn is not None:
             drawn(n * len(x))
@@ -318,7 +360,22 @@ def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int = 1000,
     # k/(k-1) (ratio - 1), and the standard error of the mean divides that by k.
     ratio = torch.exp(lse2 - log_k - 2 * estimate)
     stderr = torch.sqrt(torch.clamp(ratio - 1, min=0) / (k - 1))
-    return estimate, stderr
+    return ImportanceScores(
+        estimate=estimate, stderr=stderr,
+        iwae=iwae_sum / (k // group) if group is not None else None,
+        reconstruction=reconstruction_sum / k,
+        kl=closed_kl if closed_kl is not None else mc_kl_sum / k,
+        k=k, iwae_k=group)
+
+
+def log_likelihood(model: LatentVariableModel, x: torch.Tensor, k: int = 1000,
+                   chunk: int = 100, drawn: Callable[[int], object] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Importance-sampled estimate of log p(x) with its Monte-Carlo standard error:
+    ``x: [batch, dim]`` -> ``(estimate [batch], stderr [batch])``, from
+    :func:`importance_scores` (``k`` draws, ``chunk`` at a time)."""
+    scores = importance_scores(model, x, k, chunk, iwae_k=None, drawn=drawn)
+    return scores.estimate, scores.stderr
 
 
 # -- enumeration ---------------------------------------------------------------------------

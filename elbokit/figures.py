@@ -26,6 +26,7 @@ from . import diagnostics, plots, runs
 from .api import LatentModel, decode_mean
 from .checkpoint import read_json, write_json
 from .models.base import describe
+from .progress import progress_bar
 
 FIGURES = "figures"
 N_SHOWN = 16  # examples in the reconstruction figure
@@ -69,11 +70,10 @@ def write_figures(model: LatentModel, run_dir: Path, x: np.ndarray, labels: np.n
     out.mkdir(parents=True, exist_ok=True)
     module = model._fitted()
     found = found or diagnose(model, x)
-    written = []
+    planned: list[tuple[str, object]] = []  # drawn at the end, under one progress bar
 
     def save(name: str, draw) -> None:
-        draw(out / name)
-        written.append(name)
+        planned.append((name, draw))
 
     history = read_history(run_dir)
     if history:
@@ -113,6 +113,10 @@ def write_figures(model: LatentModel, run_dir: Path, x: np.ndarray, labels: np.n
     if kl is not None and len(kl) > 1:
         save("kl_per_dimension.png", lambda p: plots.kl_per_dimension(
             np.asarray(kl), np.asarray(found["active"]), path=p))
+    written = []
+    for name, draw in progress_bar(planned, desc="figures", unit="figure"):
+        draw(out / name)
+        written.append(name)
     return written
 
 

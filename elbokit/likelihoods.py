@@ -124,9 +124,15 @@ class Bernoulli(ObservationModel):
         return torch.sigmoid(params)
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        # What torch's Bernoulli.log_prob computes (the same op, the same numbers).
-        return -F.binary_cross_entropy_with_logits(params, x.expand_as(params),
-                                                   reduction="none").sum(-1)
+        if params.requires_grad and torch.is_grad_enabled():
+            # What torch's Bernoulli.log_prob computes: one fused kernel forward and backward.
+            return -F.binary_cross_entropy_with_logits(params, x.expand_as(params),
+                                                       reduction="none").sum(-1)
+        # Scoring (no gradient): log p(x | logit) = x . logit - sum_d softplus(logit_d), a
+        # contraction and one softplus pass. The fused kernel above does several elementwise
+        # passes over [k, batch, dim] and was most of the time of importance sampling (k
+        # draws per example), measured 1.9x slower per element on one core.
+        return torch.einsum("...d,...d->...", params, x) - F.softplus(params).sum(-1)
 
     def log_prob_table(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # log p(x | logit) = x . logit - sum softplus(logit)

@@ -432,8 +432,9 @@ def _configuration_section(page: _Page, config: dict) -> None:
 def _score_row(label: str, scores: dict, with_exact: bool) -> list[str]:
     ll = scores.get("log_likelihood") if isinstance(scores.get("log_likelihood"), dict) else {}
     estimate, stderr = ll.get("estimate"), ll.get("stderr")
+    shown_stderr = None if ll.get("exact") else _number(stderr)  # an exact value has none
     log_px = "n/a" if _number(estimate) is None else (
-        fmt(estimate) + ("" if _number(stderr) is None else f" &plusmn; {fmt(stderr)}"))
+        fmt(estimate) + ("" if shown_stderr is None else f" &plusmn; {fmt(stderr)}"))
     row = [esc(label), fmt(scores.get("n_examples")), fmt(scores.get("elbo")),
            fmt(scores.get("reconstruction")), fmt(scores.get("kl")),
            fmt(_get(scores, "iwae", "value")), log_px]
@@ -470,12 +471,30 @@ def _scores_section(page: _Page, run_dir: Path, summary: dict | None, summary_pr
         scores = [s for _, s in labelled]
         body.append(_table(headers, [_score_row(label, s, with_exact) for label, s in labelled],
                            numeric=[False] + [True] * (len(headers) - 1)))
-        body.append(
-            f'<p class="note">Nats per example; for the ELBO, IWAE and log p(x), higher is better. '
-            f"IWAE with k = {esc(_ks(scores, 'iwae', 'k'))}; log p(x) importance-sampled with "
-            f"k = {esc(_ks(scores, 'log_likelihood', 'k'))} samples, &plusmn; its standard error "
-            "(the Monte-Carlo error of the estimate)"
-            + ("; the exact log p(x) sums over every value of z." if with_exact else ".") + "</p>")
+        sampled = [s for s in scores if not _get(s, "log_likelihood", "exact")]
+        notes = ["Nats per example; for the ELBO, IWAE and log p(x), higher is better"]
+        if sampled:
+            notes.append(f"IWAE with k = {esc(_ks(sampled, 'iwae', 'k'))} and log p(x) "
+                         f"importance-sampled with k = {esc(_ks(sampled, 'log_likelihood', 'k'))} "
+                         "samples (the same draws), &plusmn; its standard error (the Monte-Carlo "
+                         "error of the estimate)")
+        if with_exact:
+            notes.append("the exact log p(x) sums over every value of z"
+                         + ("; where log p(x) has no standard error, it is that sum and nothing "
+                            "was sampled" if len(sampled) < len(scores) else ""))
+        plan = _get(summary, "evaluation")
+        if isinstance(plan, dict) and plan.get("chosen") == "auto":
+            notes.append(f"k was chosen to fit about {fmt(plan.get('budget_seconds'), 1)} s of "
+                         f"scoring after {fmt(plan.get('training_seconds'), 1)} s of training")
+        if isinstance(plan, dict) and _number(plan.get("train_rows")) is not None and \
+                plan.get("train_rows") != plan.get("train_rows_of"):
+            notes.append(f"the train row scores a seeded sample of {fmt(plan.get('train_rows'))} "
+                         f"of {fmt(plan.get('train_rows_of'))} rows")
+        timings = _get(summary, "timings")
+        if isinstance(timings, dict) and timings:
+            notes.append("time taken: " + ", ".join(
+                f"{esc(phase)} {fmt(seconds, 1)} s" for phase, seconds in timings.items()))
+        body.append(f'<p class="note">{"; ".join(notes)}.</p>')
         body.append(_elbo_explanation(labelled))
     if summary is not None:
         facts = []

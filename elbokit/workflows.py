@@ -31,7 +31,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
-from . import distributed, figures, plots, plugins, report, runs
+from . import bounds, distributed, evaluation, figures, plots, plugins, report, runs
 from .api import MODEL_KINDS, VAE, LatentModel, Mixture, options_for
 from .checkpoint import CheckpointWriteError, read_json, stamp, write_json
 from .classification import Classification, classify  # noqa: F401 (workflows.classify)
@@ -94,12 +94,12 @@ class Run:
             raise ConfigError(f"{self.path}: the {split} split is empty")
         return x, data.file_rows(split)
 
-    def evaluate(self, x: np.ndarray | None = None, split: str = "test", k: int = 5000,
+    def evaluate(self, x: np.ndarray | None = None, split: str = "test", k: int | None = None,
                  iwae_k: int = 50, seed: int = 0) -> dict:
         """ELBO, IWAE_k and log p(x) with its standard error (see
-        :meth:`LatentModel.evaluate`) and the diagnostics, on ``x: [n, dim]`` or the run's
-        ``split``."""
-        if k < 2:
+        :meth:`LatentModel.evaluate`: k = None is exact where z can be summed over, else 5000
+        draws) and the diagnostics, on ``x: [n, dim]`` or the run's ``split``."""
+        if k is not None and k < 2:
             raise ConfigError("k must be at least 2 (the standard error needs two samples)")
         if x is None:
             x, _ = self.examples(split)
@@ -130,7 +130,7 @@ class Run:
 def fit_run(model: LatentModel, data: str, out: str | Path | None = None, *,
             binarize: float | str | None = None, header: str = "auto",
             test_fraction: float = 0.2, stream: bool = False, ram_budget: int | None = None,
-            eval_k: int = 1000, write_report: bool = True, overwrite: bool = False,
+            eval_k: int | None = None, write_report: bool = True, overwrite: bool = False,
             notify: Notify = _quiet) -> Run | None:
     """Train ``model`` (unfitted) on ``data`` (a named data set or a file) into the run
     directory ``out`` (default runs/fit-YYYYmmdd-HHMMSS), then score the train and test
@@ -140,9 +140,15 @@ def fit_run(model: LatentModel, data: str, out: str | Path | None = None, *,
     examples (seeded by ``model.seed``); ``model.val_fraction`` of the rest validates.
     ``binarize``: a threshold, or "dynamic" (values are probabilities, resampled per batch).
     ``stream``: read a .npy file larger than memory in chunks of ``ram_budget`` bytes.
+    ``eval_k``: importance samples per example for the final scores of the whole train and
+    test splits; None (default): the policy of :mod:`elbokit.evaluation` (exact where z can
+    be summed over, else a k that fits a share of the training time, on the test split and
+    a sample of the training split), recorded in ``summary["evaluation"]``.
     ``notify``: called with each line worth telling a user (the CLI prints them).
     Options and data are checked before anything is written."""
+    started = time.perf_counter()
     out = Path(out) if out is not None else Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
+    _check_eval_k(eval_k)
     if ram_budget is not None and not stream:
         raise ConfigError("--ram-budget sizes the chunks of --stream; add --stream")
     if stream and isinstance(model, Mixture):
@@ -172,18 +178,21 @@ def fit_run(model: LatentModel, data: str, out: str | Path | None = None, *,
 
     distributed.on_rank_zero(context, create)
     return _train_and_score(Run(out, config, model=model, data=run_data), context,
-                            resume=False, eval_k=eval_k, write_report=write_report)
+                            resume=False, eval_k=eval_k, write_report=write_report,
+                            started=started)
 
 
 def resume_run(out: str | Path, *, epochs: int | None = None, device: str | None = None,
                compile: bool | None = None, model: type | str | None = None,
-               eval_k: int = 1000, write_report: bool = True,
+               eval_k: int | None = None, write_report: bool = True,
                notify: Notify = _quiet) -> Run | None:
     """Continue the run in ``out`` from its last checkpoint (bit for bit as if never
     stopped), then score and report it as :func:`fit_run` does. ``epochs``: extend the run
     to this many in all; ``device``/``compile``: override the run's own (e.g. continue a GPU
     run on a CPU); ``model``: a user's model class or reference, again."""
+    started = time.perf_counter()
     out = Path(out)
+    _check_eval_k(eval_k)
     config = runs.read_config(out, kinds=tuple(MODEL_KINDS))
     params = dict(config["params"])
     finished = runs.check_resume_epochs(out, params.get("epochs", DEFAULT_EPOCHS), epochs)
@@ -208,7 +217,14 @@ def resume_run(out: str | Path, *, epochs: int | None = None, device: str | None
         notify(f"(the run has finished its {finished} epochs: nothing to train; its scores, "
                "summary and report are computed again from the saved model)")
     return _train_and_score(Run(out, config, model=estimator, data=run_data), context,
-                            resume=True, eval_k=eval_k, write_report=write_report)
+                            resume=True, eval_k=eval_k, write_report=write_report,
+                            started=started)
+
+
+def _check_eval_k(eval_k: int | None) -> None:
+    if eval_k is not None and eval_k < 2:
+        raise ConfigError(f"--eval-k must be at least 2 (the standard error needs two samples), "
+                          f"not {eval_k}")
 
 
 def _is_main(context) -> bool:
@@ -277,10 +293,21 @@ def _image_shape_from_data(model: LatentModel, shape: tuple | None) -> None:
         model.image_shape = (1, *shape)
 
 
-def _train_and_score(run: Run, context, resume: bool, eval_k: int,
-                     write_report: bool) -> Run | None:
+def _train_and_score(run: Run, context, resume: bool, eval_k: int | None,
+                     write_report: bool, started: float) -> Run | None:
+    """Train, score, diagnose, draw and report; ``started``: the clock (perf_counter) when the
+    command began its set-up, for ``summary["timings"]``."""
     model, run_data, out = run.model, run.data, run.path
     source = run.config["data"]["source"]
+    clock = time.perf_counter()
+    timings = {"setup": round(clock - started, 3)}  # seconds of each phase, in summary.json
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[phase] = round(now - clock, 3)
+        clock = now
+
     try:
         model.fit(run_data.training(),
                   X_val=run_data.split("val") if model.val_fraction > 0 else None,
@@ -290,13 +317,15 @@ def _train_and_score(run: Run, context, resume: bool, eval_k: int,
                                    "--resume", e) from e
     if not _is_main(context):  # rank 0 evaluates, writes the summary and the report
         return None
+    lap("training")
     summary = {"epochs_trained": model.epochs_trained_, "stopped_early": model.stopped_early_,
                "splits": {}}
-    for split in ("train", "test"):
-        x = run_data.split(split)
-        if len(x):
-            with in_file_rows(run_data.file_rows(split)):  # a warning names the data's rows
-                summary["splits"][split] = model.evaluate(x, k=eval_k, iwae_k=50)
+    plan = _plan_evaluation(model, run_data, eval_k, figures.read_history(out))
+    for split, (x, rows) in plan.pop("rows").items():
+        with in_file_rows(rows):  # a warning names the data's rows
+            summary["splits"][split] = model.evaluate(x, k=plan["k"], iwae_k=50)
+    lap("evaluation")
+    summary["evaluation"] = {**plan, "seconds": timings["evaluation"]}
     labels = run_data.dataset.y
     if isinstance(model, Mixture) and labels is not None and len(run_data.splits["test"]):
         # How well an unsupervised z finds the classes: agreement of components and labels.
@@ -309,6 +338,8 @@ def _train_and_score(run: Run, context, resume: bool, eval_k: int,
     split = figures.held_out_split(run_data)
     summary["diagnostics"] = {"split": split, **figures.diagnose(
         model, run_data.split(split), summary["splits"][split])}
+    lap("diagnostics")
+    summary["timings"] = timings
     write_json(out / "summary.json", summary)
     run.summary = summary
     if write_report:
@@ -320,7 +351,44 @@ def _train_and_score(run: Run, context, resume: bool, eval_k: int,
             warnings.warn(f"the figures or report could not be written ({e}); the trained "
                           f"model is saved; retry with: elbokit report {out} --redraw",
                           stacklevel=2)
+        else:  # the report's own time, added once it is written
+            lap("report")
+            write_json(out / "summary.json", summary)
     return run
+
+
+def _plan_evaluation(model: LatentModel, run_data: runs.RunData, eval_k: int | None,
+                     history: list[dict]) -> dict:
+    """What the final evaluation scores, with which k (the policy of
+    :mod:`elbokit.evaluation`): ``{"k", "chosen", "budget_seconds", "training_seconds",
+    "train_rows", "train_rows_of", "rows": {split: (x, file rows)}}``. ``chosen``: "exact"
+    (z is summed over; nothing sampled), "given" (``eval_k``) or "auto"."""
+    training_seconds = float(sum(h.get("seconds", 0.0) for h in history))
+    x_train, rows_train = run_data.split("train"), run_data.file_rows("train")
+    rows = {}
+    plan = {"k": eval_k, "chosen": "given", "budget_seconds": None,
+            "training_seconds": round(training_seconds, 3), "train_rows_of": len(x_train)}
+    if eval_k is None:
+        module = model._fitted()
+        if bounds.enumerable(module, "score"):
+            plan["chosen"] = "exact"
+        else:
+            sample = evaluation.training_sample(len(x_train), model.seed)
+            if sample is not None:
+                x_train = x_train[sample]
+                rows_train = rows_train[sample] if rows_train is not None else None
+            x_test = run_data.split("test")
+            budget = evaluation.budget_seconds(training_seconds)
+            pilot = model.as_tensor((x_test if len(x_test) else x_train)[:evaluation.PILOT_ROWS])
+            cost = evaluation.seconds_per_draw(module, pilot)
+            plan.update(chosen="auto", budget_seconds=round(budget, 3),
+                        k=evaluation.choose_k(cost, len(x_train) + len(x_test), budget))
+    plan["train_rows"] = len(x_train)
+    for split, (x, where) in (("train", (x_train, rows_train)),
+                              ("test", (run_data.split("test"), run_data.file_rows("test")))):
+        if len(x):
+            rows[split] = (x, where)
+    return {**plan, "rows": rows}
 
 
 # -- sweeps --------------------------------------------------------------------------------
@@ -370,7 +438,7 @@ def sweep(model: VAE, data: str, betas: Sequence[float], out: str | Path, *,
         resume = (member / "config.json").exists()
         notify(f"beta = {beta:g}: {'resuming' if resume else 'training'} {member}")
         if resume:
-            resume_run(member, eval_k=run_options.get("eval_k", 1000),
+            resume_run(member, eval_k=run_options.get("eval_k"),
                        write_report=write_report, notify=notify)
         else:
             fit_run(clone(model).set_params(beta=beta), data, member, write_report=write_report,

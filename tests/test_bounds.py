@@ -112,6 +112,68 @@ def test_log_likelihood_rejects_bad_arguments(linear_gaussian):
         bounds.log_likelihood(model, x, k=10, chunk=0)
 
 
+def test_importance_scores_are_the_bounds_of_the_same_draws(linear_gaussian):
+    """IWAE_m, the ELBO's terms and the log p(x) estimate of importance_scores are exactly
+    what the k draws of sample_log_weights (same random stream) give by hand."""
+    model = linear_gaussian(q_shift=0.4, q_scale=1.4)
+    x = model.sample_x(6)
+    torch.manual_seed(7)
+    scores = bounds.importance_scores(model, x, k=120, chunk=100, iwae_k=30)
+    torch.manual_seed(7)  # chunks are whole groups: 90 draws, then 30
+    weights = [bounds.sample_log_weights(model, x, n) for n in (90, 30)]
+    log_w = torch.cat([w.log_w for w in weights])  # [120, 6]
+    assert torch.allclose(scores.estimate, bounds.log_mean_exp(log_w), atol=1e-10)
+    groups = bounds.log_mean_exp(log_w.reshape(4, 30, 6), 1).mean(0)
+    assert scores.iwae_k == 30 and torch.allclose(scores.iwae, groups, atol=1e-10)
+    reconstruction = torch.cat([w.log_likelihood for w in weights]).mean(0)
+    assert torch.allclose(scores.reconstruction, reconstruction, atol=1e-10)
+    closed = bounds.closed_form_kl(model.posterior(x), model.prior())
+    assert torch.allclose(scores.kl, closed, atol=1e-12)
+    assert torch.allclose(scores.elbo, reconstruction - closed, atol=1e-10)
+    sd = log_w.exp().std(0) / log_w.exp().mean(0) / math.sqrt(120)  # sd(w) / (sqrt(k) mean w)
+    assert torch.allclose(scores.stderr, sd, rtol=1e-8)
+    # The Monte-Carlo KL of the same draws, when asked for.
+    torch.manual_seed(7)
+    mc = bounds.importance_scores(model, x, k=120, chunk=100, iwae_k=30, kl="mc")
+    log_q_over_p = torch.cat([w.log_posterior - w.log_prior for w in weights]).mean(0)
+    assert torch.allclose(mc.kl, log_q_over_p, atol=1e-10)
+    # Fewer draws than a group: no IWAE; log_likelihood() is the same estimate and error.
+    torch.manual_seed(8)
+    few = bounds.importance_scores(model, x, k=20, iwae_k=30)
+    torch.manual_seed(8)
+    assert few.iwae is None and few.iwae_k is None
+    estimate, stderr = bounds.log_likelihood(model, x, k=20)
+    assert torch.equal(estimate, few.estimate) and torch.equal(stderr, few.stderr)
+
+
+def test_importance_scores_order_and_truth_with_the_exact_posterior(linear_gaussian):
+    model = linear_gaussian()  # q is the exact posterior: every log w is log p(x)
+    x = model.sample_x(8)
+    exact = model.marginal().log_prob(x)
+    torch.manual_seed(9)
+    scores = bounds.importance_scores(model, x, k=200, iwae_k=50, kl="mc")
+    for value in (scores.estimate, scores.iwae, scores.elbo):
+        assert torch.allclose(value, exact, atol=1e-9)
+    assert torch.all(scores.stderr < 1e-6)
+    # A moved q: ELBO < IWAE_50 < estimate, each beyond 3 SE of the mean over 400 examples.
+    model = linear_gaussian(q_shift=0.8, q_scale=1.7)
+    x = model.sample_x(400)
+    torch.manual_seed(10)
+    scores = bounds.importance_scores(model, x, k=1000, chunk=500, iwae_k=50)
+    for low, high in ((scores.elbo, scores.iwae), (scores.iwae, scores.estimate)):
+        difference = high - low
+        assert float(difference.mean()) > 3 * float(difference.std() / math.sqrt(len(x)))
+    assert float((model.marginal().log_prob(x) - scores.estimate).mean()) > -3 * float(
+        torch.sqrt((scores.stderr ** 2).sum()) / len(x))
+
+
+def test_importance_scores_reject_bad_arguments(linear_gaussian):
+    model = linear_gaussian()
+    x = model.sample_x(2)
+    with pytest.raises(ValueError, match="iwae_k"):
+        bounds.importance_scores(model, x, k=10, iwae_k=0)
+
+
 def _vae(latent: int = 4, dim: int = 6) -> VAEModule:
     torch.manual_seed(0)
     return VAEModule(VAEConfig(dim=dim, latent_dim=latent, hidden=(16,),

@@ -145,19 +145,27 @@ def test_log_prob_table_equals_broadcast_log_prob(name):
 @pytest.mark.parametrize("shape", [(5, 7), (3, 5, 7)])
 def test_observation_log_prob_is_the_distributions_log_prob(shape):
     """``ObservationModel.log_prob(params, x)`` (the training step's direct path; Bernoulli's
-    own formula) equals ``model(params).log_prob(x)`` for every observation model."""
+    own formula) equals ``model(params).log_prob(x)`` for every observation model: the same
+    op where a gradient is taken; Bernoulli's scoring path (no gradient: x . logit - sum
+    softplus) to float64 rounding, for 0/1 data and for probabilities in [0, 1]."""
     torch.manual_seed(0)
     x_binary = torch.bernoulli(torch.full((5, 7), 0.4))
     x_real = torch.randn(5, 7)
     for config, x in (({"name": "bernoulli"}, x_binary), ({"name": "gaussian"}, x_real),
                       ({"name": "gaussian", "scale": "decoder"}, x_real)):
         obs = build_likelihood(config, 7)
-        params = torch.randn(*shape[:-1], obs.n_params)
+        params = torch.randn(*shape[:-1], obs.n_params, requires_grad=True)
         assert torch.equal(obs.log_prob(params, x), obs(params).log_prob(x)), config
-    bernoulli = torch.distributions.Bernoulli(logits=params[..., :7])
-    reference = torch.distributions.Independent(bernoulli, 1).log_prob(x_binary)
-    assert torch.equal(build_likelihood({"name": "bernoulli"}, 7).log_prob(params[..., :7], x_binary),
-                       reference)
+    bernoulli = build_likelihood({"name": "bernoulli"}, 7)
+    logits = 5 * torch.randn(*shape[:-1], 7, dtype=torch.float64)
+    for x in (x_binary.double(), torch.rand(5, 7, dtype=torch.float64)):
+        reference = -torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, x.expand_as(logits), reduction="none").sum(-1)
+        with torch.no_grad():
+            assert torch.allclose(bernoulli.log_prob(logits, x), reference, rtol=0, atol=1e-12)
+    reference = torch.distributions.Independent(torch.distributions.Bernoulli(logits=logits), 1)
+    assert torch.allclose(bernoulli.log_prob(logits, x_binary.double()),
+                          reference.log_prob(x_binary.double()), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("scale", ["dim", "decoder"])

@@ -414,6 +414,11 @@ def test_mixture_facade_scores_exactly_and_round_trips(tmp_path):
     exact = scores["exact_log_likelihood"]
     assert abs(scores["elbo"] - exact) < 1e-4 and abs(scores["iwae"]["value"] - exact) < 1e-4
     assert abs(scores["log_likelihood"]["estimate"] - exact) < 1e-4
+    # Not told a k, it samples nothing: log p(x) is the exact sum, no IWAE is drawn.
+    default = mixture.evaluate(x[500:600])
+    assert default["iwae"] is None and default["exact_log_likelihood"] == exact
+    assert default["log_likelihood"] == {"estimate": exact, "stderr": 0.0, "k": None, "exact": True}
+    assert abs(default["elbo"] - exact) < 1e-4
     assert np.allclose(mixture.predict_proba(x[:5]).sum(-1), 1)
     mixture.save(tmp_path / "m")
     loaded = LatentModel.load(tmp_path / "m")

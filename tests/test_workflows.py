@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from elbokit import VAE, Mixture, workflows
+from elbokit import VAE, Mixture, evaluation, workflows
 from elbokit.cli import main
 from elbokit.errors import ConfigError
 
@@ -55,6 +55,7 @@ def test_resume_run_extends_a_run_to_more_epochs(tmp_path):
 def test_bad_options_are_refused_before_anything_is_written(tmp_path):
     for model, options, message in [
         (VAE(**SMALL), {"ram_budget": 10**6}, "add --stream"),
+        (VAE(**SMALL), {"eval_k": 1}, "eval-k must be at least 2"),
         (Mixture(), {"stream": True}, "mixture is fitted on data in memory"),
         (Mixture(), {"binarize": "dynamic"}, "trains VAEs"),
         (VAE(**{**SMALL, "hidden": (-1,)}), {}, "hidden widths must be >= 1"),
@@ -78,3 +79,55 @@ def test_a_sweep_trains_one_run_per_beta_and_continues(tmp_path):
         workflows.sweep(VAE(**{**SMALL, "latent_dim": 3}), "digits", [1.0], out, binarize=0.5)
     with pytest.raises(ConfigError, match="mixture has none"):
         workflows.sweep(Mixture(), "digits", [1.0], tmp_path / "other")
+
+
+def test_the_default_evaluation_fits_its_k_to_a_share_of_the_training_time(tmp_path, monkeypatch):
+    # The pilot's measured cost is replaced by a known one, so the k it leads to is known:
+    # 1e-5 s per draw and example, 300 training rows (a sample) + 359 test rows, and the
+    # floor of 5 s (two epochs train in well under 25 s): 5 / (1e-5 * 659) = 758 -> k = 500.
+    monkeypatch.setattr(evaluation, "seconds_per_draw", lambda module, x: 1e-5)
+    monkeypatch.setattr(evaluation, "TRAIN_ROWS", 300)
+    out = tmp_path / "run"
+    run = workflows.fit_run(VAE(**SMALL), "digits", out, binarize=0.5, write_report=False)
+    plan = run.summary["evaluation"]
+    training = sum(m["seconds"] for m in run.metrics)
+    assert plan["chosen"] == "auto" and plan["k"] == 500
+    assert plan["training_seconds"] == pytest.approx(training, abs=1e-3)
+    assert plan["budget_seconds"] == pytest.approx(max(5.0, 0.2 * training), abs=1e-3)
+    splits = run.summary["splits"]
+    assert plan["train_rows"] == splits["train"]["n_examples"] == 300 < plan["train_rows_of"]
+    assert splits["test"]["n_examples"] == 359
+    for scores in splits.values():
+        assert scores["log_likelihood"]["k"] == 500 and scores["iwae"]["k"] == 50
+        assert scores["log_likelihood"]["estimate"] >= scores["iwae"]["value"] - 0.05
+    # Told a k, the whole training split is scored with it.
+    given = workflows.resume_run(out, eval_k=20, write_report=False).summary
+    assert given["evaluation"]["chosen"] == "given" and given["splits"]["train"]["n_examples"] \
+        == given["evaluation"]["train_rows_of"] == plan["train_rows_of"]
+
+
+def test_a_mixture_run_is_scored_exactly_without_sampling(tmp_path, capsys):
+    out = tmp_path / "mix"
+    assert main(["fit", "--model", "mixture", "--components", "3", "--data", "digits",
+                 "--binarize", "--epochs", "2", "--no-report", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "log p(x) exact" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluation"]["chosen"] == "exact" and summary["evaluation"]["k"] is None
+    for scores in summary["splits"].values():
+        assert scores["iwae"] is None and scores["log_likelihood"]["exact"]
+        assert scores["log_likelihood"]["estimate"] == scores["exact_log_likelihood"]
+
+
+def test_choose_k_and_the_training_sample():
+    assert evaluation.choose_k(1e-6, 1000, 1.0) == 1000  # exactly affordable
+    assert evaluation.choose_k(1e-6, 1000, 0.99) == 500
+    assert evaluation.choose_k(1.0, 10**6, 1.0) == evaluation.K_CHOICES[0]  # never below 50
+    assert evaluation.choose_k(1e-12, 10, 1e3) == evaluation.K_CHOICES[-1]
+    assert evaluation.budget_seconds(1.0) == evaluation.FLOOR_SECONDS
+    assert evaluation.budget_seconds(1000.0) == pytest.approx(1000 * evaluation.SHARE)
+    assert evaluation.training_sample(100, seed=0, rows=100) is None
+    sample = evaluation.training_sample(1000, seed=3, rows=100)
+    assert len(np.unique(sample)) == 100 and np.all(np.diff(sample) > 0) and sample.max() < 1000
+    assert np.array_equal(sample, evaluation.training_sample(1000, seed=3, rows=100))
+    assert not np.array_equal(sample, evaluation.training_sample(1000, seed=4, rows=100))

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 
 from .. import distributed, plugins
+from ..allocator import keep_freed_memory
 from ..errors import ElbokitError
 from ..progress import on_terminal, showing, write_line
 from . import classify, datasets, evaluate, fit, predict, report, sample, sweep
@@ -50,6 +51,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         plugins.load_components()  # installed packages' observation models, estimators, ...
         args = build_parser().parse_args(argv)
+        keep_freed_memory()  # large tensors reuse freed memory rather than fault it in anew
         # Progress bars on a terminal only (never in pipes, files, tests, CI), and from one
         # process under torchrun.
         bars = on_terminal(getattr(args, "quiet", False)) and distributed.launched_rank() == 0

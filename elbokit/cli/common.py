@@ -151,16 +151,20 @@ SCORE_HEADERS = ("split", "n", "ELBO", "reconstruction", "KL", "IWAE", "log p(x)
 
 
 def score_row(split: str, scores: dict) -> list[object]:
-    ll = scores["log_likelihood"]
+    ll, iwae = scores["log_likelihood"], scores.get("iwae")
     exact = scores.get("exact_log_likelihood")
     return [split, scores["n_examples"], scores["elbo"], scores["reconstruction"], scores["kl"],
-            scores["iwae"]["value"], ll["estimate"], ll["stderr"], exact]
+            iwae["value"] if iwae else None, ll["estimate"],
+            None if ll.get("exact") else ll["stderr"], exact]
 
 
 def score_note(scores: dict) -> str:
-    ll = scores["log_likelihood"]
-    return (f"nats per example; IWAE with k={scores['iwae']['k']}, log p(x) importance-sampled "
-            f"with k={ll['k']} (stderr: Monte-Carlo error of the mean)")
+    ll, iwae = scores["log_likelihood"], scores.get("iwae")
+    if ll.get("exact"):
+        return "nats per example; log p(x) exact: a sum over every value of z, nothing sampled"
+    bound = f"IWAE with k={iwae['k']} from the same draws, " if iwae else ""
+    return (f"nats per example; {bound}log p(x) importance-sampled with k={ll['k']} "
+            "(stderr: Monte-Carlo error of the mean)")
 
 
 def diagnostics_lines(found: dict, split: str) -> list[str]:

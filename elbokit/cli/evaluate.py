@@ -41,8 +41,10 @@ def add_parser(sub, name: str) -> None:
     add_header_option(p)
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
                    help="which part of the run's data to score (default test; ignored with --data)")
-    p.add_argument("--k", type=positive_int, default=5000,
-                   help="importance samples for log p(x) (default 5000; at least 2)")
+    p.add_argument("--k", type=positive_int, default=None,
+                   help="importance samples per example for log p(x), IWAE and the ELBO "
+                   "(default 5000; at least 2; where z can be summed over, log p(x) is exact "
+                   "and nothing is sampled unless --k is given)")
     p.add_argument("--iwae-k", type=positive_int, default=50, help="k of the IWAE bound (50)")
     p.add_argument("--seed", type=seed, default=0,
                    help="seeds the samples of z: the same seed gives the same numbers (default 0)")
@@ -52,7 +54,7 @@ def add_parser(sub, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.json, "--json")
-    if args.k < 2:
+    if args.k is not None and args.k < 2:
         raise ConfigError("--k must be at least 2 (the standard error needs two samples)")
     run = workflows.Run.load(args.run, model=args.model)
     run.fitted()  # the model loads (or is refused) before any data is read

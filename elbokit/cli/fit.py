@@ -17,7 +17,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from .. import distributed, plugins, workflows
+from .. import distributed, evaluation, plugins, workflows
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture, MixtureOptions, VAEOptions
 from ..checkpoint import has_checkpoint
 from ..data.stream import DEFAULT_BUDGET, parse_size
@@ -97,8 +97,11 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                        help="run the training step through torch.compile (default off; with "
                        "--resume: as the run was started)")
     o = p.add_argument_group("evaluation and report")
-    o.add_argument("--eval-k", type=positive_int, default=1000,
-                   help="importance samples for the final log p(x) estimate (1000)")
+    o.add_argument("--eval-k", type=positive_int, default=None, metavar="K",
+                   help="importance samples per example for the final log p(x) estimate, IWAE "
+                   "and ELBO, on the whole train and test splits (default: exact where z can be "
+                   "summed over; else the test split and a sample of 2000 training rows, with "
+                   "the k from 50..5000 that fits a fifth of the training time)")
     o.add_argument("--quiet", action="store_true",
                    help="no progress bars (drawn only when stderr is a terminal anyway)")
     o.add_argument("--no-report", action="store_true",
@@ -302,6 +305,15 @@ def print_run(result: workflows.Run) -> None:
     rows = [score_row(s, scores) for s, scores in summary["splits"].items()]
     print(format_table(SCORE_HEADERS, rows))
     print(f"({score_note(next(iter(summary['splits'].values())))})")
+    plan = summary.get("evaluation", {})
+    if plan.get("chosen") == "auto":
+        print(f"(evaluation: {evaluation.describe(plan['k'], plan['budget_seconds'])}"
+              + (f"; the train row scores a seeded sample of {plan['train_rows']} of "
+                 f"{plan['train_rows_of']} rows" if plan["train_rows"] < plan["train_rows_of"]
+                 else "") + ")")
+    if summary.get("timings"):
+        print("time: " + ", ".join(f"{phase} {seconds:.1f} s"
+                                   for phase, seconds in summary["timings"].items()))
     if run_data.stream is not None:
         print(f"(streamed: trained on {len(run_data.stream)} rows of {run_data.stream.where} read in "
               f"chunks of at most {run_data.stream.chunk_rows}; the train row scores a sample of "
