@@ -9,7 +9,7 @@ default here keeps evaluation in proportion to training instead:
 - the held-out split is scored in full; the training split on a seeded sample of at most
   :data:`TRAIN_ROWS` rows (its mean has a standard error over examples of a few tenths of a
   nat on MNIST, enough to see over-fitting);
-- k is the largest of :data:`K_CHOICES` whose measured cost (a pilot of a few draws on the
+- k is the largest of :data:`K_CHOICES` whose measured cost (a pilot of a few draws on 256
   held-out rows) fits :func:`budget_seconds`: :data:`SHARE` of the training time, at least
   :data:`FLOOR_SECONDS`. k never goes below ``K_CHOICES[0]`` = 50 (IWAE_50 comes from the
   same draws, and fewer would make the log p(x) estimate little better than the bound).
@@ -34,8 +34,11 @@ K_CHOICES = (50, 100, 200, 500, 1000, 2000, 5000)
 SHARE = 0.2  # of the training time, for the importance-sampled scores
 FLOOR_SECONDS = 5.0  # a short training still gets this much evaluation
 TRAIN_ROWS = 2000  # rows of the training split scored by default
-PILOT_DRAWS = 10  # per pilot example, twice: the first pass warms up allocations
-PILOT_ROWS = 100  # held-out rows the pilot draws for
+# The pilot: PILOT_DRAWS draws for each of PILOT_ROWS held-out rows, twice (the first pass
+# warms up allocations). Sized like a real pass (256 rows x 100 draws) within a factor of 5:
+# a pilot of 10 x 100 was overhead-bound and measured MNIST's cost per draw 2x too high.
+PILOT_DRAWS = 20
+PILOT_ROWS = 256
 
 
 def budget_seconds(training_seconds: float) -> float:
