@@ -29,12 +29,3 @@ def test_importing_the_package_loads_none_of_its_modules():
                             check=True).stdout.strip()
     assert loaded == "[]"
 
-
-def test_keep_freed_memory_takes_where_the_c_library_is_glibc():
-    import platform
-    import sys
-
-    from elbokit.allocator import keep_freed_memory
-
-    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-    assert keep_freed_memory() is glibc

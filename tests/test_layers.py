@@ -22,7 +22,8 @@ DESIGN = PACKAGE.parent / "docs" / "design.md"
 
 # Bottom to top; a module is named by its dotted path below elbokit ("" is the package).
 LAYERS: dict[str, tuple[str, ...]] = {
-    "io": ("errors", "registry", "checkpoint", "plugins", "progress", "distributed", "rng"),
+    "io": ("errors", "registry", "checkpoint", "plugins", "progress", "distributed", "rng",
+           "allocator"),
     "maths": ("bounds", "models.base"),
     "components": ("likelihoods", "models.latents", "models.priors", "models.flows",
                    "models.hierarchy", "nets", "estimators", "data", "data.*",
@@ -30,7 +31,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "models": ("models", "models.vae", "models.mixture"),
     "training": ("training",),
     "facades": ("api", "classifiers", "novelty", "semisupervised"),
-    "workflows": ("runs", "workflows", "classification", "figures", "plots", "report"),
+    "workflows": ("runs", "workflows", "evaluation", "classification", "figures", "plots",
+                  "report"),
     "faces": ("", "__main__", "cli", "cli.*"),
 }
 

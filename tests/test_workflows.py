@@ -118,16 +118,3 @@ def test_a_mixture_run_is_scored_exactly_without_sampling(tmp_path, capsys):
         assert scores["iwae"] is None and scores["log_likelihood"]["exact"]
         assert scores["log_likelihood"]["estimate"] == scores["exact_log_likelihood"]
 
-
-def test_choose_k_and_the_training_sample():
-    assert evaluation.choose_k(1e-6, 1000, 1.0) == 1000  # exactly affordable
-    assert evaluation.choose_k(1e-6, 1000, 0.99) == 500
-    assert evaluation.choose_k(1.0, 10**6, 1.0) == evaluation.K_CHOICES[0]  # never below 50
-    assert evaluation.choose_k(1e-12, 10, 1e3) == evaluation.K_CHOICES[-1]
-    assert evaluation.budget_seconds(1.0) == evaluation.FLOOR_SECONDS
-    assert evaluation.budget_seconds(1000.0) == pytest.approx(1000 * evaluation.SHARE)
-    assert evaluation.training_sample(100, seed=0, rows=100) is None
-    sample = evaluation.training_sample(1000, seed=3, rows=100)
-    assert len(np.unique(sample)) == 100 and np.all(np.diff(sample) > 0) and sample.max() < 1000
-    assert np.array_equal(sample, evaluation.training_sample(1000, seed=3, rows=100))
-    assert not np.array_equal(sample, evaluation.training_sample(1000, seed=4, rows=100))
