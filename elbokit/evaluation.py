@@ -32,7 +32,7 @@ from . import bounds
 
 K_CHOICES = (50, 100, 200, 500, 1000, 2000, 5000)
 SHARE = 0.2  # of the training time, for the importance-sampled scores
-FLOOR_SECONDS = 5.0  # a short training still gets this much evaluation
+FLOOR_SECONDS = 1.0  # a short training still gets this much evaluation
 TRAIN_ROWS = 2000  # rows of the training split scored by default
 # The pilot: PILOT_DRAWS draws for each of PILOT_ROWS held-out rows, twice (the first pass
 # warms up allocations). Sized like a real pass (256 rows x 100 draws) within a factor of 5:

@@ -84,21 +84,21 @@ def test_a_sweep_trains_one_run_per_beta_and_continues(tmp_path):
 def test_the_default_evaluation_fits_its_k_to_a_share_of_the_training_time(tmp_path, monkeypatch):
     # The pilot's measured cost is replaced by a known one, so the k it leads to is known:
     # 1e-5 s per draw and example, 300 training rows (a sample) + 359 test rows, and the
-    # floor of 5 s (two epochs train in well under 25 s): 5 / (1e-5 * 659) = 758 -> k = 500.
+    # floor of 1 s (two epochs train in well under 5 s): 1 / (1e-5 * 659) = 152 -> k = 100.
     monkeypatch.setattr(evaluation, "seconds_per_draw", lambda module, x: 1e-5)
     monkeypatch.setattr(evaluation, "TRAIN_ROWS", 300)
     out = tmp_path / "run"
     run = workflows.fit_run(VAE(**SMALL), "digits", out, binarize=0.5, write_report=False)
     plan = run.summary["evaluation"]
     training = sum(m["seconds"] for m in run.metrics)
-    assert plan["chosen"] == "auto" and plan["k"] == 500
+    assert plan["chosen"] == "auto" and plan["k"] == 100
     assert plan["training_seconds"] == pytest.approx(training, abs=1e-3)
-    assert plan["budget_seconds"] == pytest.approx(max(5.0, 0.2 * training), abs=1e-3)
+    assert plan["budget_seconds"] == pytest.approx(max(1.0, 0.2 * training), abs=1e-3)
     splits = run.summary["splits"]
     assert plan["train_rows"] == splits["train"]["n_examples"] == 300 < plan["train_rows_of"]
     assert splits["test"]["n_examples"] == 359
     for scores in splits.values():
-        assert scores["log_likelihood"]["k"] == 500 and scores["iwae"]["k"] == 50
+        assert scores["log_likelihood"]["k"] == 100 and scores["iwae"]["k"] == 50
         assert scores["log_likelihood"]["estimate"] >= scores["iwae"]["value"] - 0.05
     # Told a k, the whole training split is scored with it.
     given = workflows.resume_run(out, eval_k=20, write_report=False).summary
