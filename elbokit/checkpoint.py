@@ -464,7 +464,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_checkpoint(run_dir: str | Path, module: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, state: dict, config: dict | None = None,
+                    optimizer: Any, state: dict, config: dict | None = None,
                     extra: dict[str, dict[str, torch.Tensor]] | None = None) -> None:
     """Replace ``run_dir/checkpoint/`` with the current training state as a whole.
 
@@ -472,6 +472,8 @@ def save_checkpoint(run_dir: str | Path, module: torch.nn.Module,
     state, so that a resumed run draws the same random numbers as an uninterrupted one, and
     with ``config`` (model and training configuration) so that the checkpoint describes itself.
     ``extra``: further state dicts (e.g. an estimator's learned baseline), one file each.
+    ``optimizer``: anything whose ``state_dict()`` has torch's optimizer format
+    (``torch.optim.Adam``, :class:`elbokit.optimizer.Adam`).
 
     A state holding NaN or infinite values is refused (:class:`NonFiniteError`) before
     anything is written; a failed write raises :class:`CheckpointWriteError`. Either way the

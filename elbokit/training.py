@@ -94,6 +94,7 @@ from .checkpoint import (
 )
 from .data.stream import NpyStream, permutation
 from .errors import CheckpointError, ConfigError, ElbokitError
+from .optimizer import Adam
 from .progress import progress_bar, shown
 from .rng import seeded  # noqa: F401 (also elbokit.training.seeded)
 
@@ -341,14 +342,15 @@ def mean_terms(sums: torch.Tensor, n: int) -> dict[str, float]:
     return {"elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl}
 
 
-def adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+def adam(params: list[torch.nn.Parameter], lr: float) -> Adam:
     """Adam with one fused kernel for all parameters where torch has one (CPU and CUDA,
     floating parameters): measured +20-27% training throughput on the CPU over the
     per-tensor loop (``benchmarks/throughput.py``). The same algorithm; last-bit rounding
     differs from the unfused step. A checkpoint's optimizer state carries its ``fused``
-    flag, so a run resumes with the implementation it started with."""
-    fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.Adam(params, lr=lr, fused=fusable or None)
+    flag, so a run resumes with the implementation it started with. Stepped by
+    :class:`elbokit.optimizer.Adam` (torch's kernels without ``torch.optim``'s per-call
+    wrappers: see there)."""
+    return Adam(params, lr=lr)
 
 
 def _mark_nonfinite_slowly(tensors: list[torch.Tensor], flag: torch.Tensor,
@@ -763,10 +765,7 @@ class Trainer:
         ``found_inf``)."""
         fused = all(bool(group.get("fused")) for group in self.optimizer.param_groups)
         self.deferred_check = self.device.type != "cpu" and fused and self.dist is None
-        if self.deferred_check:
-            self.optimizer.found_inf = self._bad
-        elif hasattr(self.optimizer, "found_inf"):
-            del self.optimizer.found_inf
+        self.optimizer.found_inf = self._bad if self.deferred_check else None
 
     # -- persistence -------------------------------------------------------------------
     def _model_config(self) -> dict | None:

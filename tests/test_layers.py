@@ -29,7 +29,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
                    "models.hierarchy", "nets", "estimators", "data", "data.*",
                    "metrics", "diagnostics"),
     "models": ("models", "models.vae", "models.mixture"),
-    "training": ("training",),
+    "training": ("optimizer", "training"),
     "facades": ("api", "classifiers", "novelty", "semisupervised"),
     "workflows": ("runs", "workflows", "evaluation", "classification", "figures", "plots",
                   "report"),

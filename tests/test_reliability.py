@@ -478,10 +478,13 @@ def trainer_for(run_dir: Path | None, faults: dict, steps_seen: list, **config) 
         objective = Faulty(cfg.objective(module), **faults)
     trainer = Trainer(module, cfg, run_dir=run_dir, objective=objective)
 
-    def finite_after_step(optimizer, args, kwargs):
+    step = trainer.optimizer.step
+
+    def step_then_check_finite() -> None:
+        step()
         steps_seen.append(all(bool(torch.isfinite(p).all()) for p in trainer.params))
 
-    trainer.optimizer.register_step_post_hook(finite_after_step)
+    trainer.optimizer.step = step_then_check_finite
     return trainer
 
 
