@@ -101,7 +101,7 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="importance samples per example for the final log p(x) estimate, IWAE "
                    "and ELBO, on the whole train and test splits (default: exact where z can be "
                    "summed over; else the test split and a sample of 2000 training rows, with "
-                   "the k from 50..5000 that fits a fifth of the training time)")
+                   "the k from 50..5000 that fits 15%% of the training time)")
     o.add_argument("--quiet", action="store_true",
                    help="no progress bars (drawn only when stderr is a terminal anyway)")
     o.add_argument("--no-report", action="store_true",
