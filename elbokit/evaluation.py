@@ -22,7 +22,6 @@ across machines.
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -86,5 +85,5 @@ def describe(k: int, budget: float | None) -> str:
     """How k was chosen, for the command's note."""
     if budget is None:
         return f"k={k} as given"
-    return f"k={k} chosen to fit about {math.ceil(budget)} s of scoring ({SHARE:.0%} of the " \
+    return f"k={k} chosen to fit about {budget:.1f} s of scoring ({SHARE:.0%} of the " \
            "training time; --eval-k sets it)"

@@ -492,8 +492,11 @@ def _scores_section(page: _Page, run_dir: Path, summary: dict | None, summary_pr
                          f"of {fmt(plan.get('train_rows_of'))} rows")
         timings = _get(summary, "timings")
         if isinstance(timings, dict) and timings:
+            # In the order the phases ran (summary.json's keys are sorted).
+            order = ("data", "training", "evaluation", "diagnostics", "report")
+            phases = sorted(timings, key=lambda k: order.index(k) if k in order else len(order))
             notes.append("time taken: " + ", ".join(
-                f"{esc(phase)} {fmt(seconds, 1)} s" for phase, seconds in timings.items()))
+                f"{esc(phase)} {fmt(timings[phase], 1)} s" for phase in phases))
         body.append(f'<p class="note">{"; ".join(notes)}.</p>')
         body.append(_elbo_explanation(labelled))
     if summary is not None:

@@ -38,4 +38,4 @@ def test_the_pilot_measures_a_positive_cost_and_leaves_the_random_stream_alone()
 
 def test_describe_says_how_k_was_chosen():
     assert evaluation.describe(200, None) == "k=200 as given"
-    assert evaluation.describe(200, 12.3).startswith("k=200 chosen to fit about 13 s of scoring")
+    assert evaluation.describe(200, 12.34).startswith("k=200 chosen to fit about 12.3 s of scoring")

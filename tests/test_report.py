@@ -303,3 +303,23 @@ def test_report_renders_in_a_browser(tmp_path):
     title = re.search(r"<title>(.*?)</title>", done.stdout)
     assert title is not None, done.stderr[-2000:]
     assert title.group(1) == f"loaded {n_figures}/{n_figures}", (title.group(1), done.stderr[-2000:])
+
+
+def test_the_summary_note_tells_how_the_scores_were_computed(tmp_path):
+    """An automatic k, a sampled train split, the phase times in the order they ran (summary.json
+    sorts its keys), and an exact score without a standard error."""
+    run = make_run(tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["splits"]["train"]["log_likelihood"] = {"estimate": -16.0, "stderr": 0.0, "k": None,
+                                                    "exact": True}
+    summary["evaluation"] = {"chosen": "auto", "k": 100, "budget_seconds": 1.5,
+                             "training_seconds": 10.0, "train_rows": 2000, "train_rows_of": 36000}
+    summary["timings"] = {"data": 0.3, "training": 10.0, "evaluation": 1.5, "diagnostics": 0.5,
+                          "report": 3.0}
+    write_json(run / "summary.json", summary)
+    page = report.write_report(run).read_text()
+    assert "k was chosen to fit about 1.5 s of scoring after 10.0 s of training" in page
+    assert "the train row scores a seeded sample of 2000 of 36000 rows" in page
+    assert "time taken: data 0.3 s, training 10.0 s, evaluation 1.5 s, diagnostics 0.5 s, report " \
+           "3.0 s" in page
+    assert "-16.000</td>" in page and "-16.000 &plusmn;" not in page  # exact: no ± SE
