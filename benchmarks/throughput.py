@@ -99,7 +99,9 @@ pyro-jit-mf``, 25 windows, one thread; about 3 minutes. ``--quick``: 3 short win
 
 ``--experiments`` adds elbokit variants (the same Trainer with one change each, applied to
 that trainer only, in this process; elbokit's source is untouched): ``adam-plain`` (torch's
-default per-tensor Adam instead of the fused one: what fusing buys), ``direct`` (an objective
+default per-tensor Adam instead of the fused one: what fusing buys), ``adam-torch``
+(``torch.optim.Adam(fused=True)`` instead of elbokit's Adam, which calls the same kernels
+without its wrappers: what the wrappers cost), ``direct`` (an objective
 built without any torch.distributions object: what the distribution objects still cost),
 ``compile`` (``Trainer(compile=True)``); no names: all of them.
 """
@@ -455,6 +457,7 @@ def _objective(**options: bool) -> dict:
 EXPERIMENTS: dict[str, tuple[str, Callable[[Elbokit], None] | None, dict]] = {
     # key: (row name, change applied to the constructed Trainer, Trainer keyword arguments)
     "adam-plain": ("elbokit, torch's default Adam", _adam(), {}),
+    "adam-torch": ("elbokit, torch's fused Adam", _adam(fused=True), {}),
     "direct": ("elbokit, no distributions", None, _objective(flat=True)),
     "compile": ("elbokit compile=True", None, {"compile": True}),
 }
