@@ -392,6 +392,14 @@ def _kmeans_labels(features: torch.Tensor, k: int, generator: torch.Generator,
     cluster labels ``[n]``."""
     n = features.shape[0]
     n_trials = 2 + int(math.log(k))
+    norms = features.square().sum(-1)  # |x_b|^2: [n], once
+
+    def squared_distances(rows: torch.Tensor) -> torch.Tensor:
+        """|r - x_b|^2 for each row r of ``rows: [R, F]`` and every point: ``[R, n]``, by
+        one matrix product (|r|^2 - 2 r.x + |x|^2): torch.cdist took 2-5x longer here,
+        most of a mixture's set-up on MNIST."""
+        return (rows.square().sum(-1)[:, None] - 2 * rows @ features.T + norms).clamp_min(0)
+
     first = torch.randint(n, (1,), generator=generator, device=features.device)
     centers = features[first]  # [1, F]
     d2 = (features - centers).square().sum(-1)  # squared distance to the nearest seed: [n]
@@ -402,12 +410,12 @@ def _kmeans_labels(features: torch.Tensor, k: int, generator: torch.Generator,
         candidates = torch.multinomial(weights, n_trials, replacement=True, generator=generator)
         # Keep the candidate that lowers the k-means cost sum_b d2_b the most: a single draw
         # too often lands two seeds in one cluster.
-        trial_d2 = torch.minimum(d2, torch.cdist(features[candidates], features).square())  # [T, n]
+        trial_d2 = torch.minimum(d2, squared_distances(features[candidates]))  # [T, n]
         best = trial_d2.sum(-1).argmin()
         centers = torch.cat([centers, features[candidates[best]][None]])
         d2 = trial_d2[best]
     for _ in range(n_iter):
-        labels = torch.cdist(features, centers).argmin(-1)
+        labels = squared_distances(centers).argmin(0)
         sums = torch.zeros_like(centers).index_add_(0, labels, features)
         counts = torch.bincount(labels, minlength=k).to(features.dtype)[:, None]
         # A cluster that lost all its points keeps its center rather than becoming NaN.
@@ -415,7 +423,7 @@ def _kmeans_labels(features: torch.Tensor, k: int, generator: torch.Generator,
         if torch.equal(updated, centers):
             break
         centers = updated
-    return torch.cdist(features, centers).argmin(-1)
+    return squared_distances(centers).argmin(0)
 
 
 @torch.no_grad()
