@@ -353,6 +353,32 @@ def adam(params: list[torch.nn.Parameter], lr: float) -> Adam:
     return Adam(params, lr=lr)
 
 
+def subnormals_flushed() -> bool:
+    """Whether this thread's CPU flushes subnormal floats to zero now (a probe: there is no
+    getter for ``torch.set_flush_denormal``)."""
+    return bool(torch.full((), 1e-40) * 1.5 == 0)
+
+
+@contextlib.contextmanager
+def flushed_subnormals() -> Iterator[None]:
+    """Within the block, subnormal floats (below 1.2e-38 in float32) are flushed to zero on
+    the CPU, where the processor supports it; the previous mode is restored after.
+
+    Why: the importance weights of a multi-sample bound are a softmax over k draws, and
+    all but the largest underflow into the subnormal range as the posterior sharpens. x86
+    processors take a slow path for every arithmetic operation on a subnormal: measured on
+    IWAE k = 50 (784-400-20, batch 128, one thread), a training step took 790 ms with them
+    and 235 ms flushed. Values that small change no weight: a gradient term of 1e-39 next
+    to terms of order 1e-3 is below float32's resolution anyway."""
+    if subnormals_flushed() or not torch.set_flush_denormal(True):
+        yield  # already flushed (by the caller), or a CPU without the mode
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def _mark_nonfinite_slowly(tensors: list[torch.Tensor], flag: torch.Tensor,
                            one: torch.Tensor) -> None:
     for tensor in tensors:
@@ -933,7 +959,13 @@ class Trainer:
         """Train on ``x_train: [n, dim]`` (a tensor, or a :class:`~elbokit.data.NpyStream`
         read chunk by chunk: data larger than memory); early-stop on the objective's score
         of ``x_val: [m, dim]``. Returns the per-epoch history (also appended to
-        ``metrics.jsonl``)."""
+        ``metrics.jsonl``). Runs with subnormal floats flushed to zero (see
+        :func:`flushed_subnormals`)."""
+        with flushed_subnormals():
+            return self._fit(x_train, x_val, resume)
+
+    def _fit(self, x_train: torch.Tensor | NpyStream, x_val: torch.Tensor | None,
+             resume: bool) -> list[dict]:
         cfg = self.config
         if self.dist is not None and not isinstance(x_train, torch.Tensor):
             raise ConfigError("streamed training data runs in one process; under torchrun "

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from elbokit import VAE, data
+from elbokit import VAE, data, training
 from elbokit.checkpoint import load_checkpoint
 from elbokit.errors import ConfigError
-from elbokit.training import TrainConfig, epoch_order
+from elbokit.models.vae import VAEConfig, VAEModule
+from elbokit.training import TrainConfig, Trainer, epoch_order
 
 
 def ppca_log_likelihood(train: np.ndarray, test: np.ndarray, q: int) -> float:
@@ -162,3 +163,33 @@ def test_adam_is_fused_and_a_checkpoint_keeps_its_own_implementation():
     resumed = adam([torch.nn.Parameter(torch.zeros(50))], 1e-2)
     resumed.load_state_dict(old.state_dict())
     assert not resumed.param_groups[0]["fused"]
+
+
+def test_training_flushes_subnormals_and_puts_the_mode_back(monkeypatch):
+    """Subnormal floats are flushed to zero while a Trainer fits (the IWAE weights' slow
+    path), and the mode is as before afterwards; a caller's own flushing is left on."""
+    from elbokit.training import flushed_subnormals, subnormals_flushed
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    seen = []
+    original = training.Trainer._fit
+
+    def spy(self, *args):
+        seen.append(subnormals_flushed())
+        return original(self, *args)
+
+    monkeypatch.setattr(training.Trainer, "_fit", spy)
+    torch.manual_seed(0)
+    module = VAEModule(VAEConfig(dim=6, latent_dim=2, hidden=(8,), likelihood={"name": "bernoulli"}))
+    x = torch.bernoulli(torch.full((64, 6), 0.5))
+    Trainer(module, TrainConfig(epochs=1, batch_size=32, patience=None)).fit(x)
+    assert seen == [True] and not subnormals_flushed()
+    assert float(torch.full((), 1e-40) * 1.5) > 0  # subnormals computed again
+    torch.set_flush_denormal(True)
+    try:
+        with flushed_subnormals():
+            pass
+        assert subnormals_flushed()  # the caller's setting stays
+    finally:
+        torch.set_flush_denormal(False)
