@@ -163,6 +163,8 @@ def score_note(scores: dict) -> str:
     if ll.get("exact"):
         return "nats per example; log p(x) exact: a sum over every value of z, nothing sampled"
     bound = f"IWAE with k={iwae['k']} from the same draws, " if iwae else ""
+    if iwae and iwae["k"] == ll["k"]:  # one group of all the draws: the same number
+        bound = f"IWAE with k={iwae['k']}: all the draws, so it equals the estimate; "
     return (f"nats per example; {bound}log p(x) importance-sampled with k={ll['k']} "
             "(stderr: Monte-Carlo error of the mean)")
 
