@@ -84,7 +84,8 @@ B costs 2*B*in*out forward and twice that backward (input and weight gradients),
 first encoder layer, whose input is the data (no input gradient). Element-wise work (ReLU,
 softplus, BCE, KL, Adam) is left out. The compute limit is the float32 matmul rate of this
 machine at the thread count used, measured for a large 1024^3 product (``% peak``) and for
-the model's largest layer at its batch (``% layer``).
+the model's largest layer at its batch (``% layer``), after every round of windows: each
+percentage is the median over rounds of the round's rate over that round's matmul rate.
 
 Usage::
 
@@ -109,6 +110,7 @@ built without any torch.distributions object: what the distribution objects stil
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -129,7 +131,15 @@ from _common import DEFAULT_DATA, finish, load_binarized_digits, load_binarized_
 
 from elbokit import bounds  # noqa: E402
 from elbokit.models.vae import VAEConfig, VAEModule  # noqa: E402
-from elbokit.training import TrainConfig, Trainer, epoch_order  # noqa: E402
+from elbokit.training import (  # noqa: E402
+    DEFAULT_THREADS,
+    SMALL_STEP_WORK,
+    THREAD_VARIABLES,
+    TrainConfig,
+    Trainer,
+    epoch_order,
+    step_work,
+)
 
 try:
     import pyro
@@ -212,6 +222,8 @@ class Contestant:
 
     name = ""
     kind = ""  # check group: "analytic" KL or Monte-Carlo ("mc") KL
+    threads: int | None = None  # torch.set_num_threads before each window (--thread-counts)
+    count = 0  # with threads == 0 (elbokit's own choice): the count that choice comes to
 
     def __init__(self, spec: Spec, x: torch.Tensor) -> None:
         self.spec, self.x = spec, x
@@ -239,6 +251,15 @@ class Contestant:
         raise NotImplementedError
 
     def window(self, epochs: int) -> None:
+        if self.threads == 0:  # elbokit's own choice: torch's default count, nothing set
+            for variable in THREAD_VARIABLES:
+                os.environ.pop(variable, None)
+            torch.set_num_threads(DEFAULT_THREADS)
+        elif self.threads is not None:
+            # A count the user chose (elbokit.training.training_threads keeps it).
+            for variable in THREAD_VARIABLES:
+                os.environ[variable] = str(self.threads)
+            torch.set_num_threads(self.threads)
         began = time.perf_counter()
         elbo = self.train(epochs)
         self.seconds.append(time.perf_counter() - began)
@@ -511,20 +532,51 @@ def run_check(contestants: list[Contestant], elbokit: Elbokit | None, x: torch.T
     return rows
 
 
+def thread_count(c: Contestant, args: argparse.Namespace) -> int:
+    """The threads ``c`` trains with: its own count, elbokit's choice, or ``--threads``."""
+    if c.threads is None:
+        return args.threads
+    return c.threads or c.count
+
+
 def run_model(spec: Spec, x: torch.Tensor, data_note: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(SEED)
     module = VAEModule(spec.vae_config())
     initial = {k: v.clone() for k, v in module.state_dict().items()}
     contestants: list[Contestant] = []
     elbokit: Elbokit | None = None
-    for key in args.contestants:
-        if key in ("hand", "hand-fused"):
-            contestants.append(Hand(spec, x, module, fused=key == "hand-fused"))
-        elif key == "elbokit":
-            elbokit = Elbokit(spec, x, module)
-            contestants.append(elbokit)
-        elif key in PYRO_LOSSES and pyro is not None:
-            contestants.append(Pyro(spec, x, module, key))
+    counts = args.thread_counts or [None]
+    for count in counts:
+        # Every thread count's contestants train their own copies from the same weights; the
+        # first count's rows keep the plain names (and the same-loss check's references).
+        twin = module
+        if count != counts[0]:
+            twin = VAEModule(spec.vae_config())
+            twin.load_state_dict(initial)
+        added = []
+        for key in args.contestants:
+            if key in ("hand", "hand-fused"):
+                added.append(Hand(spec, x, twin, fused=key == "hand-fused"))
+            elif key == "elbokit":
+                added.append(Elbokit(spec, x, twin))
+                if count == counts[0]:
+                    elbokit = added[-1]
+            elif key in PYRO_LOSSES and pyro is not None:
+                added.append(Pyro(spec, x, twin, key))
+        for c in added:
+            c.threads = count
+            if count != counts[0]:
+                c.name += f" x{count} threads"
+        contestants += added
+    if args.auto_threads:
+        twin = VAEModule(spec.vae_config())
+        twin.load_state_dict(initial)
+        auto = Elbokit(spec, x, twin, name="elbokit, default threads")
+        auto.threads = 0
+        # The count it trains with: one thread for a small step (see training_threads).
+        small = step_work(auto.trainer.params, auto.trainer.config) < SMALL_STEP_WORK
+        auto.count = 1 if small else DEFAULT_THREADS
+        contestants.append(auto)
     for key in args.experiments:
         twin = VAEModule(spec.vae_config())
         twin.load_state_dict(initial)
@@ -547,10 +599,25 @@ def run_model(spec: Spec, x: torch.Tensor, data_note: str, args: argparse.Namesp
         for c in contestants:
             if isinstance(c, Elbokit):
                 c.fit_seconds.clear()
+        largest = max(spec.layers(), key=lambda ab: ab[0] * ab[1])
+        # The matmul rate in every round, at every thread count in use: the machine's speed
+        # drifts (2-3x from hour to hour on a shared VM), so a percentage of a rate measured
+        # once would drift too. A contestant is compared with the rate at its own count
+        # (elbokit's default-threads row with the count it chooses).
+        counts = sorted({thread_count(c, args) for c in contestants})
+        round_peaks: dict[tuple[str, int], list[float]] = {
+            (shape, count): [] for shape in ("layer", "1024^3") for count in counts}
         for i in range(args.windows):
             shift = i % len(contestants)
             for c in contestants[shift:] + contestants[:shift]:
                 c.window(window_epochs)
+            for count in counts:
+                torch.set_num_threads(count)
+                round_peaks["layer", count].append(matmul_gflops(spec.batch, *largest,
+                                                                 min_seconds=args.peak_seconds))
+                round_peaks["1024^3", count].append(matmul_gflops(1024, 1024, 1024,
+                                                                  min_seconds=args.peak_seconds))
+        torch.set_num_threads(args.threads)
     assert len({c.epoch for c in contestants}) == 1, [(c.name, c.epoch) for c in contestants]
 
     n, steps = len(x), len(x) // spec.batch
@@ -559,19 +626,23 @@ def run_model(spec: Spec, x: torch.Tensor, data_note: str, args: argparse.Namesp
     medians = {name: statistics.median(r) for name, r in rates.items()}
     hand = "hand" if "hand" in rates else contestants[0].name
     ours = elbokit.name if elbokit is not None else None
-    largest = max(spec.layers(), key=lambda ab: ab[0] * ab[1])
-    peaks = {"layer": matmul_gflops(spec.batch, *largest, min_seconds=args.peak_seconds),
-             "1024^3": matmul_gflops(1024, 1024, 1024, min_seconds=args.peak_seconds)}
+    peaks = {name: statistics.median(values) for name, values in round_peaks.items()}
+    flops = spec.step_flops() / spec.batch  # per example
     out: dict = {
         "model": spec.key, "title": spec.title, "data": data_note, "n_train": n,
         "batch_size": spec.batch, "steps_per_epoch": steps, "window_epochs": window_epochs,
         "windows": args.windows, "warmup_epochs": args.warmup_epochs,
         "flops_per_step": spec.step_flops(),
-        "matmul_gflops": {f"{spec.batch}x{largest[0]}@{largest[0]}x{largest[1]}": peaks["layer"],
-                          "1024^3": peaks["1024^3"]},
+        "matmul_gflops": {
+            f"{spec.batch}x{largest[0]}@{largest[0]}x{largest[1]} x{count} threads"
+            if shape == "layer" else f"1024^3 x{count} threads": rate
+            for (shape, count), rate in peaks.items()},
+        "matmul_gflops_per_round": {f"{shape} x{count} threads": values
+                                    for (shape, count), values in round_peaks.items()},
         "check": check, "contestants": {},
     }
     for c in contestants:
+        count = thread_count(c, args)
         gflops = medians[c.name] / spec.batch * spec.step_flops() / 1e9
         row = {
             "median_examples_per_s": medians[c.name],
@@ -580,8 +651,15 @@ def run_model(spec: Spec, x: torch.Tensor, data_note: str, args: argparse.Namesp
             "median_step_ms": 1e3 * spec.batch / medians[c.name],
             "ratio_to_hand": medians[c.name] / medians[hand],
             "gflops": gflops,
-            "percent_of_peak": 100 * gflops / peaks["1024^3"],
-            "percent_of_layer_matmul": 100 * gflops / peaks["layer"],
+            # Medians over rounds of the round's rate over the round's matmul rate.
+            "percent_of_peak": 100 * statistics.median(
+                r * flops / 1e9 / peak for r, peak in zip(rates[c.name],
+                                                          round_peaks["1024^3", count],
+                                                          strict=True)),
+            "percent_of_layer_matmul": 100 * statistics.median(
+                r * flops / 1e9 / peak for r, peak in zip(rates[c.name],
+                                                          round_peaks["layer", count],
+                                                          strict=True)),
             "last_window_train_elbo": c.elbos[-1],
             "window_seconds": c.seconds,
         }
@@ -592,6 +670,9 @@ def run_model(spec: Spec, x: torch.Tensor, data_note: str, args: argparse.Namesp
         if isinstance(c, Elbokit):
             row["fit_seconds_sum"] = sum(c.fit_seconds)
         out["contestants"][c.name] = row
+    if args.thread_counts:
+        out["thread_counts"] = args.thread_counts
+        torch.set_num_threads(args.thread_counts[0])
     return out
 
 
@@ -647,6 +728,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "--window-seconds)")
     parser.add_argument("--warmup-epochs", type=int, default=1, help="untimed epochs each first (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--auto-threads", action="store_true",
+                        help="add a row 'elbokit, default threads': torch's default thread count "
+                             "and no OMP_NUM_THREADS, so elbokit chooses (one thread for a small "
+                             "step, see elbokit.training.training_threads)")
+    parser.add_argument("--thread-counts", type=int, nargs="+", default=None,
+                        help="run every contestant at each of these thread counts, as separate "
+                             "contestants in the same interleaved rounds (rows of the counts "
+                             "after the first are named '... xN threads'); overrides --threads")
     parser.add_argument("--quick", action="store_true", help="a smoke run (< 1 minute): 3 short windows, "
                         "2560 MNIST images")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here as JSON")
@@ -658,6 +747,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("n_train", "windows", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.thread_counts is not None and min(args.thread_counts) < 1:
+        parser.error("--thread-counts must be >= 1")
+    if args.thread_counts:
+        args.threads = args.thread_counts[0]
     if args.window_epochs is not None and args.window_epochs < 1:
         parser.error("--window-epochs must be >= 1")
     if args.warmup_epochs < 1:
@@ -722,6 +815,18 @@ def print_aims(result: dict) -> None:
             ratio = pyros[fastest]["elbokit_over_this_median_round_ratio"]
             parts.append(f"elbokit / fastest Pyro ({fastest}) {ratio:.2f}")
         print(f"aims {key}: " + "; ".join(parts))
+        for count in r.get("thread_counts", [])[1:]:
+            line = []
+            for base in ("elbokit", "hand", "hand fused"):
+                other = f"{base} x{count} threads"
+                if base in rows and other in rows:
+                    gain = rows[other]["median_examples_per_s"] / rows[base]["median_examples_per_s"]
+                    line.append(f"{base} {gain:.2f}x")
+            if "hand" in rows and f"hand x{count} threads" in rows and f"elbokit x{count} threads" in rows:
+                ratio = (rows[f"elbokit x{count} threads"]["median_examples_per_s"]
+                         / rows[f"hand x{count} threads"]["median_examples_per_s"])
+                line.append(f"elbokit / hand at {count} threads {ratio:.3f}")
+            print(f"  {count} threads over {r['thread_counts'][0]}: " + ", ".join(line))
 
 
 if __name__ == "__main__":

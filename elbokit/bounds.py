@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import distributions as D
 
+from . import numerics
+
 if TYPE_CHECKING:  # the protocol only: bounds import nothing of elbokit.models at run time
     from .models.base import LatentVariableModel
 
@@ -268,8 +270,9 @@ def elbo(model: LatentVariableModel, x: torch.Tensor, n_samples: int = 1, kl: KL
 
 def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """log (1/k) sum_i exp(values_i) over ``dim`` (of size k), stably: the one place every
-    bound, estimator and diagnostic averages weights given as logarithms."""
-    return torch.logsumexp(values, dim) - math.log(values.shape[dim])
+    bound, estimator and diagnostic averages weights given as logarithms (without torch's
+    slow path for the weights that underflow, see :mod:`elbokit.numerics`)."""
+    return numerics.logsumexp(values, dim) - math.log(values.shape[dim])
 
 
 def iwae_bound(model: LatentVariableModel, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -335,7 +338,7 @@ def importance_scores(model: LatentVariableModel, x: torch.Tensor, k: int = 1000
         n = min(chunk, remaining)
         weights = sample_log_weights(model, x, n)
         log_w = weights.log_w  # [n, batch]
-        part1, part2 = torch.logsumexp(log_w, 0), torch.logsumexp(2 * log_w, 0)
+        part1, part2 = numerics.logsumexp(log_w, 0), numerics.logsumexp(2 * log_w, 0)
         lse1 = part1 if lse1 is None else torch.logaddexp(lse1, part1)
         lse2 = part2 if lse2 is None else torch.logaddexp(lse2, part2)
         if group is not None and n >= group:
@@ -428,23 +431,28 @@ class Enumeration:
     table: torch.Tensor  # log p(x | z_s): [B, S]
     log_prior: torch.Tensor  # log p(z_s): [S]
     log_posterior: torch.Tensor  # log q(z_s | x): [B, S]
-    posterior: D.Distribution
+    posterior: D.Distribution | None  # None when q is the exact posterior, built from the tables
     prior: D.Distribution
 
 
 def enumerate_latents(model: LatentVariableModel, x: torch.Tensor,
                       limit: int = SCORING_LIMIT) -> Enumeration:
-    """Evaluate every term of the bound at every value of z (no Python loop over values)."""
+    """Evaluate every term of the bound at every value of z (no Python loop over values).
+    A model whose ``posterior(x)`` is the exact p(z | x) (``exact_posterior``, a mixture)
+    gets log q from the two tables by Bayes' rule, log_softmax_s(log p(z_s) + log p(x | z_s)),
+    instead of a second pass through the likelihood inside ``posterior(x)``: at K = 50 on
+    MNIST that pass was half of a training step's arithmetic."""
     z = support(model, limit)  # [S, *event]
-    prior, q = model.prior(), model.posterior(x)
+    prior = model.prior()
+    table, log_prior = likelihood_table(model, z, x), prior.log_prob(z)
+    if getattr(model, "exact_posterior", False):
+        return Enumeration(table=table, log_prior=log_prior,
+                           log_posterior=(log_prior + table).log_softmax(-1), posterior=None,
+                           prior=prior)
+    q = model.posterior(x)
     z_batched = z.reshape(z.shape[:1] + (1,) * len(q.batch_shape) + z.shape[1:])  # [S, 1, *event]
-    return Enumeration(
-        table=likelihood_table(model, z, x),
-        log_prior=prior.log_prob(z),
-        log_posterior=q.log_prob(z_batched).transpose(0, 1),
-        posterior=q,
-        prior=prior,
-    )
+    return Enumeration(table=table, log_prior=log_prior,
+                       log_posterior=q.log_prob(z_batched).transpose(0, 1), posterior=q, prior=prior)
 
 
 def enumerated_elbo(model: LatentVariableModel, x: torch.Tensor, beta: float = 1.0,
@@ -454,9 +462,9 @@ def enumerated_elbo(model: LatentVariableModel, x: torch.Tensor, beta: float = 1
     reconstruction = sum_s q(z_s|x) log p(x|z_s);  kl = sum_s q(z_s|x) log q(z_s|x)/p(z_s)
     (the closed form when torch registers one)."""
     e = enumerate_latents(model, x, limit)
-    q_probs = e.log_posterior.exp()  # [B, S]
+    q_probs = numerics.exp(e.log_posterior)  # [B, S]
     reconstruction = (q_probs * e.table).sum(-1)
-    divergence = closed_form_kl(e.posterior, e.prior)
+    divergence = None if e.posterior is None else closed_form_kl(e.posterior, e.prior)
     if divergence is None:
         divergence = (q_probs * (e.log_posterior - e.log_prior)).sum(-1)
     return Terms(elbo=reconstruction - divergence, reconstruction=reconstruction, kl=divergence,
@@ -467,4 +475,4 @@ def exact_log_likelihood(model: LatentVariableModel, x: torch.Tensor,
                          limit: int = SCORING_LIMIT) -> torch.Tensor:
     """log p(x) = log sum_s p(z_s) p(x | z_s), exactly: ``x: [batch, dim]`` -> ``[batch]``."""
     z = support(model, limit)
-    return torch.logsumexp(model.prior().log_prob(z) + likelihood_table(model, z, x), dim=-1)
+    return numerics.logsumexp(model.prior().log_prob(z) + likelihood_table(model, z, x), dim=-1)

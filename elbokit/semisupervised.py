@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
-from . import bounds
+from . import bounds, numerics
 from .bounds import Terms
 from .classifiers import (
     COUNT_TRANSFORMS,
@@ -155,7 +155,7 @@ class M2Module(nn.Module):
         y = torch.arange(c, device=x.device).repeat_interleave(batch)  # [C * B], class-major
         per_class = self.labelled_terms(x.repeat(c, 1), y, n_samples)
         log_q = self.log_proba(x)  # [B, C]
-        q = log_q.exp()
+        q = numerics.exp(log_q)
         reconstruction = (q * per_class.reconstruction.view(c, batch).T).sum(-1)
         # KL(q(y,z|x) || p(y)p(z)) = sum_y q(y) [KL_z(y) - log p(y) + log q(y)]
         kl = (q * (per_class.kl.view(c, batch).T + log_q)).sum(-1)

@@ -24,7 +24,7 @@ DESIGN = PACKAGE.parent / "docs" / "design.md"
 LAYERS: dict[str, tuple[str, ...]] = {
     "io": ("errors", "registry", "checkpoint", "plugins", "progress", "distributed", "rng",
            "allocator"),
-    "maths": ("bounds", "models.base"),
+    "maths": ("numerics", "bounds", "models.base"),
     "components": ("likelihoods", "models.latents", "models.priors", "models.flows",
                    "models.hierarchy", "nets", "estimators", "data", "data.*",
                    "metrics", "diagnostics"),

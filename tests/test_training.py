@@ -165,6 +165,53 @@ def test_adam_is_fused_and_a_checkpoint_keeps_its_own_implementation():
     assert not resumed.param_groups[0]["fused"]
 
 
+def test_a_small_step_trains_on_one_thread_unless_the_count_was_chosen(monkeypatch):
+    """Below SMALL_STEP_WORK (batch x samples x parameters) the Trainer fits on one CPU
+    thread and puts torch's count back after; a large step, a count set by
+    torch.set_num_threads since import, or one in OMP_NUM_THREADS / MKL_NUM_THREADS is kept."""
+    previous = torch.get_num_threads()
+    monkeypatch.setattr(training, "DEFAULT_THREADS", 2)  # as if torch's default were 2
+    for variable in training.THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    seen: list[int] = []
+    original = training.Trainer._fit
+
+    def spy(self, *args):
+        seen.append(torch.get_num_threads())
+        return original(self, *args)
+
+    monkeypatch.setattr(training.Trainer, "_fit", spy)
+    x = torch.bernoulli(torch.full((64, 6), 0.5))
+
+    def fit(batch_size: int = 32) -> None:
+        torch.manual_seed(0)
+        module = VAEModule(VAEConfig(dim=6, latent_dim=2, hidden=(8,), likelihood={"name": "bernoulli"}))
+        trainer = Trainer(module, TrainConfig(epochs=1, batch_size=batch_size, patience=None))
+        work = training.step_work(trainer.params, trainer.config)
+        assert work == batch_size * sum(p.numel() for p in trainer.params)
+        trainer.fit(x)
+
+    try:
+        torch.set_num_threads(2)
+        fit()
+        assert seen[-1] == 1 and torch.get_num_threads() == 2  # one thread, then put back
+        monkeypatch.setattr(training, "SMALL_STEP_WORK", 100)  # the same step, now "large"
+        fit()
+        assert seen[-1] == 2
+        monkeypatch.undo()  # SMALL_STEP_WORK and DEFAULT_THREADS as they were
+        monkeypatch.setattr(training, "DEFAULT_THREADS", 2)
+        monkeypatch.setattr(training.Trainer, "_fit", spy)
+        torch.set_num_threads(3)  # the caller's own count
+        fit()
+        assert seen[-1] == 3 and torch.get_num_threads() == 3
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # chosen in the environment
+        fit()
+        assert seen[-1] == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_training_flushes_subnormals_and_puts_the_mode_back(monkeypatch):
     """Subnormal floats are flushed to zero while a Trainer fits (the IWAE weights' slow
     path), and the mode is as before afterwards; a caller's own flushing is left on."""

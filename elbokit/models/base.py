@@ -13,6 +13,9 @@ Optional capabilities that bounds and estimators use when present (never a model
     support_size                  how many values z takes (inf when continuous)
     support(limit)  -> [S, *event] every value of z (discrete z)
     likelihood_table(z, x) -> [B, S]  log p(x_b | z_s) for all pairs, faster than broadcasting
+    exact_posterior  -> bool       True when posterior(x) is the exact p(z | x) (a mixture):
+                                   enumeration then derives log q from the prior and likelihood
+                                   tables (Bayes' rule) instead of calling posterior(x)
     describe()      -> str         one line naming the model and its components (the report's
                                    header); :func:`describe` falls back to the distributions' types
     posterior(x).rsample_and_log_prob(shape) -> (z, log q(z|x))

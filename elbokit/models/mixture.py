@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
+from .. import numerics
 from ..errors import ConfigError, DataError
 from ..likelihoods import Categorical, Gaussian, ObservationModel, build_likelihood
 from ..progress import progress_bar
@@ -89,6 +90,9 @@ class MixtureModule(nn.Module):
     Parameters: ``mixing_logits`` [K] (pi = softmax) and ``component_params``
     [K, observation.n_params] (raw observation-model parameters, one row per component).
     """
+
+    # posterior(x) is p(z | x) itself: the enumerated ELBO takes it from its own tables.
+    exact_posterior = True
 
     def __init__(self, config: MixtureConfig, observation: ObservationModel | None = None) -> None:
         super().__init__()
@@ -155,7 +159,7 @@ class MixtureModule(nn.Module):
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) = logsumexp_k (log pi_k + log p(x | k)), exact: ``[B, dim] -> [B]`` nats."""
-        return torch.logsumexp(self.log_joint(x), dim=-1)
+        return numerics.logsumexp(self.log_joint(x), dim=-1)
 
     def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
         """r_bk = p(z = k | x_b): ``[B, dim] -> [B, K]``, rows summing to 1."""
@@ -313,7 +317,7 @@ def _m_step(module: MixtureModule, x: torch.Tensor, resp: torch.Tensor, m_step: 
 def _e_step(module: MixtureModule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(x_b) [B], log p(z = k | x_b) [B, K]) under the current parameters."""
     log_joint = module.log_joint(x)
-    log_px = torch.logsumexp(log_joint, dim=-1)
+    log_px = numerics.logsumexp(log_joint, dim=-1)
     return log_px, log_joint - log_px[:, None]
 
 
@@ -360,7 +364,7 @@ def fit_em(module: MixtureModule, x: torch.Tensor | np.ndarray, max_iter: int = 
     history = [log_px.mean().item()]
     with progress_bar(total=max_iter, desc=desc, unit="iteration", show=show) as bar:
         for _ in range(max_iter):
-            _m_step(module, x, log_resp.exp(), m_step, options)
+            _m_step(module, x, numerics.exp(log_resp), m_step, options)
             log_px, log_resp = _e_step(module, x)
             history.append(log_px.mean().item())
             bar.update()

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
+from .. import numerics
 from ..errors import ConfigError
 from ..registry import Registry, SizedSpec
 
@@ -99,7 +100,7 @@ class GaussianMixture(D.Distribution):
         log_norm = -self.scale.log().sum(-1) - 0.5 * value.shape[-1] * math.log(2 * math.pi)
         log_weights = torch.log_softmax(self.logits, -1)
         per_component = log_weights + log_norm - 0.5 * quadratic.clamp_min(0)
-        return torch.logsumexp(per_component, -1).reshape(value.shape[:-1])
+        return numerics.logsumexp(per_component, -1).reshape(value.shape[:-1])
 
     def sample(self, sample_shape: tuple[int, ...] | torch.Size = ()) -> torch.Tensor:
         with torch.no_grad():
