@@ -58,4 +58,3 @@ def logsumexp(values: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Te
     peak = values.detach().amax(dim, keepdim=True).clamp(info.min, info.max)
     total = exp(values - peak).sum(dim, keepdim=True).log() + peak
     return total if keepdim else total.squeeze(dim)
-
