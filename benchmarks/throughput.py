@@ -30,8 +30,12 @@ seed, e)`` in order, for all of them: the same batch sequence.
   Trainer's inner loop: the estimator's ``objective(model, batch)`` (q(z|x) a
   torch.distributions Normal, the Bernoulli log-likelihood and the KL by their direct
   formulas), ``loss = -surrogate.mean()``, ``zero_grad``, ``backward``, fused ``Adam.step``,
-  and its metric sums on the device; plus, per epoch,
-  its bookkeeping (record, early-stopping state; no files, no progress bar).
+  and its metric sums on the device, and the update of the weights' running average
+  (``--ema``, on by default); plus, per epoch, its bookkeeping (record, early-stopping state;
+  no files, no progress bar). A fit without validation data ends on that average, which is
+  what it returns, so each window starts from the last one's average: elbokit's training
+  ELBO lags the others' (the experiment ``no-average`` trains as the hand loop does, to the
+  same ELBO, and shows the average's cost).
 - ``hand``: the minimal PyTorch loop: ``nn.Sequential`` encoder dim -> h -> 2L (loc, raw
   scale) and decoder L -> h -> dim (logits), ReLU, ``z = loc + (softplus(raw) + 1e-5) * eps``
   by hand, ``-binary_cross_entropy_with_logits(..., reduction="none").sum(-1)``, the analytic
@@ -77,7 +81,8 @@ examples/s over the windows, min..max, the median step time, the ratio of median
 plain ``hand`` loop, the median of the per-round ratios elbokit / contestant (windows of a
 round ran next to each other, so slow drifts cancel), GFLOP/s and its share of the measured
 matmul rate, and the mean training ELBO of the last window (nats per example; all
-contestants trained on the same batches, so these agree to the noise of the samples).
+contestants trained on the same batches, so these agree to the noise of the samples, except
+elbokit's with its weight average: see above).
 
 FLOPs per step are counted from the matmuls only: a Linear layer ``in -> out`` on a batch of
 B costs 2*B*in*out forward and twice that backward (input and weight gradients), except the
@@ -110,6 +115,7 @@ built without any torch.distributions object: what the distribution objects stil
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -475,12 +481,20 @@ def _objective(**options: bool) -> dict:
     return {"objective": DirectElbo(**options)}
 
 
+def _no_average(c: Elbokit) -> None:
+    """No Polyak average of the weights (``ema=0``): no per-step ``lerp_``, and a window's
+    fit ends on the trained weights, as the other contestants' windows do."""
+    c.trainer.config = dataclasses.replace(c.trainer.config, ema=0.0)
+    c.trainer.average = None
+
+
 EXPERIMENTS: dict[str, tuple[str, Callable[[Elbokit], None] | None, dict]] = {
     # key: (row name, change applied to the constructed Trainer, Trainer keyword arguments)
     "adam-plain": ("elbokit, torch's default Adam", _adam(), {}),
     "adam-torch": ("elbokit, torch's fused Adam", _adam(fused=True), {}),
     "direct": ("elbokit, no distributions", None, _objective(flat=True)),
     "compile": ("elbokit compile=True", None, {"compile": True}),
+    "no-average": ("elbokit, no weight average", _no_average, {}),
 }
 
 
