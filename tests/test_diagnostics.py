@@ -143,6 +143,21 @@ def test_the_mutual_information_is_never_negative_nor_printed_as_minus_zero():
     assert diagnostics.mutual_information(_WeakEncoder(1.0), x) > 0.1  # not always 0
 
 
+def test_a_gap_of_rounding_noise_is_printed_as_zero_and_a_real_one_as_it_is():
+    """An exact posterior's gap log p(x) - ELBO is 0 up to float32 rounding (a mixture's
+    came out as -1e-6): printed 0.00, not -0.00; a gap that rounds to a nonzero value is
+    printed as it is, sign included (a negative one would be worth seeing)."""
+    from elbokit.cli.common import diagnostics_lines
+
+    found = {"active_units": 1, "latent_dim": 1, "active_threshold": 0.01,
+             "mutual_information": 1.0, "mutual_information_limit": 2.0, "warnings": []}
+    for gap, shown in ((-1e-6, "0.00"), (-0.004, "0.00"), (0.0, "0.00"), (-0.02, "-0.02"),
+                       (3.456, "3.46")):
+        line = diagnostics_lines({**found, "gap": gap}, "test")[0]
+        assert line.endswith(f"gap log p(x) - ELBO {shown} nats"), (gap, line)
+    assert "gap" not in diagnostics_lines(found, "test")[0]
+
+
 def test_a_near_deterministic_encoder_has_log_n_nats():
     """Well-separated, tiny posteriors: z identifies x, so I(x; z) = log N."""
     model = linear_vae(dim=4, latent=4)

@@ -174,11 +174,13 @@ def diagnostics_lines(found: dict, split: str) -> list[str]:
     per_layer = found.get("active_units_per_layer")
     layers = (f" (by stochastic layer, bottom first: {', '.join(map(str, per_layer))})"
               if per_layer else "")
+    # An exact posterior's gap is 0 up to float rounding: shown as 0.00, not -0.00.
+    gap = (round(found["gap"], 2) or 0.0) if "gap" in found else None
     lines = [f"diagnostics ({split}): {found['active_units']} of {found['latent_dim']} latent "
              f"variables active{layers} (Cov_x E[z_i|x] > {found['active_threshold']:g}); mutual "
              f"information I(x; z) ~ {found['mutual_information']:.2f} nats (at most "
              f"{found['mutual_information_limit']:.2f})"
-             + (f"; gap log p(x) - ELBO {found['gap']:.2f} nats" if "gap" in found else "")]
+             + (f"; gap log p(x) - ELBO {gap:.2f} nats" if gap is not None else "")]
     return lines + [f"warning: {w}" for w in found["warnings"]]
 
 
