@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/spam.py
 	$(BIN)/python benchmarks/mnist_quality.py
 	$(BIN)/python benchmarks/ddp_scaling.py
+	$(BIN)/python benchmarks/tables.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,9 +27,10 @@ import scipy.sparse
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from . import bounds, distributed, plugins
+from . import bounds, distributed, imputation, plugins
 from .checkpoint import atomic_write, load_model, save_model
 from .data import NpyStream, check_matrix, check_probabilities, split_indices
+from .data.columns import Schema, frame_from_rows, frame_with_schema, is_frame, read_frame, schema_for_numbers
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -39,7 +40,7 @@ from .errors import (
     NotFittedError,
     describe_rows,
 )
-from .likelihoods import LIKELIHOODS, Categorical, Gaussian, likelihood_for_data
+from .likelihoods import LIKELIHOODS, Categorical, Gaussian, Table, likelihood_for_data
 from .models.flows import PosteriorSpec
 from .models.latents import LatentSpec, latent_help
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
@@ -257,11 +258,12 @@ class LatentModel(TransformerMixin, BaseEstimator):
         """``X: [n, dim]`` as a tensor for the model (its dtype, on its device), after checking
         that it fits (width, finite values, the likelihood's support); errors name ``where``."""
         module = module or self._fitted()
-        X = dense_matrix(X, where)
+        X = dense_matrix(self._table_input(X, where), where)
         if X.ndim == 1:
             X = X[None, :]
-        check_matrix(X, where, self._width(module))
         observation = getattr(module, "observation", None)
+        check_matrix(X, where, self._width(module),
+                     missing=bool(getattr(observation, "handles_missing", False)))
         if observation is not None:
             observation.check_data(X, where)
         elif hasattr(module, "check_data"):  # a user module's own check (optional)
@@ -271,6 +273,11 @@ class LatentModel(TransformerMixin, BaseEstimator):
                 raise DataError(str(e)) from None
         parameter = next(module.parameters())
         return torch.as_tensor(X, dtype=parameter.dtype, device=parameter.device)
+
+    def _table_input(self, X: object, where: str) -> object:
+        """``X`` as numbers: a model fitted on a table reads a DataFrame by its columns
+        (:meth:`VAE._table_input`); here, ``X`` unchanged."""
+        return X
 
     # -- scores --------------------------------------------------------------------------
     @torch.no_grad()
@@ -541,6 +548,8 @@ class LatentModel(TransformerMixin, BaseEstimator):
             raise CheckpointError(f"{path}: weights do not match the configuration ({e})") from None
         estimator.module_ = module.to(estimator.torch_dtype()).eval()
         estimator._fitted_width()
+        if params.get("table_schema") is not None:  # a VAE fitted on a table
+            estimator.schema_ = Schema.from_dict(params["table_schema"])
         return estimator
 
 
@@ -558,8 +567,9 @@ class VAEOptions:
     latent: str | None = option(None, metavar="SPEC", help=lambda: f"latent space: {latent_help()}")
     likelihood: str = option(
         "auto", choices=lambda: ("auto", *LIKELIHOODS.names()),
-        help=lambda: f"observation model p(x|z): {LIKELIHOODS.describe()}; auto: bernoulli "
-        "for 0/1 data, else gaussian (default auto)")
+        help=lambda: f"observation model p(x|z): {LIKELIHOODS.describe()}; auto: table for a "
+        "table with text or missing cells (or --column-types, --missing), bernoulli for 0/1 data, "
+        "else gaussian (default auto)")
     gaussian_scale: str = option("dim", choices=Gaussian.scales,
                                  help="gaussian variance: one per dimension, one shared, or from "
                                  "the decoder (default dim)")
@@ -592,6 +602,14 @@ class VAEOptions:
         help="1, or 2: z2 -> z1 -> x, each of --latent-dim Gaussian variables, inferred "
         "top-down as q(z2|x) q(z1|x,z2) (Tomczak & Welling 2018); --prior applies to z2 "
         "(default 1)")
+    # A table's columns (no flags of their own: elbokit fit's --column-types and --missing
+    # are data options, read with the file). column_types: {"name": "real", ...} overriding
+    # the inferred types of a DataFrame's columns; missing: NaN in an array marks a missing
+    # cell (left out of p(x|z)) instead of being refused; table_schema: the typed columns
+    # (elbokit.data.columns.Schema.to_dict()), as a run reads them from its file.
+    column_types: dict | None = None
+    missing: bool = False
+    table_schema: dict | None = None
 
 
 class VAE(LatentModel):
@@ -601,7 +619,7 @@ class VAE(LatentModel):
     ``latent`` ("gaussian:16", "categorical:10", "categorical:20x10", "bernoulli:32"; see
     :mod:`elbokit.models.latents`), ``estimator`` (see :mod:`elbokit.estimators`), ``hidden`` (widths of
     the encoder's hidden layers; the decoder mirrors them), ``likelihood`` ("auto",
-    "bernoulli", "gaussian", "categorical", "multinomial"), ``gaussian_scale`` ("dim",
+    "bernoulli", "gaussian", "categorical", "multinomial", "table"), ``gaussian_scale`` ("dim",
     "shared", "decoder"), ``n_categories`` (categorical likelihood; default: the largest code in
     the training data + 1), ``encoder``/``decoder`` ("mlp", "linear" or "conv", and for
     the encoder "auto", the default: the decoder's architecture; a linear
@@ -611,7 +629,12 @@ class VAE(LatentModel):
     the images flattened into X's rows, for "conv"; default: ``(1, s, s)`` when the width is
     ``s * s``), ``prior`` ("standard", "mog:K", "vamp:K": see :mod:`elbokit.models.priors`),
     ``posterior`` ("diagonal", "iaf:S": :mod:`elbokit.models.flows`), ``stochastic_layers``
-    (1 or 2: :mod:`elbokit.models.hierarchy`), and the training options of
+    (1 or 2: :mod:`elbokit.models.hierarchy`); tables (:class:`~elbokit.likelihoods.Table`):
+    :meth:`fit` takes a pandas DataFrame (its columns typed, ``column_types`` overriding
+    them: ``{"age": "real", "plan": "categorical", "id": "skip"}``; missing cells left out of
+    p(x|z)), or an array with NaN for missing cells when ``missing=True``; ``table_schema``
+    gives the types instead (what ``elbokit fit`` read from a file); the fitted types are
+    ``schema_``, and :meth:`impute` and :meth:`score_rows` fill and score cells; and the training options of
     :class:`~elbokit.training.TrainConfig` (``beta``: weight of the KL term; ``kl_warmup``:
     epochs over which that weight rises linearly from 0; ``free_bits``: nats per latent
     variable that cost no KL gradient; the reported ELBO is always the true one, beta = 1).
@@ -656,7 +679,10 @@ class VAE(LatentModel):
                  on_nan: str = TrainConfig.on_nan,
                  max_retries: int = TrainConfig.max_retries,
                  prior: str = VAEOptions.prior, posterior: str = VAEOptions.posterior,
-                 stochastic_layers: int = VAEOptions.stochastic_layers) -> None:
+                 stochastic_layers: int = VAEOptions.stochastic_layers,
+                 column_types: dict | None = VAEOptions.column_types,
+                 missing: bool = VAEOptions.missing,
+                 table_schema: dict | None = VAEOptions.table_schema) -> None:
         self._store(locals())
         # Checked in build(); kept as given otherwise (scikit-learn: __init__ only stores).
         self.image_shape = tuple(image_shape) if isinstance(image_shape, list) else image_shape
@@ -700,9 +726,13 @@ class VAE(LatentModel):
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
         X = dense_matrix(X, where)
-        check_matrix(X, where)
-        observation = likelihood_for_data(likelihood or self.likelihood, X, where,
-                                          self.gaussian_scale, n_categories or self.n_categories)
+        schema = self._schema_for(X)
+        check_matrix(X, where, missing=schema is not None)
+        if schema is not None:
+            observation = self._table_likelihood(X, where, schema, likelihood or self.likelihood)
+        else:
+            observation = likelihood_for_data(likelihood or self.likelihood, X, where,
+                                              self.gaussian_scale, n_categories or self.n_categories)
         spec = self.latent_spec()
         config = VAEConfig(dim=X.shape[1], latent_dim=spec.n, latent=spec.kind,
                            categories=spec.categories, hidden=tuple(self.hidden),
@@ -720,6 +750,118 @@ class VAE(LatentModel):
                     observation.network_input(torch.as_tensor(X[rows], dtype=torch.float32)))
         return module.to(self.torch_dtype())
 
+    # -- tables --------------------------------------------------------------------------
+    def _schema_for(self, X: np.ndarray) -> Schema | None:
+        """The typed columns of ``X: [n, dim]`` when it is a table: the fitted ones
+        (``schema_``), ``table_schema``, or, with ``likelihood="table"`` or ``missing=True``
+        and a NaN in X, types inferred from X's values; None for plain data."""
+        found = getattr(self, "schema_", None) or self.table_schema
+        if found is not None:
+            return found if isinstance(found, Schema) else Schema.from_dict(found)
+        if self.likelihood == "table" or (self.missing and bool(np.isnan(X).any())):
+            return schema_for_numbers(X, column_types=self.column_types)
+        return None
+
+    def _table_likelihood(self, X: np.ndarray, where: str, schema: Schema, likelihood: str) -> Table:
+        if likelihood not in ("auto", "table"):
+            raise ConfigError(f"the {likelihood} likelihood takes one type for every column and no "
+                              "missing cells; a table of typed columns takes --likelihood table "
+                              "(or auto)")
+        if X.shape[1] != len(schema.columns):
+            raise DataError(f"{where}: {X.shape[1]} columns, but the table has "
+                            f"{len(schema.columns)} typed columns")
+        return Table.for_data(X, where, column_kinds=tuple(c.kind for c in schema.columns),
+                              column_levels=tuple(len(c.levels) for c in schema.columns))
+
+    def _read_table(self, X: object, where: str) -> object:
+        """Fitting: a pandas DataFrame is read as a table (its columns typed, overridden by
+        ``column_types``; empty cells missing) and its numbers returned; for any data the
+        typed columns (if a table) become ``schema_``."""
+        self.schema_ = None
+        if is_frame(X):
+            table = (frame_with_schema(X, Schema.from_dict(self.table_schema), where)
+                     if self.table_schema is not None
+                     else read_frame(X, column_types=self.column_types))
+            self.schema_ = table.schema
+            return table.x
+        if not isinstance(X, NpyStream):
+            self.schema_ = self._schema_for(dense_matrix(X, where))
+        return X
+
+    def _table_input(self, X: object, where: str) -> object:
+        """A DataFrame given to a model fitted on a table: its columns by name, coded as in
+        training."""
+        schema = getattr(self, "schema_", None)
+        if schema is not None and is_frame(X):
+            return frame_with_schema(X, schema, where).x
+        return X
+
+    def _as_rows(self, X: object, where: str) -> torch.Tensor:
+        if getattr(self, "schema_", None) is None:
+            raise ConfigError("this model was not fitted on a table (a DataFrame, a table file, "
+                              "or data with missing=True): it has no cells to fill or score")
+        return self.as_tensor(X, where=where)
+
+    def impute(self, X: object, k: int = 100, draws: int | None = None,
+               seed: int | None = 0) -> object:
+        """``X`` with its missing cells filled by the model (see :mod:`elbokit.imputation`):
+        each a conditional mean (a level or count: the most probable level, the rounded
+        mean) from ``k`` importance samples, or ``draws`` multiple imputations by importance
+        resampling (``[draws, n, dim]``; a DataFrame: the draws stacked, numbered in a first
+        column ``draw``). A DataFrame comes back as one, levels as their strings; an array as
+        an array of numbers and codes."""
+        x = self._as_rows(X, "impute")
+        with seeded(seed):
+            filled = torch.cat([imputation.impute(self.module_, x[s:s + 256], k, draws)
+                                for s in range(0, len(x), 256)], dim=-2).double().cpu().numpy()
+        # Observed cells exactly as given (the model computes in its own precision).
+        given = frame_with_schema(X, self.schema_).x if is_frame(X) else dense_matrix(X, "impute")
+        filled = np.where(np.isnan(given), filled, given.reshape(filled.shape[-2:]))
+        if is_frame(X):
+            return frame_from_rows(X, filled, self.schema_)
+        return filled
+
+    def score_rows(self, X: object, k: int = 1000, seed: int | None = 0,
+                   reference: object = None) -> dict[str, np.ndarray]:
+        """How likely each row is, for anomaly detection: ``{"log_likelihood": [n],
+        "stderr": [n], "surprise": [n, dim], "surprise_stderr": [n, dim], "anomaly": [n],
+        "reference_median": [dim], "reference_spread": [dim]}``:
+        log p(x_observed) with its standard error (``k`` importance samples); per cell
+        -log p(x_c | the row's other observed cells) in nats with its standard error (NaN
+        where missing; at most 200 samples per estimate; see :mod:`elbokit.imputation`); and
+        the row's anomaly score (:func:`elbokit.imputation.anomaly_scores`), each cell's
+        surprise against its column's in the ``reference`` rows (default: ``X`` itself),
+        whose medians and spreads come with it.
+
+        Rank rows by ``anomaly`` rather than by log p(x): a density's log is in the units of
+        its column and counts only the observed cells, so a row missing a wide column (a
+        salary in dollars) gains nats without being any more usual; the surprise of a cell
+        against its own column's is free of both."""
+        x = self._as_rows(X, "score")
+        estimate, stderr = self.log_likelihood(X, k=k, seed=seed)
+        surprise, surprise_se = self._surprise(x, k, seed)
+        base = surprise if reference is None else self._surprise(
+            self._as_rows(reference, "reference"), k, seed)[0]
+        anomaly, median, spread = imputation.anomaly_scores(surprise, base)
+        return {"log_likelihood": estimate, "stderr": stderr, "surprise": surprise,
+                "surprise_stderr": surprise_se, "anomaly": anomaly,
+                "reference_median": median, "reference_spread": spread}
+
+    def _surprise(self, x: torch.Tensor, k: int, seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+        with seeded(seed):
+            parts = [imputation.cell_surprise(self.module_, x[s:s + 256], min(k, 200))
+                     for s in range(0, len(x), 256)]
+        return tuple(torch.cat([p[i] for p in parts]).double().cpu().numpy() for i in (0, 1))
+
+    def saved_params(self) -> dict:
+        """As :meth:`LatentModel.saved_params`, with the typed columns of the table it was
+        fitted on (``table_schema``), so that a saved model reads tables as it did."""
+        params = super().saved_params()
+        schema = getattr(self, "schema_", None)
+        if schema is not None:
+            params["table_schema"] = schema.to_dict()
+        return params
+
     # -- fitting -------------------------------------------------------------------------
     def fit(self, X: np.ndarray | NpyStream, y: object = None, X_val: np.ndarray | None = None,
             run_dir: str | Path | None = None, resume: bool = False, where: str = "data") -> VAE:
@@ -732,6 +874,9 @@ class VAE(LatentModel):
         ``resume=True`` continues from its checkpoint. ``y``: ignored (scikit-learn).
         """
         self._check_unsupervised(y)
+        X = self._read_table(X, where)
+        if X_val is not None and self.schema_ is not None:
+            X_val = frame_with_schema(X_val, self.schema_, "X_val").x if is_frame(X_val) else X_val
         if isinstance(X, NpyStream):
             n_val = min(round(len(X) * self.val_fraction), X.holdout_rows)
             if X_val is None and n_val > 0:

@@ -320,6 +320,8 @@ class Reinforce(Estimator):
                      beta: float = 1.0, kl: str = "auto", iwae_k: int | None = None,
                      **options) -> Estimator:
         cls._elbo_only(options, iwae_k)
+        # The learned baseline reads what the encoder reads (network_input: input_dim wide).
+        dim = getattr(getattr(model, "observation", None), "input_dim", dim)
         return cls(dim, n_samples, beta, kl, **{k: options[k] for k in ("baseline",) if k in options})
 
     def _baseline(self, model: LatentVariableModel, x: torch.Tensor) -> torch.Tensor:

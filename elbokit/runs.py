@@ -73,13 +73,18 @@ class RunData:
         return self.dataset.meta["fixed"]
 
 
-def load_data(spec: str, binarize: float | str | None = None, header: str = "auto"
+def load_data(spec: str, binarize: float | str | None = None, header: str = "auto",
+              missing: Sequence[str] | None = None, column_types: dict[str, str] | None = None
               ) -> datasets.Dataset:
-    """Read a data set (``header``: whether a table's first row names its columns, see
-    :func:`elbokit.data.read_file`) and apply the run's preprocessing: binarization at a
-    threshold, or ``"dynamic"`` (values must be probabilities in [0, 1]; they are sampled in
-    training)."""
-    data = datasets.load(spec, header)
+    """Read a data set (``header``: whether a table's first row names its columns;
+    ``missing``: extra tokens of missing cells, None when not asked for; ``column_types``:
+    ``{"name": type}``; see :func:`elbokit.data.read_file`) and apply the run's
+    preprocessing: binarization at a threshold, or ``"dynamic"`` (values must be
+    probabilities in [0, 1]; they are sampled in training)."""
+    data = datasets.load(spec, header, missing, column_types)
+    if binarize is not None and "schema" in data.meta:
+        raise ConfigError("--binarize takes data of numbers alone, not a table of typed columns "
+                          "or missing cells")
     if binarize == "dynamic":
         outside = ((data.x < 0) | (data.x > 1)).any(axis=1)
         if outside.any():
@@ -98,7 +103,8 @@ def prepare_data(data_config: dict, data: datasets.Dataset | None = None) -> Run
         return prepare_stream(data_config)
     if data is None:
         data = load_data(data_config["source"], data_config.get("binarize"),
-                         data_config.get("header") or "auto")
+                         data_config.get("header") or "auto", data_config.get("missing"),
+                         data_config.get("column_types"))
     split = data_config["split"]
     if "test_index" in data.meta:
         splits = datasets.official_split(len(data.x), data.meta["test_index"],
@@ -121,15 +127,20 @@ def check_validation_split(n_val: int, n: int, val_fraction: float, where: str) 
 
 
 def data_record(spec: str, data: datasets.Dataset, binarize: float | None, seed: int,
-                test_fraction: float, val_fraction: float) -> dict:
+                test_fraction: float, val_fraction: float,
+                missing: Sequence[str] | None = None,
+                column_types: dict[str, str] | None = None) -> dict:
     """``config["data"]`` of a new run. A table's header is recorded as read ("yes"/"no",
     whatever "auto" decided), so later commands read the file the same way, and its column
-    names (``elbokit sample -o x.csv`` writes them, figures label columns with them)."""
+    names (``elbokit sample -o x.csv`` writes them, figures label columns with them); so are
+    the missing-cell tokens and column types it was read with, when given."""
     source = spec if spec in datasets.NAMED else str(Path(spec).resolve())
     header = data.meta.get("header")
     return {
         "source": source, "binarize": binarize,
         **({} if header is None else {"header": "yes" if header else "no"}),
+        **({} if missing is None else {"missing": list(missing)}),
+        **({} if not column_types else {"column_types": dict(column_types)}),
         "columns": list(data.columns) if data.columns is not None else None,
         "split": {"seed": seed, "test_fraction": test_fraction, "val_fraction": val_fraction,
                   **({"official": True} if "test_index" in data.meta else {})},

@@ -36,6 +36,7 @@ from .api import MODEL_KINDS, VAE, LatentModel, Mixture, options_for
 from .checkpoint import CheckpointWriteError, read_json, stamp, write_json
 from .classification import Classification, classify  # noqa: F401 (workflows.classify)
 from .data import NAMED
+from .data.columns import MixedTable, read_with_schema, table_text
 from .data.stream import DEFAULT_BUDGET, parse_size
 from .errors import ConfigError, DataError, ElbokitError, in_file_rows, memory_guard
 from .training import DEFAULT_EPOCHS
@@ -46,6 +47,9 @@ Notify = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     """The default ``notify``: library calls print nothing."""
+
+
+REFERENCE_ROWS = 1000  # training rows that a table's cell surprises are judged against
 
 
 @dataclass
@@ -120,6 +124,41 @@ class Run:
         """``n`` draws x ~ p(x) (``mean``: E[x | z]): ``[n, dim]``."""
         return self.fitted().sample(n, seed=seed, mean=mean)
 
+    def read_table(self, path: str | Path, header: str = "auto",
+                   missing: Sequence[str] = ()) -> MixedTable:
+        """A table file read with the typed columns the run trained on (the same names; new
+        levels, values outside a column's type refused with their line), its missing-cell
+        tokens and ``missing``'s besides."""
+        schema = getattr(self.fitted(), "schema_", None)
+        if schema is None:
+            raise ConfigError(f"{self.path}: this run was not trained on a table of typed columns "
+                              "(a .csv with text or missing cells, --column-types or --missing): "
+                              "it has no cells to fill or score")
+        tokens = [*self.config["data"].get("missing", ()), *missing]
+        return read_with_schema(path, schema, header, tokens)
+
+    def impute(self, path: str | Path, header: str = "auto", missing: Sequence[str] = (),
+               k: int = 100, draws: int | None = None, seed: int | None = 0) -> str:
+        """The table file ``path`` with its missing cells filled by the model, as CSV/TSV text
+        in the file's own layout (header, delimiter, every other cell as it was); ``draws``:
+        that many multiple imputations, stacked, numbered in a first column ``draw``. See
+        :meth:`elbokit.api.VAE.impute`."""
+        table = self.read_table(path, header, missing)
+        filled = self.fitted().impute(table.x, k=k, draws=draws, seed=seed)
+        return table_text(table, filled)
+
+    def score_table(self, path: str | Path, header: str = "auto", missing: Sequence[str] = (),
+                    k: int = 1000, seed: int | None = 0) -> tuple[MixedTable, dict[str, np.ndarray]]:
+        """``(the table, scores)`` of each row of the table file ``path``: log p(x_observed)
+        with its standard error, each cell's surprise and the row's anomaly score against
+        the run's training rows (:meth:`elbokit.api.VAE.score_rows`)."""
+        table = self.read_table(path, header, missing)
+        # Each cell's surprise is judged against its column's in (at most 1,000 of) the
+        # training rows: what is unusual for the data the model learned.
+        train, _ = self.examples("train")
+        reference = train[np.random.default_rng(0).permutation(len(train))[:REFERENCE_ROWS]]
+        return table, self.fitted().score_rows(table.x, k=k, seed=seed, reference=reference)
+
     def fitted(self) -> LatentModel:
         """The run's best model (loaded once)."""
         if self.model is None:
@@ -131,6 +170,7 @@ def fit_run(model: LatentModel, data: str, out: str | Path | None = None, *,
             binarize: float | str | None = None, header: str = "auto",
             test_fraction: float = 0.2, stream: bool = False, ram_budget: int | None = None,
             eval_k: int | None = None, write_report: bool = True, overwrite: bool = False,
+            missing: Sequence[str] | None = None, column_types: dict[str, str] | None = None,
             notify: Notify = _quiet) -> Run | None:
     """Train ``model`` (unfitted) on ``data`` (a named data set or a file) into the run
     directory ``out`` (default runs/fit-YYYYmmdd-HHMMSS), then score the train and test
@@ -144,6 +184,10 @@ def fit_run(model: LatentModel, data: str, out: str | Path | None = None, *,
     test splits; None (default): the policy of :mod:`elbokit.evaluation` (exact where z can
     be summed over, else a k that fits a share of the training time, on the test split and
     a sample of the training split), recorded in ``summary["evaluation"]``.
+    ``missing``: a table's extra missing-cell tokens (None: not asked for; then NaN in an
+    array is refused), ``column_types``: ``{"column": type}`` overriding the inferred ones
+    (:mod:`elbokit.data.columns`); a typed table trains the table likelihood, its columns
+    printed through ``notify`` before training.
     ``notify``: called with each line worth telling a user (the CLI prints them).
     Options and data are checked before anything is written."""
     started = time.perf_counter()
@@ -164,7 +208,14 @@ def fit_run(model: LatentModel, data: str, out: str | Path | None = None, *,
     if stream:
         config, run_data = _new_stream_run(model, data, binarize, test_fraction, ram_budget)
     else:
-        config, run_data = _new_run(model, data, binarize, header, test_fraction)
+        if stream and (missing is not None or column_types):
+            raise ConfigError("--stream reads a .npy file of numbers; --missing and "
+                              "--column-types read tables in memory")
+        config, run_data = _new_run(model, data, binarize, header, test_fraction, missing,
+                                    column_types)
+        schema = run_data.dataset.meta.get("schema")
+        if schema is not None and _is_main(context):
+            notify(schema.describe(run_data.dataset.x))
     # Check data, model and estimator before anything is written (on every rank).
     with memory_guard("the model", "use smaller --hidden widths, --latent or --components, "
                       "or fewer categories"):
@@ -259,9 +310,17 @@ def _new_stream_run(model: LatentModel, data: str, binarize, test_fraction: floa
     return _run_config(model, record), run_data
 
 
-def _new_run(model: LatentModel, data: str, binarize, header: str,
-             test_fraction: float) -> tuple[dict, runs.RunData]:
-    dataset = runs.load_data(data, binarize, header)
+def _new_run(model: LatentModel, data: str, binarize, header: str, test_fraction: float,
+             missing: Sequence[str] | None = None, column_types: dict[str, str] | None = None
+             ) -> tuple[dict, runs.RunData]:
+    dataset = runs.load_data(data, binarize, header, missing, column_types)
+    schema = dataset.meta.get("schema")
+    if schema is not None:
+        # A table of typed columns (or data with missing cells): the VAE's table likelihood.
+        if not isinstance(model, VAE):
+            raise ConfigError(f"{dataset.source}: a table of typed columns or missing cells "
+                              "trains a VAE (--model vae), whose likelihood types each column")
+        model.table_schema = schema.to_dict()
     if isinstance(model, VAE) and model.likelihood == "categorical" and np.all(dataset.x >= 0):
         # Count categories over all the data, so held-out codes unseen in training still fit.
         model.n_categories = int(dataset.x.max()) + 1
@@ -271,7 +330,7 @@ def _new_run(model: LatentModel, data: str, binarize, header: str,
                             f"{MAX_CATEGORIES:,}); recode the values as 0, 1, ..., K-1")
     _image_shape_from_data(model, dataset.image_shape)
     record = runs.data_record(data, dataset, binarize, model.seed, test_fraction,
-                              model.val_fraction)
+                              model.val_fraction, missing, column_types)
     return _run_config(model, record), runs.prepare_data(record, dataset)
 
 

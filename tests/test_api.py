@@ -165,6 +165,9 @@ def test_the_training_options_are_declared_once_in_trainconfig():
 # Declared model options without a flag of their own, and why.
 NO_MODEL_FLAG = {
     "VAEOptions.n_categories": "found in the training data (its largest code + 1)",
+    "VAEOptions.column_types": "--column-types is a data option: the file is read with it",
+    "VAEOptions.missing": "--missing is a data option: the file is read with it",
+    "VAEOptions.table_schema": "read from the data (a table's typed columns)",
     "MixtureOptions.likelihood": "--likelihood serves both models (VAEOptions.likelihood, the "
                                  "same default)",
     "MixtureOptions.gaussian_scale": "--gaussian-scale serves both models (VAEOptions; its "
@@ -222,3 +225,52 @@ def test_the_model_options_are_declared_once_in_the_options_dataclasses():
     for model, options in ((vae, VAEOptions), (mixture, MixtureOptions)):
         params = model.get_params()
         assert all(params[f.name] == f.default for f in fields(options)), options.__name__
+
+
+# -- tables: DataFrames in and out ---------------------------------------------------------------
+
+def planted_frame(n: int = 200, seed: int = 0, missing: float = 0.2):
+    pd = pytest.importorskip("pandas", reason="pandas is optional (pip install 'elbokit[tables]')")
+    from elbokit.data.planted import planted_table
+
+    cells, _, _ = planted_table(n, seed=seed, missing=missing)
+    frame = pd.DataFrame(cells[1:], columns=cells[0]).replace("", None)
+    for name in ("height", "weight", "score", "income"):
+        frame[name] = pd.to_numeric(frame[name])
+    frame["visits"] = pd.to_numeric(frame["visits"]).astype("Int64")  # whole numbers with gaps
+    return frame
+
+
+def test_a_dataframe_is_fitted_imputed_and_scored_as_a_table(tmp_path):
+    frame = planted_frame()
+    vae = VAE(latent_dim=2, hidden=(16,), epochs=3, seed=0).fit(frame)
+    assert [c.kind for c in vae.schema_.columns] == \
+        ["real", "real", "real", "positive", "negbin", "binary", "categorical"]
+    filled = vae.impute(frame)
+    assert list(filled.columns) == list(frame.columns) and len(filled) == len(frame)
+    assert not filled.isna().any().any()
+    seen = frame.notna()
+    assert (filled[seen] == frame[seen]).sum().sum() == seen.sum().sum()  # observed cells kept
+    assert set(filled["region"]) <= {"east", "north", "south", "west"}
+    assert filled["height"].dtype.kind == "f" and set(filled["member"]) <= {"no", "yes"}
+    draws = vae.impute(frame, draws=2)
+    assert list(draws.columns) == ["draw", *frame.columns] and len(draws) == 2 * len(frame)
+    scores = vae.score_rows(frame, k=20)
+    assert scores["surprise"].shape == frame.shape and np.isnan(scores["surprise"][~seen.values]).all()
+    # Saved and loaded, the model reads DataFrames by the same columns and levels.
+    vae.save(tmp_path / "m")
+    again = VAE.load(tmp_path / "m")
+    assert again.schema_ == vae.schema_
+    np.testing.assert_allclose(again.score_samples(frame, k=20), vae.score_samples(frame, k=20))
+
+
+def test_an_array_with_nan_is_refused_unless_missing_is_given():
+    x = np.random.default_rng(0).normal(size=(60, 3))
+    x[2, 1] = np.nan
+    with pytest.raises(DataError, match="--missing"):
+        VAE(latent_dim=2, hidden=(8,), epochs=1).fit(x)
+    vae = VAE(latent_dim=2, hidden=(8,), epochs=1, missing=True).fit(x)
+    filled = vae.impute(x)
+    assert np.isfinite(filled).all() and filled[0, 0] == x[0, 0]
+    with pytest.raises(ConfigError, match="table likelihood takes|table of typed columns takes"):
+        VAE(latent_dim=2, hidden=(8,), epochs=1, missing=True, likelihood="gaussian").fit(x)

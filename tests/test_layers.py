@@ -26,7 +26,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
            "allocator"),
     "maths": ("numerics", "bounds", "models.base"),
     "components": ("likelihoods", "models.latents", "models.priors", "models.flows",
-                   "models.hierarchy", "nets", "estimators", "data", "data.*",
+                   "models.hierarchy", "nets", "estimators", "imputation", "data", "data.*",
                    "metrics", "diagnostics"),
     "models": ("models", "models.vae", "models.mixture"),
     "training": ("optimizer", "training"),

@@ -14,11 +14,12 @@ from .. import distributed, plugins
 from ..allocator import keep_freed_memory
 from ..errors import ElbokitError
 from ..progress import on_terminal, showing, write_line
-from . import classify, datasets, evaluate, fit, predict, report, sample, sweep
+from . import classify, datasets, evaluate, fit, impute, predict, report, sample, score, sweep
 from .common import Parser
 
 COMMANDS = {"fit": fit, "evaluate": evaluate, "sample": sample, "sweep": sweep,
-            "report": report, "classify": classify, "predict": predict, "datasets": datasets}
+            "report": report, "classify": classify, "predict": predict, "datasets": datasets,
+            "impute": impute, "score": score}
 
 
 def build_parser() -> Parser:

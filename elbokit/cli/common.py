@@ -86,6 +86,38 @@ def add_header_option(group) -> None:
                        "years (with a warning) (default auto)")
 
 
+def missing_option(text: str) -> tuple[str, ...]:
+    """``--missing [TOKENS]``: ``""`` (the flag alone) -> (); ``"?,-"`` -> ("?", "-")."""
+    return tuple(token.strip() for token in text.split(",")) if text.strip() else ()
+
+
+def add_missing_option(group) -> None:
+    """``--missing [TOKENS]``, on every command that reads a table with missing cells."""
+    group.add_argument("--missing", nargs="?", const="", default=None, type=missing_option,
+                       metavar="TOKENS",
+                       help="cells that mark a missing value, besides the empty cell and NA, N/A, "
+                       "NaN, NULL, None (e.g. --missing '?,-'); a table with missing cells is "
+                       "read with them anyway, and the flag alone lets NaN in a .npy/.npz array "
+                       "mark missing cells instead of being refused")
+
+
+def add_run_and_table(p: argparse.ArgumentParser) -> None:
+    """``RUN TABLE``: the run whose model reads the table, by the run's columns (``elbokit
+    impute``, ``elbokit score``)."""
+    p.add_argument("run", type=Path, metavar="RUN", help="run directory written by `elbokit fit`")
+    p.add_argument("data", type=Path, metavar="TABLE", help="a .csv/.tsv/.parquet table with the "
+                   "run's columns (by name)")
+
+
+def add_table_reading_options(p: argparse.ArgumentParser) -> None:
+    """How such a table is read and sampled: ``--header``, ``--missing``, ``--seed``,
+    ``--model``."""
+    add_header_option(p)
+    add_missing_option(p)
+    p.add_argument("--seed", type=seed, default=0, help="seeds the samples (default 0)")
+    add_model_option(p)
+
+
 def widths(text: str) -> tuple[int, ...]:
     """``"256,256"`` -> (256, 256); ``""`` or ``"none"`` -> () (no hidden layer)."""
     if text.strip().lower() in ("", "none"):

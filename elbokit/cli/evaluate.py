@@ -12,6 +12,7 @@ from .common import (
     SCORE_HEADERS,
     add_header_option,
     add_json_option,
+    add_missing_option,
     add_model_option,
     check_output_file,
     diagnostics_lines,
@@ -39,6 +40,7 @@ def add_parser(sub, name: str) -> None:
                    help="score this file (same width, same preprocessing as the run) instead "
                    "of the run's own data")
     add_header_option(p)
+    add_missing_option(p)
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
                    help="which part of the run's data to score (default test; ignored with --data)")
     p.add_argument("--k", type=positive_int, default=None,
@@ -60,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
     run.fitted()  # the model loads (or is refused) before any data is read
     rows = None  # the file's own rows
     if args.data is not None:
-        x = runs.load_data(args.data, run.config["data"].get("binarize"), args.header).x
+        if getattr(run.fitted(), "schema_", None) is not None:  # a table: by the run's columns
+            x = run.read_table(args.data, args.header, args.missing or ()).x
+        else:
+            x = runs.load_data(args.data, run.config["data"].get("binarize"), args.header).x
         split, where = "file", args.data
     else:
         (x, rows), split, where = run.examples(args.split), args.split, run.config["data"]["source"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import distributed, evaluation, plugins, workflows
 from ..api import MODEL_KINDS, VAE, LatentModel, Mixture, MixtureOptions, VAEOptions
 from ..checkpoint import has_checkpoint
+from ..data.columns import parse_column_types
 from ..data.stream import DEFAULT_BUDGET, parse_size
 from ..errors import ConfigError, ElbokitError
 from ..training import DEFAULT_EPOCHS, TrainConfig, TrainingInterrupted
@@ -28,6 +29,7 @@ from .common import (
     PARSERS,
     SCORE_HEADERS,
     add_header_option,
+    add_missing_option,
     diagnostics_lines,
     format_table,
     fraction,
@@ -52,6 +54,15 @@ def add_parser(sub, name: str) -> None:
     o.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
 
 
+def column_types(text: str) -> dict[str, str]:
+    """``--column-types NAME=TYPE,...|FILE.json`` (see
+    :func:`elbokit.data.columns.parse_column_types`), its problems as argparse's."""
+    try:
+        return parse_column_types(text)
+    except ElbokitError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The options of one training run (``elbokit sweep`` shares them, bar ``--beta``)."""
     d = p.add_argument_group("data")
@@ -59,6 +70,11 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="a named data set (see `elbokit datasets`) or a .npy/.npz/.csv/.tsv "
                    "file of shape [examples, features] (default: digits)")
     add_header_option(d)
+    add_missing_option(d)
+    d.add_argument("--column-types", type=column_types, default=None, metavar="NAME=TYPE,...|FILE.json",
+                   help="a table's column types, overriding the inferred ones: real, positive "
+                   "(log-normal), poisson, negbin (counts), binary, categorical, or skip (leave the "
+                   "column out), e.g. age=real,plan=categorical, or a JSON file of them")
     d.add_argument("--binarize", nargs="?", const=0.5, type=binarization, metavar="THRESHOLD|dynamic",
                    help="map values > THRESHOLD to 1, others to 0 (default threshold 0.5); "
                    "dynamic: values in [0, 1] are probabilities, a fresh 0/1 draw per training "
@@ -280,6 +296,9 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume and --overwrite contradict each other")
         if args.model_options is not None:
             raise ConfigError("--model-options are the run's own on --resume; leave them out")
+        if args.missing is not None or args.column_types is not None:
+            raise ConfigError("--missing and --column-types are the run's own on --resume; "
+                              "leave them out")
         model = args.model if args.model not in ("vae", "mixture") else None
         result = workflows.resume_run(out, epochs=args.epochs, device=getattr(args, "device", None),
                                       compile=getattr(args, "compile", None), model=model,
@@ -291,7 +310,8 @@ def _run(args: argparse.Namespace) -> int:
                                    stream=getattr(args, "stream", False),
                                    ram_budget=getattr(args, "ram_budget", None),
                                    eval_k=args.eval_k, write_report=not args.no_report,
-                                   overwrite=args.overwrite, notify=print)
+                                   overwrite=args.overwrite, missing=args.missing,
+                                   column_types=args.column_types, notify=print)
     if result is None:  # a rank other than 0 under torchrun: rank 0 prints
         return 0
     print_run(result)

@@ -82,7 +82,11 @@ def _inputs(args: argparse.Namespace, config: dict) -> tuple[list[str], np.ndarr
                           "give them with --file rows.npy|.csv")
     if args.file is None:
         raise ConfigError("no rows to classify: give --file rows.npy|.csv")
-    x = datasets.read_file(args.file, args.header).x
+    rows = datasets.read_file(args.file, args.header)
+    if "schema" in rows.meta:  # text or empty cells: not the numbers a classifier reads
+        raise DataError(f"{args.file}: holds text or missing cells; the classifier takes rows of "
+                        f"{features['dim']} numbers")
+    x = rows.x
     datasets.check_matrix(x, str(args.file), features["dim"])
     return [f"row {i}" for i in range(len(x))], x, None
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import runs, workflows
+from ..data.columns import rows_text
 from ..errors import ConfigError
 from .common import add_model_option, memory_guard, positive_int, seed, write_bytes_output
 
@@ -80,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         write_bytes_output(output, lambda f: image_grid(x.reshape(-1, *shape), f))
     elif suffix == ".npy":
         write_bytes_output(output, lambda f: np.save(f, x))
+    elif getattr(run.fitted(), "schema_", None) is not None:  # a table: levels as their text
+        text = rows_text(run.fitted().schema_, x)
+        write_bytes_output(output, lambda f: f.write(text.encode()))
     else:
         columns = runs.column_names(config["data"])
         write_bytes_output(output, lambda f: write_csv(f, x, columns))

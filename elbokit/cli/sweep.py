@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                              options=_options(args), overwrite=args.overwrite,
                              write_report=not args.no_report, notify=print,
                              binarize=args.binarize, header=args.header,
-                             test_fraction=args.test_fraction, eval_k=args.eval_k)
+                             test_fraction=args.test_fraction, eval_k=args.eval_k,
+                             missing=args.missing, column_types=args.column_types)
     finished = [p for p in result.points if p["rate"] is not None]
     print(format_table(("beta", "rate (KL)", "distortion", "ELBO", "active units"),
                        [[p["beta"], p["rate"], p["distortion"], p["elbo"], p["active_units"]]

@@ -3,6 +3,10 @@
 Everything returns a :class:`Dataset` of ``x: [n, dim]`` float64 (images are flattened and
 their shape remembered). Any problem raises :class:`~elbokit.errors.DataError` with the file
 and the rows or line at fault.
+
+A table with empty cells or text is read with column types (:mod:`elbokit.data.columns`):
+its ``x`` holds numbers and codes, NaN where a cell is missing, and ``meta["schema"]`` types
+its columns; a table of numbers is read as before, without a schema.
 """
 
 from __future__ import annotations
@@ -10,20 +14,29 @@ from __future__ import annotations
 import hashlib
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from ..errors import DataError, DataWarning, brief, describe_column, describe_rows
+from ..errors import ConfigError, DataError, DataWarning, ElbokitError, brief, describe_column, describe_rows
 from ..registry import Registry
+from .columns import (
+    LEVEL_KINDS,
+    MixedTable,
+    Schema,
+    missing_tokens,
+    mixed_table,
+    read_mixed,
+    schema_for_numbers,
+)
 from .stream import NpyStream as NpyStream  # data larger than memory
 from .stream import parse_size as parse_size
 from .table import HEADER_CHOICES as HEADER_CHOICES
+from .table import NotANumber, numeric_table, split_table
 from .table import read_csv as read_csv  # text.py's labelled tables use the same rules
-from .table import read_table
 
 
 @dataclass
@@ -201,32 +214,72 @@ def check_labels(y: np.ndarray, n: int, where: str) -> None:
                         "a NaN or inf label")
 
 
-def _read_table(path: Path, header: str = "auto") -> Dataset:
-    """A CSV/TSV table of numbers (see :mod:`elbokit.data.table`)."""
-    x, columns = read_table(path, header)
-    return Dataset(x=x, source=str(path), columns=columns, meta={"header": columns is not None})
+def _read_table(path: Path, header: str = "auto", missing: Sequence[str] | None = None,
+                column_types: dict[str, str] | None = None) -> Dataset:
+    """A CSV/TSV table: of numbers (see :mod:`elbokit.data.table`) unless a cell is missing
+    or text, or ``missing`` or ``column_types`` is given: then typed by column (see
+    :mod:`elbokit.data.columns`). The file is read and split once either way."""
+    raw = split_table(path, header, missing_tokens(missing))
+    if missing is None and column_types is None:
+        try:
+            x, columns = numeric_table(raw, header)
+        except NotANumber as e:
+            if e.numeric:  # numbers written otherwise (1,5; 1;2): the file's error, not text
+                raise
+        else:
+            return Dataset(x=x, source=str(path), columns=columns,
+                           meta={"header": columns is not None})
+    return _mixed_dataset(mixed_table(raw, header, missing or (), column_types), path)
+
+
+def _read_parquet(path: Path, header: str = "auto", missing: Sequence[str] | None = None,
+                  column_types: dict[str, str] | None = None) -> Dataset:
+    """A Parquet table, typed by column (needs pyarrow)."""
+    return _mixed_dataset(read_mixed(path, header, missing or (), column_types), path)
+
+
+def _mixed_dataset(table: MixedTable, path: Path) -> Dataset:
+    """A table of typed columns as a Dataset: ``x`` its numbers and codes (NaN: missing)."""
+    return Dataset(x=table.x, source=str(path), columns=tuple(c.name for c in table.schema.columns),
+                   meta={"schema": table.schema, "table": table, "header": table.header})
 
 
 READERS: dict[str, Callable[..., Dataset]] = {
     ".npy": _read_npy, ".npz": _read_npz, ".csv": _read_table, ".tsv": _read_table,
     ".tab": _read_table, ".txt": _read_table,
 }
+TABLE_READERS = (_read_table, _read_parquet)  # readers that take header, missing, column types
+PARQUET = ".parquet"  # read when pyarrow is installed; not in READERS, whose list messages show
 
 
-def read_file(path: str | Path, header: str = "auto") -> Dataset:
-    """Read ``.npy``, ``.npz`` (array ``x``, optional ``y``) or a CSV/TSV table of numbers
-    (``header``: whether its first row names the columns: "auto", "yes" or "no"; see
-    :mod:`elbokit.data.table`)."""
+def read_file(path: str | Path, header: str = "auto", missing: Sequence[str] | None = None,
+              column_types: dict[str, str] | None = None) -> Dataset:
+    """Read ``.npy``, ``.npz`` (array ``x``, optional ``y``), a CSV/TSV table or a Parquet
+    file (``header``: whether a table's first row names the columns: "auto", "yes" or "no";
+    see :mod:`elbokit.data.table`).
+
+    A table with a missing (empty, ``NA``, ...) or text cell, or read with ``missing`` (a
+    tuple of extra missing-cell tokens, possibly empty; None: not given) or ``column_types``
+    (``{"name": kind}``), is typed by column (:func:`elbokit.data.columns.read_mixed`):
+    ``meta["schema"]``, ``meta["table"]``, NaN where a cell is missing. An array read with
+    ``missing`` or ``column_types`` gets ``meta["schema"]`` from its numbers
+    (:func:`~elbokit.data.columns.schema_for_numbers`; with ``missing``, NaN marks a missing
+    cell)."""
     path = Path(path)
-    reader = READERS.get(path.suffix.lower())
+    reader = _read_parquet if path.suffix.lower() == PARQUET else READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError(f"{path}: unknown file type {path.suffix!r}; "
                         f"use one of {', '.join(READERS)}")
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        data = reader(path, header) if reader is _read_table else reader(path)
-    except DataError:
+        if reader in TABLE_READERS:
+            data = reader(path, header, missing, column_types)
+        else:
+            data = reader(path)
+            if missing is not None or column_types:
+                data.meta["schema"] = schema_for_numbers(data.x, column_types, str(path))
+    except ElbokitError:
         raise
     except MemoryError:
         raise DataError(f"{path}: too large to read into memory") from None
@@ -235,20 +288,27 @@ def read_file(path: str | Path, header: str = "auto") -> Dataset:
     return data
 
 
-def load(spec: str, header: str = "auto") -> Dataset:
-    """A named data set (see :data:`DATASETS`) or a file path (``header``: see
-    :func:`read_file`); validated for finite values, and a file's rows for extreme outliers
-    (a one-line warning, see :func:`warn_outliers`)."""
+def load(spec: str, header: str = "auto", missing: Sequence[str] | None = None,
+         column_types: dict[str, str] | None = None) -> Dataset:
+    """A named data set (see :data:`DATASETS`) or a file path (``header``, ``missing``,
+    ``column_types``: see :func:`read_file`); validated for finite values (NaN allowed, as a
+    missing cell, in a typed table and in an array read with ``missing``), and a file's rows
+    for extreme outliers (a one-line warning, see :func:`warn_outliers`)."""
     if spec in DATASETS:
+        if column_types:
+            raise ConfigError(f"column types apply to table files, not to the data set {spec!r}")
         data = DATASETS[spec]()
-    elif Path(spec).suffix.lower() in READERS or Path(spec).exists():
-        data = read_file(spec, header)
+    elif Path(spec).suffix.lower() in (*READERS, PARQUET) or Path(spec).exists():
+        data = read_file(spec, header, missing, column_types)
     else:
         raise DataError(f"unknown data set {spec!r}: use one of {', '.join(DATASETS)} "
                         f"or a path to a {', '.join(READERS)} file")
-    check_matrix(data.x, data.source)
+    schema = data.meta.get("schema")
+    # NaN in a file of numbers read without --missing: refused, check_matrix saying how.
+    check_matrix(data.x, data.source,
+                 missing="table" in data.meta or (schema is not None and missing is not None))
     if spec not in DATASETS:
-        warn_outliers(data.x, data.source, data.columns)
+        warn_outliers(data.x, data.source, data.columns, schema)
     return data
 
 
@@ -258,9 +318,10 @@ def load(spec: str, header: str = "auto") -> Dataset:
 MAX_ABS_VALUE = 1e18
 
 
-def check_matrix(x: np.ndarray, where: str, dim: int | None = None) -> None:
+def check_matrix(x: np.ndarray, where: str, dim: int | None = None, missing: bool = False) -> None:
     """Refuse empty data, a wrong width, NaN/inf and values beyond :data:`MAX_ABS_VALUE`
-    (naming the rows)."""
+    (naming the rows). ``missing``: NaN marks a missing cell and is allowed, but not in
+    every cell of a row (inf still is refused)."""
     if x.ndim != 2:
         raise DataError(f"{where}: expected [examples, features], found shape {x.shape}")
     if x.shape[0] == 0:
@@ -270,9 +331,20 @@ def check_matrix(x: np.ndarray, where: str, dim: int | None = None) -> None:
     if dim is not None and x.shape[1] != dim:
         raise DataError(f"{where}: {x.shape[1]} features per example, but the model "
                         f"expects {dim}")
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        raise DataError(f"{where}: {describe_rows(bad)} contain NaN or inf")
+    if missing:
+        bad = np.isinf(x).any(axis=1)
+        if bad.any():
+            raise DataError(f"{where}: {describe_rows(bad)} contain inf")
+        empty = np.isnan(x).all(axis=1)
+        if empty.any():
+            raise DataError(f"{where}: {describe_rows(empty)} {'has' if empty.sum() == 1 else 'have'} "
+                            "every value missing (NaN)")
+    else:
+        bad = ~np.isfinite(x).all(axis=1)
+        if bad.any():
+            hint = ("; if NaN marks missing cells, pass --missing (missing=True in Python)"
+                    if np.isnan(x[bad]).any() else "")
+            raise DataError(f"{where}: {describe_rows(bad)} contain NaN or inf{hint}")
     huge = (np.abs(x) > MAX_ABS_VALUE).any(axis=1)
     if huge.any():
         raise DataError(f"{where}: {describe_rows(huge)} "
@@ -288,19 +360,36 @@ OUTLIER_IQRS = 100
 QUANTILE_ROWS = 10_000  # the quantiles come from at most this many rows, evenly spaced
 
 
-def warn_outliers(x: np.ndarray, where: str, columns: tuple[str, ...] | None = None) -> None:
+def warn_outliers(x: np.ndarray, where: str, columns: tuple[str, ...] | None = None,
+                  schema: Schema | None = None) -> None:
     """Warn (one line, :class:`~elbokit.errors.DataWarning`) when rows of ``x: [n, dim]``
     hold a value more than :data:`OUTLIER_IQRS` interquartile ranges from its column's
     median: a header read as data, a typo, a value in another unit. Such a row dominates a
     Gaussian model's standardization, its fit and its scores. Columns whose quartiles
     coincide (mostly one value: binary pixels, sparse counts) are not judged; nor are fewer
-    than 4 rows."""
+    than 4 rows, missing cells (NaN), or a typed table's binary and categorical columns
+    (``schema``: their values are codes); its positive (log-normal) columns are judged by
+    log x."""
     n = len(x)
     if n < 4:
         return
+    kinds = schema.kinds if schema is not None and len(schema.columns) == x.shape[1] else ()
+    values = x  # as written, for the message
+    positive = [j for j, kind in enumerate(kinds) if kind == "positive"]
+    if positive:  # log-normal columns: judged on the scale they are modelled on
+        x = x.copy()
+        with np.errstate(all="ignore"):
+            x[:, positive] = np.log(x[:, positive])
     sample = x[::max(1, n // QUANTILE_ROWS)]
-    q1, median, q3 = np.percentile(sample, [25, 50, 75], axis=0)
-    judged = np.flatnonzero(q3 > q1)
+    if np.isnan(sample).any():
+        with warnings.catch_warnings():  # a column missing in every sampled row: not judged
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q1, median, q3 = np.nanpercentile(sample, [25, 50, 75], axis=0)
+    else:
+        q1, median, q3 = np.percentile(sample, [25, 50, 75], axis=0)
+    codes = np.array([j < len(kinds) and kinds[j] in LEVEL_KINDS for j in range(x.shape[1])],
+                     dtype=bool)
+    judged = np.flatnonzero((q3 > q1) & ~codes)
     if len(judged) == 0:
         return
     center, iqr = median[judged], (q3 - q1)[judged]
@@ -311,14 +400,16 @@ def warn_outliers(x: np.ndarray, where: str, columns: tuple[str, ...] | None = N
     if not outlying.any():
         return
     rows = np.flatnonzero(outlying)  # the rare case: measure how far
-    distance = np.abs(x[rows][:, judged] - center) / iqr
+    distance = np.nan_to_num(np.abs(x[rows][:, judged] - center) / iqr, nan=-1.0)
     i, j = np.unravel_index(np.argmax(distance), distance.shape)
     row, col, distance = int(rows[i]), int(judged[j]), float(distance[i, j])
-    what = (f"are extreme outliers (the worst: {x[row, col]:.6g} in row {row}, "
-            if outlying.sum() > 1 else f"is an extreme outlier ({x[row, col]:.6g} in ")
+    what = (f"are extreme outliers (the worst: {values[row, col]:.6g} in row {row}, "
+            if outlying.sum() > 1 else f"is an extreme outlier ({values[row, col]:.6g} in ")
+    scale = "log " if col in positive else ""
+    shown = np.exp(median[col]) if col in positive else median[col]
     warnings.warn(f"{where}: {describe_rows(outlying)} {what}{describe_column(col, columns)} "
-                  f"is {distance:.3g} interquartile ranges from the column's median "
-                  f"{median[col]:.6g}): a header read as data, a typo or another unit? Such rows "
+                  f"is {distance:.3g} {scale}interquartile ranges from the column's median "
+                  f"{shown:.6g}): a header read as data, a typo or another unit? Such rows "
                   "dominate a Gaussian model's fit and scores", DataWarning, stacklevel=3)
 
 

@@ -14,6 +14,11 @@ with the header's names in ``columns``. Three guesses are made, each stated wher
 - **index column**: a header whose first name is empty (pandas' ``to_csv``) or that names one
   column fewer than the rows hold (R's ``write.csv``), above a first column of distinct
   integers, marks a row index: it is dropped with a one-line note (a ``DataWarning``).
+
+The steps are shared with :mod:`elbokit.data.columns` (tables of mixed column types and
+missing cells): :func:`split_table` (text, separator, records, header), then here
+:func:`numeric_table` (numbers, numeric header, index column), there its own typing of the
+cells, both with the same header and index rules and the same messages.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import csv
 import io
 import re
 import warnings
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +71,31 @@ def is_number(cell: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+class NotANumber(DataError):
+    """A cell of a table of numbers that is not a number (the message names its line and
+    column). Readers of mixed tables catch it to read the table with column types instead,
+    unless ``numeric``: the cell looks like numbers written otherwise (a decimal comma,
+    another separator), which is an error of the file, not a column of text."""
+
+    def __init__(self, message: str, line: int, column: int, cell: str, numeric: bool):
+        super().__init__(message)
+        self.line, self.column, self.cell, self.numeric = line, column, cell, numeric
+
+
+def looks_numeric(cell: str, delimiter: str) -> bool:
+    """Whether ``cell``, not a number, is numbers written otherwise: with a decimal comma
+    (``1,5``) or several joined by another separator than ``delimiter`` (``1;2``, ``3;4,5``):
+    a file mis-split or in another locale, not a word."""
+    if DECIMAL_COMMA.fullmatch(cell):
+        return True
+    for other in SEPARATORS:
+        if other != delimiter and other in cell:
+            pieces = [p.strip().replace(",", ".") for p in cell.split(other)]
+            if all(is_number(p) or not p for p in pieces) and any(pieces):
+                return True
+    return False
 
 
 def sniff_separator(text: str, expected: str) -> str:
@@ -130,17 +162,49 @@ def numeric_header(first: np.ndarray, body: np.ndarray) -> str | None:
     return None
 
 
-def _index_column(values: np.ndarray, names: list[str]) -> bool:
-    """Whether the first column is a row index: the header leaves it unnamed (pandas: an
+def index_column(column: np.ndarray, names: list[str], width: int) -> bool:
+    """Whether the first column, ``column: [rows]`` (NaN where it is not a number), of a
+    table ``width`` fields wide is a row index: the header leaves it unnamed (pandas: an
     empty first name; R: one name fewer than fields) and it holds distinct integers."""
-    unnamed = (len(names) == values.shape[1] and names[0] == "" and any(names[1:])) or \
-        len(names) == values.shape[1] - 1
-    column = values[:, 0]
-    return (unnamed and values.shape[1] > 1 and bool(np.all(column == np.round(column)))
+    unnamed = (len(names) == width and names[0] == "" and any(names[1:])) or \
+        len(names) == width - 1
+    return (unnamed and width > 1 and bool(np.all(column == np.round(column)))
             and len(np.unique(column)) == len(column))
 
 
-def _hint(cell: str, delimiter: str, fields: int) -> str:
+def warn_index_dropped(where: str, column: np.ndarray) -> None:
+    """The one-line note that the first column, ``column: [rows]``, was dropped as an index."""
+    shown = ", ".join(f"{v:.0f}" for v in column[:3])
+    warnings.warn(f"{where}: dropped the first column, an unnamed row index (distinct "
+                  f"integers {shown}{', ...' if len(column) > 3 else ''}) as pandas' "
+                  "to_csv and R's write.csv write one", DataWarning, stacklevel=3)
+
+
+def warn_numeric_header(where: str, line: int, first: list[str], reason: str) -> None:
+    """The one-line warning that the first row (``first``, on ``line``) was taken as names."""
+    shown = ", ".join(c.strip() for c in first[:4]) + (", ..." if len(first) > 4 else "")
+    warnings.warn(f"{where}: took line {line} ({shown}) as a header of column names: "
+                  f"{reason}; to read it as data, pass --header no", DataWarning, stacklevel=3)
+
+
+def check_header_width(names: list[str], width: int, line: int, where: str) -> None:
+    """Refuse a header naming another number of columns than the rows hold."""
+    if len(names) != width:
+        raise DataError(f"{where}: the header (line {line}) names {len(names)} columns, but "
+                        f"the rows have {width} fields")
+
+
+def check_widths(records: list[tuple[int, list[str]]], where: str) -> int:
+    """The number of fields of every record (the first one's), or a one-line error at the
+    first ragged one."""
+    width = len(records[0][1])
+    for line, row in records:
+        if len(row) != width:
+            raise DataError(f"{where}: line {line} has {len(row)} fields, expected {width}")
+    return width
+
+
+def hint(cell: str, delimiter: str, fields: int) -> str:
     """Why a cell that is not a number may be one: a decimal comma, another separator (and,
     when commas split its row of ``fields`` too, decimal commas)."""
     if DECIMAL_COMMA.fullmatch(cell):
@@ -166,23 +230,45 @@ def _numbers(records: list[tuple[int, list[str]]], names: list[str] | None, wher
             try:
                 values[row_index, col] = float(cell)
             except ValueError:
-                raise DataError(f"{where}: line {line}, {describe_column(col, names)}: "
-                                f"{cell.strip()!r} is not a number"
-                                f"{_hint(cell, delimiter, len(row))}") from None
+                raise NotANumber(f"{where}: line {line}, {describe_column(col, names)}: "
+                                 f"{cell.strip()!r} is not a number"
+                                 f"{hint(cell, delimiter, len(row))}", line, col, cell,
+                                 looks_numeric(cell.strip(), delimiter)) from None
     return values
 
 
-def read_table(path: Path, header: str = "auto") -> tuple[np.ndarray, tuple[str, ...] | None]:
-    """``(x [rows, columns] float64, the header's names or None)`` of a CSV/TSV table of
-    numbers; see the module docstring for the separator, ``header`` ("auto", "yes", "no")
-    and index columns."""
+@dataclass
+class RawTable:
+    """A table file split into records, before its cells are read: ``records`` the data rows
+    as ``(line, fields)`` (the header taken off), ``names`` the header's (stripped) or None,
+    ``first`` the file's first record and its ``first_line`` (the header's, if any)."""
+
+    where: str
+    delimiter: str
+    records: list[tuple[int, list[str]]]
+    names: list[str] | None
+    first: list[str]
+    first_line: int
+
+
+def decode(path: Path) -> str:
+    """The text of ``path``: UTF-8 (a byte-order mark dropped), or a one-line error."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+def split_table(path: Path, header: str = "auto", not_names: Collection[str] = ()) -> RawTable:
+    """The records of the CSV/TSV table ``path``: separator guessed (:func:`sniff_separator`),
+    blank lines dropped, and a first row taken as a header when ``header`` is "yes", or
+    "auto" and a cell of it is a name: not a number, a decimal comma or one of
+    ``not_names`` (tokens of missing values, ``NA``). A header of numbers is decided later,
+    once the cells are read (:func:`numeric_header`)."""
     if header not in HEADER_CHOICES:
         raise ConfigError(f"header must be one of {', '.join(HEADER_CHOICES)}, not {header!r}")
     where = str(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{where}: not UTF-8 text (byte {e.start})") from None
+    text = decode(path)
     delimiter = sniff_separator(text, "\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
     records = [(line, r) for line, r in read_csv(text, where, delimiter)
                if r and any(c.strip() for c in r)]
@@ -191,32 +277,41 @@ def read_table(path: Path, header: str = "auto") -> tuple[np.ndarray, tuple[str,
     first_line, first = records[0]
     names: list[str] | None = None
     # A name in the first row makes it a header; a first row of numbers with an empty cell
-    # is data (and refused below), not a header that would silently drop the row, and so
-    # is one of decimal commas (refused below, with a hint).
-    named = any(c.strip() and not is_number(c) and not DECIMAL_COMMA.fullmatch(c) for c in first)
+    # is data (and refused, or read as missing, later), not a header that would silently
+    # drop the row, and so is one of decimal commas (refused later, with a hint).
+    named = any(c.strip() and not is_number(c) and not DECIMAL_COMMA.fullmatch(c)
+                and c.strip() not in not_names for c in first)
     if header == "yes" or (header == "auto" and named):
         names = [c.strip() for c in first]
         records = records[1:]
         if not records:
             raise DataError(f"{where}: no data rows")
-    values = _numbers(records, names, where, delimiter)
+    return RawTable(where, delimiter, records, names, first, first_line)
+
+
+def numeric_table(raw: RawTable, header: str = "auto"
+                  ) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """``(x [rows, columns] float64, the header's names or None)`` of a split table of
+    numbers: a numeric header taken (``header`` "auto") or an index column dropped, each
+    with a warning; :class:`NotANumber` at the first cell that is not a number."""
+    where, names = raw.where, raw.names
+    values = _numbers(raw.records, names, where, raw.delimiter)
     if header == "auto" and names is None:
         reason = numeric_header(values[0], values[1:])
         if reason:
-            shown = ", ".join(c.strip() for c in first[:4]) + (", ..." if len(first) > 4 else "")
-            warnings.warn(f"{where}: took line {first_line} ({shown}) as a header of column "
-                          f"names: {reason}; to read it as data, pass --header no",
-                          DataWarning, stacklevel=2)
-            names, values = [c.strip() for c in first], values[1:]
+            warn_numeric_header(where, raw.first_line, raw.first, reason)
+            names, values = [c.strip() for c in raw.first], values[1:]
     if names is not None:
-        if _index_column(values, names):
-            shown = ", ".join(f"{v:.0f}" for v in values[:3, 0])
-            warnings.warn(f"{where}: dropped the first column, an unnamed row index (distinct "
-                          f"integers {shown}{', ...' if len(values) > 3 else ''}) as pandas' "
-                          "to_csv and R's write.csv write one", DataWarning, stacklevel=2)
+        if index_column(values[:, 0], names, values.shape[1]):
+            warn_index_dropped(where, values[:, 0])
             values = values[:, 1:]
             names = names[-values.shape[1]:]
-        if len(names) != values.shape[1]:
-            raise DataError(f"{where}: the header (line {first_line}) names {len(names)} "
-                            f"columns, but the rows have {values.shape[1]} fields")
+        check_header_width(names, values.shape[1], raw.first_line, where)
     return values, tuple(names) if names is not None else None
+
+
+def read_table(path: Path, header: str = "auto") -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """``(x [rows, columns] float64, the header's names or None)`` of a CSV/TSV table of
+    numbers; see the module docstring for the separator, ``header`` ("auto", "yes", "no")
+    and index columns."""
+    return numeric_table(split_table(path, header), header)

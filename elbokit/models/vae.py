@@ -164,8 +164,14 @@ class VAEModule(nn.Module):
         widths = {"mlp": config.hidden, "linear": ()}
         self.latent = config.latent_spec.build()
         spec = config.latent_spec
+        # The encoder sees network_input(x), of input_dim values (a table: one-hot categories
+        # and the mask of observed cells; otherwise dim).
+        inputs = self.observation.input_dim
+        if inputs != config.dim and "conv" in (config.encoder, config.decoder):
+            raise ConfigError(f"a conv encoder/decoder reads images; the {self.observation.name} "
+                              "likelihood's rows are not (use an mlp or linear one)")
         self.prior_module = PriorSpec.parse(config.prior).build(
-            spec.n, config.dim, self.observation.input_range)
+            spec.n, inputs, self.observation.input_range)
         self.posterior_module = PosteriorSpec.parse(config.posterior).build(spec.n)
         self.layers = config.stochastic_layers
         # The encoder's outputs: q(z_top | x)'s parameters, then the flow's context (if any).
@@ -178,10 +184,10 @@ class VAEModule(nn.Module):
             self.encoder: nn.Module = ConvEncoder(config.image_shape, config.conv_channels,
                                                   config.hidden, encoded, config.activation)
         else:
-            self.encoder = mlp(config.dim, widths[config.encoder], encoded, config.activation)
+            self.encoder = mlp(inputs, widths[config.encoder], encoded, config.activation)
         if self.layers == 2:
             # q(z1 | x, z2) and p(z1 | z2): the same widths as the encoder and decoder.
-            self.inference_z1 = JointInput(config.dim, spec.n, widths[config.encoder],
+            self.inference_z1 = JointInput(inputs, spec.n, widths[config.encoder],
                                            spec.n_params, config.activation)
             self.generative_z1 = mlp(spec.n, widths[config.decoder][::-1], spec.n_params,
                                      config.activation)
