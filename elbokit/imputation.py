@@ -134,3 +134,10 @@ def anomaly_scores(surprise: np.ndarray, reference: np.ndarray
         spread = np.where(np.isfinite(q75 - q25) & (q75 - q25 > 0), q75 - q25, 1.0)
         excess = (surprise - median) / spread
         return np.nanmax(np.where(np.isnan(excess), -np.inf, excess), 1), median, spread
+
+
+def most_unusual_cells(surprise: np.ndarray, median: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """The column of each row's most unusual observed cell, as :func:`anomaly_scores` judges
+    it: ``surprise: [n, dim]`` and the reference's ``median``, ``spread: [dim]`` -> ``[n]``."""
+    excess = (surprise - median) / spread
+    return np.argmax(np.where(np.isnan(excess), -np.inf, excess), axis=1)

@@ -32,6 +32,7 @@ Bad input (wrong shapes, NaN, nothing to draw) raises a one-line
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -216,9 +217,10 @@ HEATMAP_SDS = 3.0  # a standardized heatmap's colour scale: -3 to 3 column stand
 MAX_COLUMN_NAMES = 40  # more features than this are numbered, not named, on a heatmap's axis
 
 
-def _array(x: object, name: str, shape: str) -> np.ndarray:
+def _array(x: object, name: str, shape: str, missing: bool = False) -> np.ndarray:
     """``x`` as float64 of the dimensions named by ``shape`` (e.g. "[n, dim]"), none of them
-    empty, every value finite; else a one-line DataError that says which."""
+    empty, every value finite (``missing``: or NaN, a missing cell of a table, drawn blank);
+    else a one-line DataError that says which."""
     ndim = shape.count(",") + 1
     try:
         array = np.asarray(x, dtype=np.float64)
@@ -227,7 +229,8 @@ def _array(x: object, name: str, shape: str) -> np.ndarray:
     if array.ndim != ndim or array.size == 0:
         raise DataError(f"{name}: expected a non-empty array of shape {shape}, got shape "
                         f"{list(array.shape)}")
-    bad = ~np.isfinite(array).reshape(len(array), -1).all(axis=1)
+    fine = np.isfinite(array) | (np.isnan(array) if missing else False)
+    bad = ~fine.reshape(len(array), -1).all(axis=1)
     if bad.any():
         raise DataError(f"{name}: NaN or infinite values in {describe_rows(bad)}")
     return array
@@ -278,11 +281,21 @@ def _image_grid(ax: Axes, images: np.ndarray, limits: tuple[float, float],
                    labelleft=row_labels is not None)
 
 
+def _diverging():
+    """The heatmaps' colour map: red above a column's mean, blue below, grey where a cell is
+    missing (NaN)."""
+    import matplotlib
+
+    return matplotlib.colormaps["RdBu_r"].with_extremes(bad="#bbbbbb")
+
+
 def _standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per column ``(mean [dim], sd [dim])`` of ``x: [n, dim]`` (sd 1 for a constant column),
     the scale of a heatmap: columns of 1e-4 and 1e4 are then both visible."""
-    sd = x.std(axis=0)
-    return x.mean(axis=0), np.where(sd > 0, sd, 1.0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column with every cell missing
+        sd, mean = np.nanstd(x, axis=0), np.nanmean(x, axis=0)  # missing cells (NaN) aside
+    return np.nan_to_num(mean), np.where(sd > 0, sd, 1.0)
 
 
 def _heatmap(figure: Figure, ax: Axes | list[Axes], x: np.ndarray,
@@ -296,7 +309,7 @@ def _heatmap(figure: Figure, ax: Axes | list[Axes], x: np.ndarray,
     from matplotlib.ticker import MaxNLocator
 
     target = ax[0] if isinstance(ax, list) else ax
-    image = target.imshow((x - scale[0]) / scale[1], aspect="auto", cmap="RdBu_r",
+    image = target.imshow((x - scale[0]) / scale[1], aspect="auto", cmap=_diverging(),
                           vmin=-HEATMAP_SDS, vmax=HEATMAP_SDS)
     target.set(xlabel="feature", ylabel=ylabel, title=title)
     if columns is not None and len(columns) == x.shape[1] and len(columns) <= MAX_COLUMN_NAMES:
@@ -432,9 +445,10 @@ def reconstructions(originals: np.ndarray, reconstructed: np.ndarray,
     "reconstruction"). Without: two heatmaps, originals above reconstructions, both
     standardized per feature by the originals' mean and sd (features of any scale side by
     side, and a reconstruction's error in the originals' units), features named by
-    ``columns`` when given.
+    ``columns`` when given; a table's missing cells (NaN in the originals) are blank.
     """
-    originals = _array(originals, "originals", "[n, dim]")
+    # A table (no image shape) may miss cells: NaN, drawn blank.
+    originals = _array(originals, "originals", "[n, dim]", missing=image_shape is None)
     reconstructed = _array(reconstructed, "reconstructions", "[n, dim]")
     if originals.shape != reconstructed.shape:
         raise DataError(f"originals {list(originals.shape)} and reconstructions "
@@ -446,7 +460,7 @@ def reconstructions(originals: np.ndarray, reconstructed: np.ndarray,
         axes = list(figure.subplots(2, 1, sharex=True, sharey=True))
         scale = _standardizer(originals)
         _heatmap(figure, axes, originals, scale, "original", title, columns)
-        axes[1].imshow((reconstructed - scale[0]) / scale[1], aspect="auto", cmap="RdBu_r",
+        axes[1].imshow((reconstructed - scale[0]) / scale[1], aspect="auto", cmap=_diverging(),
                        vmin=-HEATMAP_SDS, vmax=HEATMAP_SDS)
         axes[1].set(xlabel="feature", ylabel="reconstruction")
         axes[0].set_xlabel("")

@@ -394,6 +394,7 @@ def _model_report(page: _Page, run_dir: Path, config: dict) -> None:
     _configuration_section(page, config)
     _scores_section(page, run_dir, summary, summary_problem, evaluation, evaluation_problem)
     _diagnostics_section(page, diagnostics, diagnostics_from, run_dir)
+    _unusual_rows_section(page, summary)
     _figures_section(page, run_dir)
     _training_section(page, run_dir)
 
@@ -603,6 +604,26 @@ def _diagnostics_section(page: _Page, diagnostics: dict | None, source: str | No
     if facts:
         body.append('<dl class="explain">' + "".join(facts) + "</dl>")
     body.append(_per_dimension_table(diagnostics))
+
+
+def _unusual_rows_section(page: _Page, summary: dict | None) -> None:
+    """A table run's most unusual held-out rows (``summary["unusual_rows"]``), if any."""
+    found = _get(summary, "unusual_rows")
+    if not isinstance(found, list) or not found:
+        return
+    body = page.section("unusual", "Most unusual rows")
+    split = _get(summary, "diagnostics", "split") or "held-out"
+    body.append(f"<p>The {len(found)} rows of the {esc(split)} split with the highest anomaly "
+                "score: the row's most unusual cell, its surprise (-log p(cell | the row's other "
+                "cells), nats) against the same column's in the training rows, in interquartile "
+                "ranges. <code>elbokit score RUN TABLE</code> scores any table this way.</p>")
+    rows = [[esc(r.get("line") if r.get("line") is not None else r.get("row")), fmt(r.get("anomaly")),
+             fmt(r.get("log_likelihood")), fmt(r.get("stderr")),
+             f"<code>{esc(r.get('cell'))}</code> = {esc(r.get('value'))}", fmt(r.get("surprise"))]
+            for r in found if isinstance(r, dict)]
+    where = "line" if found and isinstance(found[0], dict) and found[0].get("line") is not None else "row"
+    body.append(_table([where, "anomaly", "log p(x)", "± stderr", "most unusual cell", "surprise"],
+                       rows, numeric=[True, True, True, True, False, True]))
 
 
 def _per_dimension_table(diagnostics: dict) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
 
-from . import bounds, distributed, evaluation, figures, plots, plugins, report, runs
+from . import bounds, distributed, evaluation, figures, imputation, plots, plugins, report, runs
 from .api import MODEL_KINDS, VAE, LatentModel, Mixture, options_for
 from .checkpoint import CheckpointWriteError, read_json, stamp, write_json
 from .classification import Classification, classify  # noqa: F401 (workflows.classify)
@@ -399,6 +399,8 @@ def _train_and_score(run: Run, context, resume: bool, eval_k: int | None,
     split = figures.held_out_split(run_data)
     summary["diagnostics"] = {"split": split, **figures.diagnose(
         model, run_data.split(split), summary["splits"][split])}
+    if getattr(model, "schema_", None) is not None:  # a table: its most unusual rows
+        summary["unusual_rows"] = _unusual_rows(model, run_data, split)
     lap("diagnostics")
     summary["timings"] = timings
     write_json(out / "summary.json", summary)
@@ -416,6 +418,39 @@ def _train_and_score(run: Run, context, resume: bool, eval_k: int | None,
             lap("report")
             write_json(out / "summary.json", summary)
     return run
+
+
+UNUSUAL_SHOWN = 10  # the rows a table run's summary and report show
+UNUSUAL_SCORED = 2000  # at most this many held-out rows are scored for them (a seeded sample)
+
+
+def _unusual_rows(model: VAE, run_data: runs.RunData, split: str) -> list[dict]:
+    """The :data:`UNUSUAL_SHOWN` rows of ``split`` with the highest anomaly score (each
+    cell's surprise against its column's in at most :data:`REFERENCE_ROWS` training rows;
+    :meth:`elbokit.api.VAE.score_rows`, 200 importance samples): their place in the file,
+    scores, and most unusual cell with its value as the file wrote it."""
+    rng = np.random.default_rng(0)
+    rows = run_data.splits[split]
+    rows = np.sort(rng.permutation(rows)[:UNUSUAL_SCORED])
+    train = run_data.split("train")
+    reference = train[rng.permutation(len(train))[:REFERENCE_ROWS]]
+    x = run_data.dataset.x[rows]
+    scores = model.score_rows(x, k=200, reference=reference)
+    worst = imputation.most_unusual_cells(scores["surprise"], scores["reference_median"],
+                                          scores["reference_spread"])
+    table = run_data.dataset.meta.get("table")
+    names = [c.name for c in model.schema_.columns]
+    found = []
+    for i in np.argsort(-scores["anomaly"])[:UNUSUAL_SHOWN]:
+        row, column = int(rows[i]), int(worst[i])
+        value = (table.cells[row][table.field(names[column])] if table is not None
+                 else f"{x[i, column]:.6g}")
+        found.append({"row": row, "line": int(table.lines[row]) if table is not None else None,
+                      "anomaly": float(scores["anomaly"][i]),
+                      "log_likelihood": float(scores["log_likelihood"][i]),
+                      "stderr": float(scores["stderr"][i]), "cell": names[column], "value": value,
+                      "surprise": float(scores["surprise"][i, column])})
+    return found
 
 
 def _plan_evaluation(model: LatentModel, run_data: runs.RunData, eval_k: int | None,

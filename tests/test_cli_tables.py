@@ -209,3 +209,24 @@ def test_the_palmer_penguins_table_as_a_user_brings_it(tmp_path, capsys):
     assert sum(c == "" for r in before for c in r) == 19  # the table's own gaps
     assert not any(c == "" for r in after for c in r)
     assert {r[6] for r in after[1:]} == {"female", "male"}
+
+
+def test_the_report_of_a_table_run_shows_its_most_unusual_rows(tmp_path):
+    """With the report: the figures are drawn (a missing cell blank in the reconstructions),
+    and summary.json and report.html list the held-out rows of highest anomaly score, each
+    with its line in the file and its most unusual cell as written there."""
+    cells, _, _ = planted_table(200, seed=5, missing=0.2)
+    path = write(tmp_path / "t.csv", cells)
+    out = tmp_path / "run"
+    options = [o for o in FAST if o != "--no-report"]
+    assert main(["fit", "--data", str(path), "--out", str(out), *options]) == 0
+    assert (out / "figures" / "reconstructions.png").is_file()
+    found = json.loads((out / "summary.json").read_text())["unusual_rows"]
+    assert len(found) == 10
+    assert [r["anomaly"] for r in found] == sorted((r["anomaly"] for r in found), reverse=True)
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    for r in found:
+        assert lines[r["line"] - 1].split(",")[header.index(r["cell"])] == r["value"]
+    html = (out / "report.html").read_text()
+    assert "Most unusual rows" in html and f"{found[0]['cell']}</code> = {found[0]['value']}" in html

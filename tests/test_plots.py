@@ -178,6 +178,24 @@ def test_reconstructions(tmp_path, images, shape):
         np.testing.assert_allclose(second.get_array(), (x_hat - x.mean(axis=0)) / sd)
 
 
+def test_reconstructions_of_a_table_leave_missing_cells_grey(tmp_path, images):
+    """A table's missing cells (NaN) are drawn in the colour map's grey, and the columns are
+    standardized by their observed cells; images may not miss pixels."""
+    x, x_hat = images
+    x = x.copy()
+    x[0, 3] = x[4, 10] = np.nan
+    figure = plots.reconstructions(x, x_hat, None, path=tmp_path / "r.png")
+    first = figure.axes[0].images[0]
+    assert np.ma.is_masked(first.get_array()[0, 3]) or np.isnan(first.get_array()[0, 3])
+    assert first.get_cmap().get_bad()[:3] == pytest.approx((0xbb / 255,) * 3)
+    second = figure.axes[1].images[0]
+    sd = np.nanstd(x, axis=0)
+    sd[sd == 0] = 1
+    np.testing.assert_allclose(second.get_array(), (x_hat - np.nanmean(x, axis=0)) / sd)
+    with pytest.raises(DataError, match="originals: NaN or infinite values in rows 0, 4"):
+        plots.reconstructions(x, x_hat, (8, 8))
+
+
 @pytest.mark.parametrize("d", [1, 2, 5])
 @pytest.mark.parametrize("labelled", [True, False])
 def test_latent_scatter(tmp_path, d, labelled):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import workflows
+from ..imputation import most_unusual_cells
 from .common import (
     add_run_and_table,
     add_table_reading_options,
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     where = "line" if table.delimiter else "row"  # a file's line; a Parquet row
     rows = []
     for i in order:
-        worst = _most_unusual(surprise[i], scores["reference_median"], scores["reference_spread"])
+        worst = int(most_unusual_cells(surprise[i:i + 1], scores["reference_median"],
+                                       scores["reference_spread"])[0])
         cell = table.cells[i][table.field(names[worst])]
         rows.append([int(table.lines[i]), float(anomaly[i]), float(log_p[i]), float(stderr[i]),
                      f"{names[worst]} = {cell}", float(surprise[i, worst])])
@@ -76,9 +78,3 @@ def run(args: argparse.Namespace) -> int:
         else:
             write_bytes_output(Path(args.output), lambda b: b.write(buffer.getvalue().encode()))
     return 0
-
-
-def _most_unusual(surprise: np.ndarray, median: np.ndarray, spread: np.ndarray) -> int:
-    """The column of a row's most unusual observed cell, as the anomaly score judges it."""
-    excess = (surprise - median) / spread
-    return int(np.argmax(np.where(np.isnan(excess), -np.inf, excess)))
