@@ -215,6 +215,8 @@ def fit_run(model: LatentModel, data: str, out: str | Path | None = None, *,
                                     column_types)
         schema = run_data.dataset.meta.get("schema")
         if schema is not None and _is_main(context):
+            notify(f"{run_data.dataset.source}: {len(schema.columns)} columns, typed as follows "
+                   "(--column-types NAME=TYPE,... overrides):")
             notify(schema.describe(run_data.dataset.x))
     # Check data, model and estimator before anything is written (on every rank).
     with memory_guard("the model", "use smaller --hidden widths, --latent or --components, "
@@ -439,13 +441,14 @@ def _unusual_rows(model: VAE, run_data: runs.RunData, split: str) -> list[dict]:
     worst = imputation.most_unusual_cells(scores["surprise"], scores["reference_median"],
                                           scores["reference_spread"])
     table = run_data.dataset.meta.get("table")
+    lines = table is not None and not run_data.dataset.source.lower().endswith(".parquet")
     names = [c.name for c in model.schema_.columns]
     found = []
     for i in np.argsort(-scores["anomaly"])[:UNUSUAL_SHOWN]:
         row, column = int(rows[i]), int(worst[i])
         value = (table.cells[row][table.field(names[column])] if table is not None
                  else f"{x[i, column]:.6g}")
-        found.append({"row": row, "line": int(table.lines[row]) if table is not None else None,
+        found.append({"row": row, "line": int(table.lines[row]) if lines else None,
                       "anomaly": float(scores["anomaly"][i]),
                       "log_likelihood": float(scores["log_likelihood"][i]),
                       "stderr": float(scores["stderr"][i]), "cell": names[column], "value": value,

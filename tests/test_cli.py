@@ -252,3 +252,14 @@ def test_dreg_refuses_a_flow_posterior_in_one_line(capsys, tmp_path):
     err = _bad_input(capsys, tmp_path, "fit", "--data", "digits", "--posterior", "iaf:1",
                      "--estimator", "dreg", "--iwae-k", "5")
     assert "dreg needs a Gaussian posterior" in err and "FlowPosterior" in err
+
+
+def test_a_reader_that_stops_reading_gets_no_error_message():
+    """``elbokit datasets | head -0``: the pipe's reader is gone before elbokit writes; the
+    command ends quietly with 141, as a shell reports a command ended by SIGPIPE, rather
+    than printing "error: Broken pipe"."""
+    proc = subprocess.Popen([sys.executable, "-m", "elbokit", "datasets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has even imported elbokit
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141 and err == b"", (proc.returncode, err)

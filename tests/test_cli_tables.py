@@ -199,7 +199,9 @@ def test_the_palmer_penguins_table_as_a_user_brings_it(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fit", "--data", str(path), "--out", str(out), *FAST]) == 0
     printed = capsys.readouterr().out
-    kinds = {line.split()[0]: line.split()[1] for line in printed.splitlines()[1:9]}
+    assert printed.splitlines()[0].endswith("8 columns, typed as follows (--column-types "
+                                            "NAME=TYPE,... overrides):")
+    kinds = {line.split()[0]: line.split()[1] for line in printed.splitlines()[2:10]}
     assert kinds == {"species": "categorical", "island": "categorical", "bill_length_mm": "real",
                      "bill_depth_mm": "real", "flipper_length_mm": "real", "body_mass_g": "real",
                      "sex": "binary", "year": "real"}

@@ -6,6 +6,7 @@ stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -42,7 +43,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted, 141 when
+    the reader of a pipe stopped reading)."""
     with warnings.catch_warnings():  # warnings as one line each, restored afterwards
         warnings.showwarning = _one_line_warning
         return _main(argv)
@@ -63,6 +65,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except ElbokitError as e:
         print(f"elbokit: error: {one_line(str(e))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `elbokit ... | head`: the reader has what it wanted
+        # Python flushes stdout on exit: point it at /dev/null, or that flush fails again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
     except OSError as e:  # unwritable --out, full disk, ...: say which file and why
         where = f"{e.filename}: " if e.filename else ""
         print(f"elbokit: error: {where}{one_line(str(e.strerror or e))}", file=sys.stderr)

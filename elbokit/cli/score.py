@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     log_p, stderr = scores["log_likelihood"], scores["stderr"]
     surprise, anomaly = scores["surprise"], scores["anomaly"]
     order = np.argsort(-anomaly)[:SHOWN]
-    where = "line" if table.delimiter else "row"  # a file's line; a Parquet row
+    # A text file's line; a Parquet file's row (counting from 0).
+    where = "row" if args.data.suffix.lower() == ".parquet" else "line"
     rows = []
     for i in order:
         worst = int(most_unusual_cells(surprise[i:i + 1], scores["reference_median"],
