@@ -810,12 +810,12 @@ class VAE(LatentModel):
         resampling (``[draws, n, dim]``; a DataFrame: the draws stacked, numbered in a first
         column ``draw``). A DataFrame comes back as one, levels as their strings; an array as
         an array of numbers and codes."""
-        x = self._as_rows(X, "impute")
+        given = dense_matrix(self._table_input(X, "impute"), "impute")  # a DataFrame read once
+        x = self._as_rows(given, "impute")
         with seeded(seed):
             filled = torch.cat([imputation.impute(self.module_, x[s:s + 256], k, draws)
                                 for s in range(0, len(x), 256)], dim=-2).double().cpu().numpy()
         # Observed cells exactly as given (the model computes in its own precision).
-        given = frame_with_schema(X, self.schema_).x if is_frame(X) else dense_matrix(X, "impute")
         filled = np.where(np.isnan(given), filled, given.reshape(filled.shape[-2:]))
         if is_frame(X):
             return frame_from_rows(X, filled, self.schema_)
@@ -837,8 +837,9 @@ class VAE(LatentModel):
         its column and counts only the observed cells, so a row missing a wide column (a
         salary in dollars) gains nats without being any more usual; the surprise of a cell
         against its own column's is free of both."""
-        x = self._as_rows(X, "score")
-        estimate, stderr = self.log_likelihood(X, k=k, seed=seed)
+        given = self._table_input(X, "score")  # a DataFrame read once
+        x = self._as_rows(given, "score")
+        estimate, stderr = self.log_likelihood(given, k=k, seed=seed)
         surprise, surprise_se = self._surprise(x, k, seed)
         base = surprise if reference is None else self._surprise(
             self._as_rows(reference, "reference"), k, seed)[0]

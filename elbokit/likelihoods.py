@@ -463,6 +463,12 @@ class Table(ObservationModel):
         self.register_buffer("_one_hot_positions", index(np.flatnonzero(valid.reshape(-1))),
                              persistent=False)
         self.register_buffer("_one_hot_rows", index(np.nonzero(valid)[0]), persistent=False)
+        # The columns grouped by kind, in TABLE_KINDS order (how the per-kind results are
+        # concatenated), and the permutation back to the columns' own order.
+        grouped = [j for kind in TABLE_KINDS for j in self.groups[kind]]
+        self.register_buffer("_ungroup", index(np.argsort(grouped)), persistent=False)
+        discrete = self.groups["binary"] + self.groups["categorical"]
+        self.register_buffer("_ungroup_discrete", index(np.argsort(discrete)), persistent=False)
         self.numeric = [j for j in range(dim) if kinds[j] != "categorical"]
         self.register_buffer("_numeric_cols", index(self.numeric), persistent=False)
         log_cols = [kind == "positive" for kind in kinds]
@@ -519,7 +525,7 @@ class Table(ObservationModel):
         n_params]``, ``x: [batch, dim]`` broadcast against the leading dims -> ``[..., dim]``."""
         observed = ~torch.isnan(x)
         x = torch.where(observed, x, self._fill.to(x.dtype))
-        parts, order = [], []
+        parts = []
         for kind in TABLE_KINDS:
             if not self.groups[kind]:
                 continue
@@ -547,10 +553,9 @@ class Table(ObservationModel):
                 lp = log_probs.expand(*shape, self.max_levels).gather(
                     -1, codes.expand(*shape, 1)).squeeze(-1)
             parts.append(lp)
-            order.append(cols)
         lead = torch.broadcast_shapes(*(part.shape[:-1] for part in parts))
         cells = torch.cat([part.expand(*lead, part.shape[-1]) for part in parts], -1)
-        cells = cells.index_select(-1, torch.argsort(torch.cat(order)))
+        cells = cells.index_select(-1, self._ungroup)
         return torch.where(observed, cells, torch.zeros((), dtype=cells.dtype, device=cells.device))
 
     def _categorical_logits(self, params: torch.Tensor) -> torch.Tensor:
@@ -562,18 +567,16 @@ class Table(ObservationModel):
         """p(level | params) of the binary and categorical columns, in column order:
         ``[..., n_discrete, K_max']`` (K_max' = max(2, K_max), absent levels 0)."""
         width = max(2, self.max_levels)
-        parts, order = [], []
+        parts = []
         if self.groups["binary"]:
             p1 = torch.sigmoid(params.index_select(-1, self._binary_params))
             parts.append(F.pad(torch.stack([1 - p1, p1], -1), (0, width - 2)))
-            order.append(self._binary_cols)
         if self.groups["categorical"]:
             probs = self._categorical_logits(params).softmax(-1)
             parts.append(F.pad(probs, (0, width - self.max_levels)))
-            order.append(self._categorical_cols)
         if not parts:
             return params.new_zeros((*params.shape[:-1], 0, width))
-        return torch.cat(parts, -2).index_select(-2, torch.argsort(torch.cat(order)))
+        return torch.cat(parts, -2).index_select(-2, self._ungroup_discrete)
 
     def _numeric_means(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
@@ -596,21 +599,17 @@ class Table(ObservationModel):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """E[x | z] per column on the data's scale (``[..., dim]``); for a categorical column,
         whose codes have no mean, the most likely level's code."""
-        parts, order = [], []
-        for kind, value in self._numeric_means(params).items():
-            parts.append(value)
-            order.append(getattr(self, f"_{kind}_cols"))
+        parts = list(self._numeric_means(params).values())  # in TABLE_KINDS order
         if self.groups["categorical"]:
             parts.append(self._categorical_logits(params).argmax(-1).to(params.dtype))
-            order.append(self._categorical_cols)
-        return torch.cat(parts, -1).index_select(-1, torch.argsort(torch.cat(order)))
+        return torch.cat(parts, -1).index_select(-1, self._ungroup)
 
     @torch.no_grad()
     def sample(self, params: torch.Tensor, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:  # noqa: B008
         """Draws of whole rows: ``sample_shape + [..., dim]`` (no gradient: draws of discrete
         columns have none)."""
         params = params.expand(*sample_shape, *params.shape)
-        parts, order = [], []
+        parts = []
         for kind in TABLE_KINDS:
             if not self.groups[kind]:
                 continue
@@ -633,8 +632,7 @@ class Table(ObservationModel):
                 draw = D.Categorical(logits=self._categorical_logits(params),
                                      validate_args=False).sample().to(params.dtype)
             parts.append(draw)
-            order.append(cols)
-        return torch.cat(parts, -1).index_select(-1, torch.argsort(torch.cat(order)))
+        return torch.cat(parts, -1).index_select(-1, self._ungroup)
 
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
         """``x: [..., dim]`` (NaN: missing) -> ``[..., input_dim]``: the numeric columns

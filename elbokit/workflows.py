@@ -423,13 +423,16 @@ def _train_and_score(run: Run, context, resume: bool, eval_k: int | None,
 
 
 UNUSUAL_SHOWN = 10  # the rows a table run's summary and report show
-UNUSUAL_SCORED = 2000  # at most this many held-out rows are scored for them (a seeded sample)
+# At most this many held-out rows are scored for them (a seeded sample), with 100 importance
+# samples: the cells' surprise takes a pass per column, so its cost grows with the columns.
+UNUSUAL_SCORED = 1000
+UNUSUAL_K = 100
 
 
 def _unusual_rows(model: VAE, run_data: runs.RunData, split: str) -> list[dict]:
     """The :data:`UNUSUAL_SHOWN` rows of ``split`` with the highest anomaly score (each
     cell's surprise against its column's in at most :data:`REFERENCE_ROWS` training rows;
-    :meth:`elbokit.api.VAE.score_rows`, 200 importance samples): their place in the file,
+    :meth:`elbokit.api.VAE.score_rows`, :data:`UNUSUAL_K` importance samples): their place in the file,
     scores, and most unusual cell with its value as the file wrote it."""
     rng = np.random.default_rng(0)
     rows = run_data.splits[split]
@@ -437,7 +440,7 @@ def _unusual_rows(model: VAE, run_data: runs.RunData, split: str) -> list[dict]:
     train = run_data.split("train")
     reference = train[rng.permutation(len(train))[:REFERENCE_ROWS]]
     x = run_data.dataset.x[rows]
-    scores = model.score_rows(x, k=200, reference=reference)
+    scores = model.score_rows(x, k=UNUSUAL_K, reference=reference)
     worst = imputation.most_unusual_cells(scores["surprise"], scores["reference_median"],
                                           scores["reference_spread"])
     table = run_data.dataset.meta.get("table")
