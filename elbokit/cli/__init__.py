@@ -2,34 +2,64 @@
 
 Input problems (:class:`~elbokit.errors.ElbokitError` and argument errors) end in one line on
 stderr and exit status 2, never a traceback.
+
+A command's module (and torch, scikit-learn and matplotlib with it) is imported only when
+that command runs: ``elbokit --help`` lists the commands from :data:`COMMANDS` alone, and
+``elbokit fit ...`` builds only ``fit``'s options.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 import sys
 import warnings
 from collections.abc import Sequence
+from types import ModuleType
 
-from .. import distributed, plugins
-from ..allocator import keep_freed_memory
-from ..errors import ElbokitError
-from ..progress import on_terminal, showing, write_line
-from . import classify, datasets, evaluate, fit, impute, predict, report, sample, score, sweep
-from .common import Parser
+DESCRIPTION = "Learn latent-variable generative models by maximizing the evidence lower bound (ELBO)."
+# Each command's one line, declared here once (its module's parser takes it from here), in
+# the order `elbokit --help` lists them.
+COMMANDS: dict[str, str] = {
+    "fit": "train a model by maximizing the ELBO",
+    "evaluate": "score a trained run (ELBO, IWAE, log p(x))",
+    "sample": "draw samples from a trained run",
+    "sweep": "train one model per beta and draw the rate-distortion plane",
+    "report": "write a run's report.html (figures, scores, diagnostics)",
+    "classify": "generative vs discriminative classifiers (e.g. spam)",
+    "predict": "classify new texts or rows with a saved classify run",
+    "datasets": "list the named data sets (or download MNIST)",
+    "impute": "fill the missing cells of a table with a trained run",
+    "score": "score each row of a table (anomaly detection)",
+}
 
-COMMANDS = {"fit": fit, "evaluate": evaluate, "sample": sample, "sweep": sweep,
-            "report": report, "classify": classify, "predict": predict, "datasets": datasets,
-            "impute": impute, "score": score}
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``elbokit fit: error: ... (see --help)``, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog="elbokit", description="Learn latent-variable generative models by "
-                    "maximizing the evidence lower bound (ELBO).")
+def command(name: str) -> ModuleType:
+    """The module of command ``name`` (imported now)."""
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def build_parser(only: str | None = None) -> Parser:
+    """The ``elbokit`` parser: every command with its options (``only=None``), or only
+    command ``only``'s options, the others listed by name and help line (``only=""``: none;
+    nothing of elbokit's beyond this module is imported then)."""
+    parser = Parser(prog="elbokit", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for name, module in COMMANDS.items():
-        module.add_parser(sub, name)
+    for name, line in COMMANDS.items():
+        if only is None or name == only:
+            command(name).add_parser(sub, name)
+        else:
+            sub.add_parser(name, help=line)
     return parser
 
 
@@ -39,27 +69,41 @@ def one_line(message: str) -> str:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from ..progress import write_line
+
     write_line(f"elbokit: warning: {one_line(str(message))}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted, 141 when
     the reader of a pipe stopped reading)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv in (["-h"], ["--help"]):  # the list of commands: no command module is imported
+        build_parser(only="").print_help()
+        return 0
     with warnings.catch_warnings():  # warnings as one line each, restored afterwards
         warnings.showwarning = _one_line_warning
         return _main(argv)
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: list[str]) -> int:
+    from .. import distributed, plugins
+    from ..allocator import keep_freed_memory
+    from ..errors import ElbokitError
+    from ..progress import on_terminal, showing
+
     try:
         plugins.load_components()  # installed packages' observation models, estimators, ...
-        args = build_parser().parse_args(argv)
+        # The command's own options only: a name that is none (or no name) is refused by
+        # the parser with the list of commands, before anything else is imported.
+        chosen = next((a for a in argv if not a.startswith("-")), "")
+        args = build_parser(only=chosen if chosen in COMMANDS else "").parse_args(argv)
         keep_freed_memory()  # large tensors reuse freed memory rather than fault it in anew
         # Progress bars on a terminal only (never in pipes, files, tests, CI), and from one
         # process under torchrun.
         bars = on_terminal(getattr(args, "quiet", False)) and distributed.launched_rank() == 0
         with showing(bars):
-            return COMMANDS[args.command].run(args) or 0
+            return command(args.command).run(args) or 0
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 2
     except ElbokitError as e:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..classification import METHODS, ONE_CLASS, Classification, classify
 from ..errors import DataError
+from . import COMMANDS
 from .common import (
     add_json_option,
     check_output_file,
@@ -28,7 +29,7 @@ from .common import (
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="generative vs discriminative classifiers (e.g. spam)",
+    p = sub.add_parser(name, help=COMMANDS[name],
                        description="Fit generative (p(x|y) p(y), Bayes' rule) and discriminative "
                        "(p(y|x)) classifiers and score them on held-out data.")
     p.add_argument("--data", default="sms-spam", metavar="NAME|PATH",

@@ -15,15 +15,6 @@ from ..checkpoint import atomic_write
 from ..data import HEADER_CHOICES
 from ..errors import ConfigError, DataError, in_file_rows, memory_guard, numbered_rows  # noqa: F401 (re-exported)
 
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``elbokit fit: error: ... (see --help)``, exit 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 # Option values beyond float32's range (about 3.4e38) overflow in the models' arithmetic.
 MAX_FLOAT_OPTION = 1e38
 

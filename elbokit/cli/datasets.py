@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 from ..data import DATASETS, READERS, mnist
+from . import COMMANDS
 from .common import format_table
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="list the named data sets (or download MNIST)",
+    p = sub.add_parser(name, help=COMMANDS[name],
                        description="List the data sets that --data accepts by name. MNIST and "
                        f"binarized MNIST are read from ${mnist.ENV} (default "
                        "~/.cache/elbokit/data); --download fetches them there, verified by "

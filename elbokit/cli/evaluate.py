@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import runs, workflows
 from ..errors import ConfigError
+from . import COMMANDS
 from .common import (
     SCORE_HEADERS,
     add_header_option,
@@ -29,7 +30,7 @@ from .common import (
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="score a trained run (ELBO, IWAE, log p(x))",
+    p = sub.add_parser(name, help=COMMANDS[name],
                        description="Score a run: ELBO with its reconstruction and KL terms, the "
                        "IWAE bound and an importance-sampled log p(x) with its standard error, "
                        "in nats per example, and diagnostics: KL per latent variable, active "

@@ -24,6 +24,7 @@ from ..data.columns import parse_column_types
 from ..data.stream import DEFAULT_BUDGET, parse_size
 from ..errors import ConfigError, ElbokitError
 from ..training import DEFAULT_EPOCHS, TrainConfig, TrainingInterrupted
+from . import COMMANDS
 from .common import (
     MAX_FLOAT_OPTION,
     PARSERS,
@@ -41,7 +42,7 @@ from .common import (
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="train a model by maximizing the ELBO",
+    p = sub.add_parser(name, help=COMMANDS[name],
                        description="Train a VAE (Gaussian, categorical or Bernoulli latent) on a "
                        "data set by maximizing the ELBO (or the IWAE bound), checkpointing "
                        "every epoch.")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import workflows
+from . import COMMANDS
 from .common import (
     add_run_and_table,
     add_table_reading_options,
@@ -18,7 +19,7 @@ from .common import (
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="fill the missing cells of a table with a trained run",
+    p = sub.add_parser(name, help=COMMANDS[name],
                        description="Fill the missing cells of a table (the columns a run trained "
                        "on) by the model: each cell its conditional mean given the row's observed "
                        "cells (a level or count: the most probable level, the rounded mean), from "

@@ -20,6 +20,7 @@ from ..classifiers import Classifier, GenerativeClassifier, MultinomialNaiveBaye
 from ..data.text import BagOfWords
 from ..errors import CheckpointError, ConfigError, DataError
 from ..novelty import NoveltyDetector
+from . import COMMANDS
 from .common import (
     add_header_option,
     add_json_option,
@@ -35,7 +36,7 @@ SNIPPET = 40  # characters of each text shown in the table
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="classify new texts or rows with a saved classify run",
+    p = sub.add_parser(name, help=COMMANDS[name],
                        description="p(y|x) for new texts (or rows of numbers) from the "
                        "classifiers that elbokit classify --out saved.")
     p.add_argument("run", type=Path, metavar="RUN", help="a run directory from elbokit classify --out")

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from .. import report, runs, workflows
 from ..api import MODEL_KINDS
+from . import COMMANDS
 from .common import add_model_option
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="write a run's report.html (figures, scores, diagnostics)",
+    p = sub.add_parser(name, help=COMMANDS[name],
                        description="Write RUN/report.html: one self-contained page (no scripts, "
                        "no external resources, figures embedded) with the run's configuration, "
                        "scores, diagnostics explained, figures and training log, or for a sweep "

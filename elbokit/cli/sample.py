@@ -12,13 +12,14 @@ import numpy as np
 from .. import runs, workflows
 from ..data.columns import rows_text
 from ..errors import ConfigError
+from . import COMMANDS
 from .common import add_model_option, memory_guard, positive_int, seed, write_bytes_output
 
 FORMATS = (".png", ".npy", ".csv")
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="draw samples from a trained run",
+    p = sub.add_parser(name, help=COMMANDS[name],
                        description="Draw x ~ p(x) = ∫ p(x|z) p(z) dz from a trained run.")
     p.add_argument("run", type=Path, metavar="RUN", help="run directory written by `elbokit fit`")
     p.add_argument("-n", type=positive_int, default=64, help="how many samples (64)")

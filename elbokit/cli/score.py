@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import workflows
 from ..imputation import most_unusual_cells
+from . import COMMANDS
 from .common import (
     add_run_and_table,
     add_table_reading_options,
@@ -26,7 +27,7 @@ SHOWN = 10  # the least likely rows printed
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="score each row of a table (anomaly detection)",
+    p = sub.add_parser(name, help=COMMANDS[name],
                        description="Score each row of a table with a run's model: log p(x) of its "
                        "observed cells, importance-sampled with a standard error; for each cell "
                        "its surprise, -log p(cell | the row's other cells), in nats; and the row's "

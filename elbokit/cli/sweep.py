@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import workflows
 from ..api import options_for
 from ..errors import ConfigError
-from . import fit
+from . import COMMANDS, fit
 from .common import MAX_FLOAT_OPTION, format_table
 
 
@@ -43,7 +43,7 @@ def betas(text: str) -> list[float]:
 
 
 def add_parser(sub, name: str) -> None:
-    p = sub.add_parser(name, help="train one model per beta and draw the rate-distortion plane",
+    p = sub.add_parser(name, help=COMMANDS[name],
                        description="Train one model per KL weight beta (every fit option "
                        "applies to all of them) and compare them in the rate-distortion plane. "
                        "Resumable: finished members are skipped.")
