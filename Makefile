@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean browser
+.PHONY: demo test bench lint docs clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,15 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ddp_scaling.py
 	$(BIN)/python benchmarks/tables.py
 
+# ruff over everything; mypy over the public API (the files and settings: [tool.mypy] in pyproject.toml).
 lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,lint]'
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
+
+# The documentation site, built offline into site/; --strict fails on a broken link or reference.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Seed-to-seed spread of the numbers the docs quote: the tolerances of their tests.
 
-A number a document quotes (the demo's test ELBO, a row of a README table, the guide's
+A number a document quotes (the demo's test ELBO, a row of a table of the docs, the guide's
 scores) comes from one run on one machine. Another machine follows another float
 trajectory from the same seed (summation order, vector kernels per instruction set), and
 training amplifies a last-bit difference into a difference of the same order as changing

@@ -21,13 +21,15 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse
 import torch
+from sklearn import get_config
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from . import bounds, distributed, imputation, plugins
+from . import bounds, distributed, imputation, plugins, tensorboard
 from .checkpoint import atomic_write, load_model, save_model
 from .data import NpyStream, check_matrix, check_probabilities, split_indices
 from .data.columns import Schema, frame_from_rows, frame_with_schema, is_frame, read_frame, schema_for_numbers
@@ -40,7 +42,9 @@ from .errors import (
     NotFittedError,
     describe_rows,
 )
-from .likelihoods import LIKELIHOODS, Categorical, Gaussian, Table, likelihood_for_data
+from .likelihoods import LIKELIHOODS, Categorical, Gaussian, ObservationModel, Table, likelihood_for_data
+from .markup import esc, key_values, plain, training_log
+from .models.base import ProtocolModule, describe
 from .models.flows import PosteriorSpec
 from .models.latents import LatentSpec, latent_help
 from .models.mixture import MixtureConfig, MixtureModule, fit_em, init_from_data
@@ -74,30 +78,34 @@ def fit_with_trainer(estimator: LatentModel, module: torch.nn.Module, config: Tr
     The module and the data go to ``estimator.device`` and stay there (the scores then run
     there too). Under a process group of several ranks (torchrun) every rank calls this with
     the same arguments; rank 0 writes ``run_dir`` (see :class:`~elbokit.training.Trainer`)."""
-    streamed = isinstance(X, NpyStream)
-    if not streamed:
+    if not isinstance(X, NpyStream):
         X = np.asarray(X, dtype=np.float64)
     run_dir = check_run_dir(run_dir, resume)
-    if X_val is None and estimator.val_fraction > 0 and not streamed:
+    if X_val is None and estimator.val_fraction > 0 and not isinstance(X, NpyStream):
         parts = split_indices(len(X), estimator.seed, 0.0, estimator.val_fraction)
-        X, X_val = X[parts["train"]], X[parts["val"]]
+        X, X_val = X[parts["train"]], X[parts["val"]]  # type: ignore[index]  # an array here
         if dynamic:
             X_val = fixed_binarization(X_val, estimator.seed)
     module.to(estimator.torch_device())
     x_val = None if X_val is None else estimator.as_tensor(X_val, module, "validation data")
     estimator.module_ = module
-    trainer = Trainer(module, config, run_dir=run_dir, progress=estimator.progress,
-                      on_improve=(lambda _: estimator.save(run_dir)) if run_dir else None,
-                      batch_transform=torch.bernoulli if dynamic else None,
-                      compile=estimator.compile)
     parameter = next(module.parameters())
-    if streamed:
-        x = X  # read chunk by chunk by the trainer
+    if isinstance(X, NpyStream):
+        x: torch.Tensor | NpyStream = X  # read chunk by chunk by the trainer
     elif dynamic:
         x = torch.as_tensor(X, dtype=parameter.dtype, device=parameter.device)
     else:
         x = estimator.as_tensor(X, module, where)
-    estimator.history_ = trainer.fit(x, x_val, resume=resume)
+    log = tensorboard.epoch_log(estimator, run_dir, x, x_val)  # None unless tensorboard=True
+    trainer = Trainer(module, config, run_dir=run_dir, progress=estimator.progress,
+                      on_improve=(lambda _: estimator.save(run_dir)) if run_dir else None,
+                      batch_transform=torch.bernoulli if dynamic else None,
+                      compile=estimator.compile, on_epoch=log)
+    try:
+        estimator.history_ = trainer.fit(x, x_val, resume=resume)
+    finally:
+        if log is not None:
+            log.close()
     estimator.epochs_trained_ = estimator.n_iter_ = trainer.state["epoch"]
     estimator.stopped_early_ = trainer.state["stopped_early"]
     if run_dir is not None and (run_dir / "model.json").exists():
@@ -129,11 +137,11 @@ def _warn_absurd(elbo: float, log_likelihood: np.ndarray, dim: int) -> None:
                   stacklevel=3)
 
 
-def decode_mean(module: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+def decode_mean(module: ProtocolModule, z: torch.Tensor) -> torch.Tensor:
     """E[x | z] for ``z: [..., latent]``: the module's ``decode_mean`` when it has one (a
     shortcut), else the mean of its likelihood."""
     if hasattr(module, "decode_mean"):
-        return module.decode_mean(z)
+        return module.decode_mean(z)  # type: ignore[operator]  # an optional capability
     return module.likelihood(z).mean
 
 
@@ -142,7 +150,7 @@ def write_lines(path: Path, records: list[dict]) -> None:
     atomic_write(path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
-def dense_matrix(X: object, where: str) -> np.ndarray:
+def dense_matrix(X: Any, where: str) -> np.ndarray:
     """``X`` as a float64 array; sparse and complex data are refused in one line (a sparse
     matrix would become an array of objects, complex numbers would lose their imaginary
     part)."""
@@ -152,6 +160,72 @@ def dense_matrix(X: object, where: str) -> np.ndarray:
     if np.iscomplexobj(X):
         raise DataError(f"{where}: complex values are not supported")
     return np.asarray(X, dtype=np.float64)
+
+
+REPR_VALUE_CHARS = 120  # a parameter's value in the HTML repr is cut after this many characters
+
+
+def _changed(value: object, default: object) -> bool:
+    """Whether a parameter's ``value`` differs from its ``default`` (as scikit-learn's repr
+    decides what to show)."""
+    try:
+        return not (value is default or bool(value == default))
+    except Exception:  # an object whose == is not a truth value (an array)
+        return repr(value) != repr(default)
+
+
+def _description(module: ProtocolModule) -> str:
+    """The fitted module's one line (:func:`elbokit.models.base.describe`), which for a user's
+    module runs its protocol once: without gradients, with torch's RNG left as it was, and
+    the class name if the module fails at it (a repr must not raise)."""
+    try:
+        with torch.no_grad(), seeded(0):
+            return describe(module)
+    except Exception:  # whatever a user's module raises
+        return type(module).__name__
+
+
+def estimator_html(estimator: LatentModel) -> str:
+    """An estimator as a notebook shows it (:meth:`LatentModel._repr_html_inner`): what it
+    is and whether it is fitted; fitted, its module's description, its width and the training
+    log of the fit that made it (``history_``; a loaded model has none: its run directory
+    keeps metrics.jsonl); its text repr (scikit-learn's: the parameters changed from their
+    defaults), and every parameter in a table that opens on a click, the changed ones in
+    bold. Reads what the estimator holds: nothing is computed, and every value is escaped."""
+    name = esc(type(estimator).__name__)
+    params = estimator.get_params(deep=False)
+    signature = inspect.signature(type(estimator).__init__).parameters
+    changed = [k for k, v in params.items()
+               if k in signature and _changed(v, signature[k].default)]
+    module = getattr(estimator, "module_", None)
+    parts = ['<div class="elbokit-model">']
+    if module is None:
+        parts.append(f"<p><strong>{name}</strong>, not fitted</p>")
+    else:
+        width = getattr(estimator, "n_features_in_", None)
+        stopped = getattr(estimator, "stopped_early_", None) is True
+        parts.append(f"<p><strong>{name}</strong>, fitted: {esc(_description(module))}"
+                     + (f", on {esc(width)} features" if width is not None else "")
+                     + ("; stopped early (the validation score stopped improving)" if stopped
+                        else "") + "</p>")
+    parts.append(f"<p><code>{esc(repr(estimator))}</code></p>")
+    if module is not None:
+        history = [r for r in getattr(estimator, "history_", None) or [] if isinstance(r, dict)]
+        if history:
+            parts.extend(training_log(history, "<code>history_</code>"))
+        else:
+            parts.append('<p class="note">No training log here (a loaded model; its run '
+                         "directory keeps one, metrics.jsonl).</p>")
+    shown = []
+    for key, value in params.items():
+        text = plain(value)
+        shown.append((key, text if len(text) <= REPR_VALUE_CHARS
+                      else text[:REPR_VALUE_CHARS - 1] + "\u2026"))
+    parts.append(f"<details><summary>All {len(params)} parameters ({len(changed)} changed from "
+                 "the defaults, in bold)</summary>"
+                 + key_values(shown, marked=changed) + "</details>")
+    parts.append("</div>")
+    return "\n".join(parts)
 
 
 class LatentModel(TransformerMixin, BaseEstimator):
@@ -186,6 +260,7 @@ class LatentModel(TransformerMixin, BaseEstimator):
     dtype = "float32"
     device = "cpu"  # class defaults: models saved before these options load unchanged
     compile = False
+    tensorboard = False
     on_nan = TrainConfig.on_nan
     max_retries = TrainConfig.max_retries
 
@@ -207,7 +282,7 @@ class LatentModel(TransformerMixin, BaseEstimator):
                  tolerance: float = TrainConfig.tolerance, ema: float = TrainConfig.ema,
                  seed: int = TrainConfig.seed, dtype: str = "float32", progress: bool = False,
                  device: str = "cpu", compile: bool = False, on_nan: str = TrainConfig.on_nan,
-                 max_retries: int = TrainConfig.max_retries) -> None:
+                 max_retries: int = TrainConfig.max_retries, tensorboard: bool = False) -> None:
         self._store(locals())
 
     def _store(self, params: dict) -> None:
@@ -246,7 +321,7 @@ class LatentModel(TransformerMixin, BaseEstimator):
         torch device, refusing ``cuda`` where CUDA is not available."""
         return distributed.resolve_device(self.device)
 
-    def _fitted(self) -> torch.nn.Module:
+    def _fitted(self) -> ProtocolModule:
         module = getattr(self, "module_", None)
         if module is None:
             name = type(self).__name__
@@ -268,13 +343,13 @@ class LatentModel(TransformerMixin, BaseEstimator):
             observation.check_data(X, where)
         elif hasattr(module, "check_data"):  # a user module's own check (optional)
             try:
-                module.check_data(X, where)
+                module.check_data(X, where)  # type: ignore[operator]  # optional, as above
             except ValueError as e:  # the user's one line, as elbokit's own data errors
                 raise DataError(str(e)) from None
         parameter = next(module.parameters())
         return torch.as_tensor(X, dtype=parameter.dtype, device=parameter.device)
 
-    def _table_input(self, X: object, where: str) -> object:
+    def _table_input(self, X: object, where: str) -> Any:
         """``X`` as numbers: a model fitted on a table reads a DataFrame by its columns
         (:meth:`VAE._table_input`); here, ``X`` unchanged."""
         return X
@@ -306,7 +381,7 @@ class LatentModel(TransformerMixin, BaseEstimator):
         return scores["estimate"], scores["stderr"]
 
     def _importance_scores(self, x: torch.Tensor, k: int, iwae_k: int | None, chunk: int,
-                           seed: int | None, batch_size: int = 256) -> dict[str, np.ndarray | None]:
+                           seed: int | None, batch_size: int = 256) -> dict[str, Any]:
         """:func:`bounds.importance_scores` over ``x: [n, dim]`` by batches of examples, with a
         progress bar: each field of :class:`bounds.ImportanceScores` as ``[n]`` (float64)."""
         module = self._fitted()
@@ -316,7 +391,8 @@ class LatentModel(TransformerMixin, BaseEstimator):
                                         unit_scale=True, show=self._show_progress()) as bar:
             for start in range(0, len(x), batch_size):
                 found = bounds.importance_scores(module, x[start:start + batch_size], k, chunk,
-                                                 iwae_k=iwae_k, kl=self.kl, drawn=bar.update)
+                                                 iwae_k=iwae_k, kl=cast("bounds.KL", self.kl),
+                                                 drawn=bar.update)
                 for name in ("estimate", "stderr", "iwae", "reconstruction", "kl"):
                     value = getattr(found, name)
                     if value is not None:
@@ -358,8 +434,8 @@ class LatentModel(TransformerMixin, BaseEstimator):
         # A discrete z small enough to sum over: the truth, beside (or instead of) the bounds.
         exact_rows = self.score_samples(X) if exact else None
         exact_value = float(exact_rows.mean()) if exact_rows is not None else None
-        _warn_absurd(terms["elbo"], sampled["estimate"] if sampled is not None else exact_rows,
-                     x.shape[1])
+        _warn_absurd(terms["elbo"], sampled["estimate"] if sampled is not None
+                     else exact_rows, x.shape[1])  # type: ignore[arg-type]  # exact, when not sampled
         if sampled is not None:
             stderr = sampled["stderr"]
             log_likelihood = {"estimate": float(sampled["estimate"].mean()),
@@ -453,7 +529,7 @@ class LatentModel(TransformerMixin, BaseEstimator):
                               "likelihood(z) and posterior(x) (see elbokit.models.base)")
         if next(module.parameters(), None) is None:
             raise ConfigError(f"{name} has no parameters to train")
-        module.elbokit_dim = dim  # the width it takes, for modules without a config
+        module.elbokit_dim = dim  # type: ignore[assignment]  # the width it takes, for modules without a config
         return module.to(self.torch_dtype())
 
     def check(self, X: np.ndarray, where: str = "data") -> None:
@@ -472,8 +548,23 @@ class LatentModel(TransformerMixin, BaseEstimator):
         self._fitted_width()
         return self
 
+    # -- notebooks -----------------------------------------------------------------------
+    def _repr_html_inner(self) -> str:
+        """The estimator as HTML (:func:`estimator_html`): scikit-learn's ``_repr_html_``
+        returns this method, unless its ``display`` option is "text"."""
+        return estimator_html(self)
+
+    def _repr_mimebundle_(self, **kwargs: object) -> dict[str, str]:
+        """What Jupyter shows (asked before ``_repr_html_``): the text repr, and
+        :func:`estimator_html` unless scikit-learn's ``display`` option is "text".
+        Overridden because scikit-learn's would draw its own estimator diagram."""
+        bundle = {"text/plain": repr(self)}
+        if get_config()["display"] == "diagram":
+            bundle["text/html"] = self._repr_html_inner()
+        return bundle
+
     # -- persistence ---------------------------------------------------------------------
-    def _check_unsupervised(self, y: object) -> None:
+    def _check_unsupervised(self, y: Any) -> None:
         """``fit(X, y)``: y is ignored, but 2-D data there is a validation set passed where
         scikit-learn's signature puts y (the earlier ``fit(X, X_val)``): refused, not
         silently dropped."""
@@ -482,9 +573,9 @@ class LatentModel(TransformerMixin, BaseEstimator):
                               "pass validation data as fit(X, X_val=...)")
 
     @staticmethod
-    def _width(module: torch.nn.Module) -> int:
+    def _width(module: Any) -> int:  # a module with config.dim, or a user's with elbokit_dim
         """The number of features ``module`` takes."""
-        config = getattr(module, "config", None)
+        config: Any = getattr(module, "config", None)
         return int(config.dim if hasattr(config, "dim") else module.elbokit_dim)
 
     def _fitted_width(self) -> None:
@@ -500,10 +591,10 @@ class LatentModel(TransformerMixin, BaseEstimator):
         return params
 
     def _module_record(self, module: torch.nn.Module) -> dict:
-        """What rebuilds the module (with :meth:`_restore_module`): its configuration; for a
+        """What rebuilds the module (in :meth:`load`): its configuration; for a
         user's module its width, and its reference and source digest to check on load."""
         if self.kind != "custom":
-            return module.config.to_dict()
+            return cast("VAEModule | MixtureModule", module).config.to_dict()
         reference = self.reference()
         return {"dim": self._width(module), "reference": reference,
                 "source_sha256": plugins.source_digest(reference)}
@@ -522,11 +613,13 @@ class LatentModel(TransformerMixin, BaseEstimator):
         says so; see :mod:`elbokit.plugins`), unless an installed plugin provides it."""
         record, state = load_model(path)
         kind = record.get("kind")
-        if kind not in MODEL_KINDS or (cls is not LatentModel and MODEL_KINDS[kind] is not cls):
+        if kind not in MODEL_KINDS or (cls is not LatentModel
+                                       and MODEL_KINDS[kind] is not cls):  # type: ignore[index]
             raise CheckpointError(f"{path}: holds a {kind!r} model, not a {cls.kind or 'known'} one")
-        estimator_class = MODEL_KINDS[kind]
+        estimator_class = MODEL_KINDS[kind]  # type: ignore[index]  # a name of MODEL_KINDS
         # JSON has no tuples: sequences (hidden widths, image shapes) come back as lists.
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in record["params"].items()}
+        params: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in record["params"].items()}
         if kind == "custom":
             module_record = record["module"]
             params["model"] = plugins.check_reference(
@@ -536,8 +629,9 @@ class LatentModel(TransformerMixin, BaseEstimator):
                 plugins.warn_if_changed(params["model"], module_record.get("source_sha256"),
                                         str(path))
         estimator = estimator_class(**params)
-        # Whether bars were drawn was the saving session's choice (a terminal), not the model's.
-        estimator.progress = False
+        # Whether bars were drawn (a terminal) and training was logged for TensorBoard were the
+        # saving session's choices, not the model's.
+        estimator.progress = estimator.tensorboard = False
         if kind == "custom":
             module = estimator._construct(estimator.model_class(), record["module"]["dim"])
         else:
@@ -646,7 +740,10 @@ class VAE(LatentModel):
     ``on_nan``: a NaN or infinite loss or gradient rolls training back to the last good
     epoch and halves the learning rate ("rollback", at most ``max_retries`` times), or
     stops ("stop"); either way the weights never take a non-finite step (see
-    :mod:`elbokit.training`).
+    :mod:`elbokit.training`). ``tensorboard``: with :meth:`fit`'s ``run_dir``, log every epoch
+    for TensorBoard into ``run_dir/tensorboard`` (curves, the KL per latent variable, samples
+    and reconstructions when ``image_shape`` is given; see :mod:`elbokit.tensorboard`; needs
+    ``pip install 'elbokit[tensorboard]'``).
     """
 
     kind = "vae"
@@ -682,7 +779,8 @@ class VAE(LatentModel):
                  stochastic_layers: int = VAEOptions.stochastic_layers,
                  column_types: dict | None = VAEOptions.column_types,
                  missing: bool = VAEOptions.missing,
-                 table_schema: dict | None = VAEOptions.table_schema) -> None:
+                 table_schema: dict | None = VAEOptions.table_schema,
+                 tensorboard: bool = False) -> None:
         self._store(locals())
         # Checked in build(); kept as given otherwise (scikit-learn: __init__ only stores).
         self.image_shape = tuple(image_shape) if isinstance(image_shape, list) else image_shape
@@ -728,6 +826,7 @@ class VAE(LatentModel):
         X = dense_matrix(X, where)
         schema = self._schema_for(X)
         check_matrix(X, where, missing=schema is not None)
+        observation: ObservationModel
         if schema is not None:
             observation = self._table_likelihood(X, where, schema, likelihood or self.likelihood)
         else:
@@ -738,7 +837,8 @@ class VAE(LatentModel):
                            categories=spec.categories, hidden=tuple(self.hidden),
                            encoder=self.encoder_architecture(), decoder=self.decoder,
                            activation=self.activation, likelihood=observation.config(),
-                           image_shape=self.image_shape, prior=self.prior,
+                           image_shape=self.image_shape,  # type: ignore[arg-type]  # VAEConfig checks it
+                           prior=self.prior,
                            posterior=self.posterior, stochastic_layers=self.stochastic_layers)
         with seeded(self.seed):
             module = VAEModule(config, observation)
@@ -773,7 +873,7 @@ class VAE(LatentModel):
         return Table.for_data(X, where, column_kinds=tuple(c.kind for c in schema.columns),
                               column_levels=tuple(len(c.levels) for c in schema.columns))
 
-    def _read_table(self, X: object, where: str) -> object:
+    def _read_table(self, X: object, where: str) -> Any:
         """Fitting: a pandas DataFrame is read as a table (its columns typed, overridden by
         ``column_types``; empty cells missing) and its numbers returned; for any data the
         typed columns (if a table) become ``schema_``."""
@@ -788,7 +888,7 @@ class VAE(LatentModel):
             self.schema_ = self._schema_for(dense_matrix(X, where))
         return X
 
-    def _table_input(self, X: object, where: str) -> object:
+    def _table_input(self, X: object, where: str) -> Any:
         """A DataFrame given to a model fitted on a table: its columns by name, coded as in
         training."""
         schema = getattr(self, "schema_", None)
@@ -796,7 +896,7 @@ class VAE(LatentModel):
             return frame_with_schema(X, schema, where).x
         return X
 
-    def _as_rows(self, X: object, where: str) -> torch.Tensor:
+    def _as_rows(self, X: Any, where: str) -> torch.Tensor:
         if getattr(self, "schema_", None) is None:
             raise ConfigError("this model was not fitted on a table (a DataFrame, a table file, "
                               "or data with missing=True): it has no cells to fill or score")
@@ -818,7 +918,7 @@ class VAE(LatentModel):
         # Observed cells exactly as given (the model computes in its own precision).
         filled = np.where(np.isnan(given), filled, given.reshape(filled.shape[-2:]))
         if is_frame(X):
-            return frame_from_rows(X, filled, self.schema_)
+            return frame_from_rows(X, filled, self.schema_)  # type: ignore[arg-type]  # a table's model
         return filled
 
     def score_rows(self, X: object, k: int = 1000, seed: int | None = 0,
@@ -852,7 +952,8 @@ class VAE(LatentModel):
         with seeded(seed):
             parts = [imputation.cell_surprise(self.module_, x[s:s + 256], min(k, 200))
                      for s in range(0, len(x), 256)]
-        return tuple(torch.cat([p[i] for p in parts]).double().cpu().numpy() for i in (0, 1))
+        return tuple(torch.cat([p[i] for p in parts]).double().cpu().numpy()  # type: ignore[return-value]
+                     for i in (0, 1))
 
     def saved_params(self) -> dict:
         """As :meth:`LatentModel.saved_params`, with the typed columns of the table it was
@@ -951,7 +1052,7 @@ class VAE(LatentModel):
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Posterior means E_q[z | x]: ``[n, dim] -> [n, latent_dim]`` (categorical codes:
         the state probabilities, flattened to ``[n, latent_dim * K]``)."""
-        module, x = self._fitted(), self.as_tensor(X)
+        module, x = cast(VAEModule, self._fitted()), self.as_tensor(X)
         return module.latent.flatten(module.posterior(x).mean).double().cpu().numpy()
 
 
@@ -990,14 +1091,14 @@ class Mixture(LatentModel):
     and :meth:`score_samples` is exact. ``smoothing``: EM's pseudo-count for multinomial,
     categorical and Bernoulli components (MAP under a Dirichlet/Beta prior; 1 is Laplace
     smoothing, as naive Bayes uses). ``device``: "cpu" or "cuda"; ``compile``: run the
-    gradient fit's training step through ``torch.compile``; ``on_nan``, ``max_retries``: as
-    for :class:`VAE` (the gradient fit).
+    gradient fit's training step through ``torch.compile``; ``on_nan``, ``max_retries``,
+    ``tensorboard``: as for :class:`VAE` (the gradient fit).
     """
 
     kind = "mixture"
     module_class = MixtureModule
     config_class = MixtureConfig
-    fits = ("em", "gradient")
+    fits: tuple[str, ...] = ("em", "gradient")
 
     # The model options default as MixtureOptions declares them; epochs, batch_size, lr: the
     # mixture's gradient fit has defaults of its own; the other training parameters default as
@@ -1015,7 +1116,7 @@ class Mixture(LatentModel):
                  seed: int = TrainConfig.seed, dtype: str = "float32", progress: bool = False,
                  smoothing: float = MixtureOptions.smoothing, device: str = "cpu",
                  compile: bool = False, on_nan: str = TrainConfig.on_nan,
-                 max_retries: int = TrainConfig.max_retries) -> None:
+                 max_retries: int = TrainConfig.max_retries, tensorboard: bool = False) -> None:
         self.n_components = n_components
         self.likelihood = likelihood
         self.gaussian_scale = gaussian_scale
@@ -1043,12 +1144,13 @@ class Mixture(LatentModel):
         self.compile = compile
         self.on_nan = on_nan
         self.max_retries = max_retries
+        self.tensorboard = tensorboard
 
     def get_params(self, deep: bool = True) -> dict:
         # The parameter "fit" is kept as fit_method: an attribute "fit" would hide the method.
         return super().get_params(deep) | {"fit": self.fit_method}
 
-    def set_params(self, **params: object) -> Mixture:
+    def set_params(self, **params: Any) -> Mixture:
         if "fit" in params:
             self.fit_method = params.pop("fit")
         return super().set_params(**params)
@@ -1088,6 +1190,8 @@ class Mixture(LatentModel):
             raise ConfigError(f"n_init must be >= 1, not {self.n_init}")
         if self.fit_method != "em":  # refused before the fitted model is replaced
             check_run_dir(run_dir, resume)
+        elif self.tensorboard:
+            tensorboard.require(self)  # EM has no epochs to log: refused before it runs
         module = self.build(X, where).to(self.torch_device())
         self.module_ = module
         run_dir = Path(run_dir) if run_dir is not None else None
@@ -1138,7 +1242,7 @@ class Mixture(LatentModel):
     @torch.no_grad()
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Exact posterior p(z = k | x): ``[n, dim] -> [n, K]``."""
-        module, x = self._fitted(), self.as_tensor(X)
+        module, x = cast(MixtureModule, self._fitted()), self.as_tensor(X)
         return module.responsibilities(x).double().cpu().numpy()
 
     def predict(self, X: np.ndarray) -> np.ndarray:

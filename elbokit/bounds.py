@@ -39,7 +39,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import torch
 from torch import distributions as D
@@ -180,7 +180,7 @@ def closed_form_kl(q: D.Distribution, p: D.Distribution) -> torch.Tensor | None:
     :mod:`elbokit.models.latents`, sum_i (m_q^2 + s_q^2 - 1) / 2 - log s_q).
     """
     if _diagonal_normals(q, p):
-        return D.kl_divergence(q.base_dist, p.base_dist).sum(-1)
+        return D.kl_divergence(q.base_dist, p.base_dist).sum(-1)  # type: ignore[attr-defined]  # both Independent
     try:
         return D.kl_divergence(q, p.expand(q.batch_shape))
     except NotImplementedError:
@@ -332,7 +332,8 @@ def importance_scores(model: LatentVariableModel, x: torch.Tensor, k: int = 1000
     group = iwae_k if iwae_k is not None and iwae_k <= k else None
     if group is not None:  # whole groups per chunk: no group straddles two chunks
         chunk = group * max(1, chunk // group)
-    lse1 = lse2 = iwae_sum = reconstruction_sum = mc_kl_sum = closed_kl = None
+    lse1: torch.Tensor | None = None
+    lse2 = iwae_sum = reconstruction_sum = mc_kl_sum = closed_kl = lse1
     remaining = k
     while remaining > 0:
         n = min(chunk, remaining)
@@ -357,6 +358,8 @@ def importance_scores(model: LatentVariableModel, x: torch.Tensor, k: int = 1000
         remaining -= n
         if drawn is not None:
             drawn(n * len(x))
+    # k >= 2: the loop ran, and filled the sums it needs (mc_kl_sum without a closed form)
+    assert lse1 is not None and lse2 is not None and reconstruction_sum is not None
     log_k = math.log(k)
     estimate = lse1 - log_k
     # ratio = mean(w^2) / mean(w)^2 >= 1; unbiased variance of w relative to mean(w)^2 is
@@ -365,9 +368,9 @@ def importance_scores(model: LatentVariableModel, x: torch.Tensor, k: int = 1000
     stderr = torch.sqrt(torch.clamp(ratio - 1, min=0) / (k - 1))
     return ImportanceScores(
         estimate=estimate, stderr=stderr,
-        iwae=iwae_sum / (k // group) if group is not None else None,
+        iwae=iwae_sum / (k // group) if group is not None and iwae_sum is not None else None,
         reconstruction=reconstruction_sum / k,
-        kl=closed_kl if closed_kl is not None else mc_kl_sum / k,
+        kl=closed_kl if closed_kl is not None else cast(torch.Tensor, mc_kl_sum) / k,
         k=k, iwae_k=group)
 
 

@@ -170,6 +170,8 @@ class Gaussian(ObservationModel):
     """
 
     scales = ("dim", "shared", "decoder")
+    shift: torch.Tensor  # buffers (for type checkers: a submodule's attributes are Tensor | Module)
+    unit: torch.Tensor
 
     def __init__(self, dim: int, scale: str = "dim", min_scale: float = 1e-3) -> None:
         super().__init__(dim)

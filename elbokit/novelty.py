@@ -11,7 +11,7 @@ threshold. The threshold is the one free choice, and it is made on validation da
 
 The novelty score is -log p(x) (nats), or with ``normalize="length"`` -log p(x) / (number
 of counts), a per-word surprise that does not grow with a message's length. Measured on
-the SMS split (README): the total is the better ranking of spam (ROC AUC 0.92 vs 0.86).
+the SMS split (docs/tutorials/spam.md): the total is the better ranking of spam (ROC AUC 0.92 vs 0.86).
 """
 
 from __future__ import annotations

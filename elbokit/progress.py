@@ -1,10 +1,14 @@
-"""Progress bars: drawn on stderr when it is a terminal, never into pipes, files, tests or CI.
+"""Progress bars: drawn on stderr when it is a terminal and in a notebook, never into pipes,
+files, tests or CI.
 
 The ``elbokit`` command decides once (:func:`on_terminal`) and opens :func:`showing` around
 the subcommand (rank 0 only, under torchrun); every long step (training epochs,
 importance-sampled scoring, EM, each classifier's training) asks for a :func:`progress_bar`,
 which is drawn inside that block and silent outside it. Library users get bars with an
-estimator's ``progress=True`` or by opening :func:`showing` themselves.
+estimator's ``progress=True`` or by opening :func:`showing` themselves; in a notebook (an
+IPython kernel: :func:`in_notebook`) they get them without asking, and ``showing(False)``
+turns them off. tqdm.auto draws them there as widgets when ipywidgets is installed
+(``pip install elbokit[notebook]``), as text otherwise.
 
 A pseudo-terminal that reports a size of 0 x 0 (``script`` run from a process without a
 terminal of its own, ``docker exec -t``, some CI runners and editors' terminals before they are
@@ -18,21 +22,54 @@ import contextlib
 import contextvars
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 
-from tqdm.auto import tqdm
+from tqdm.std import TqdmWarning
+
+# In a notebook without ipywidgets, tqdm.auto warns "IProgress not found. Please update jupyter
+# and ipywidgets" when imported (here: on `import elbokit`'s first model) and falls back to
+# text bars. Those render well in a notebook (its output honours the carriage returns), so
+# the warning would only put a red box under the first cell of every such notebook, and its
+# advice is not what to do: docs/howto/notebooks.md says how to get widgets (the `notebook`
+# extra). tqdm.auto itself already silences its TqdmExperimentalWarning.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+    from tqdm.auto import tqdm
 
 FALLBACK_SIZE = (80, 24)  # columns, rows
 
-_SHOWN: contextvars.ContextVar[bool] = contextvars.ContextVar("elbokit_progress", default=False)
+# True/False inside showing(on); None outside any: in_notebook() decides.
+_SHOWN: contextvars.ContextVar[bool | None] = contextvars.ContextVar("elbokit_progress",
+                                                                    default=None)
+
+
+def in_notebook() -> bool:
+    """Whether this process is an IPython kernel (Jupyter, JupyterLab, VS Code's notebooks,
+    Colab): IPython is loaded and its shell has a kernel. IPython is never imported here: a
+    process that has not loaded it is no kernel. A terminal IPython is not one (its stderr
+    is a terminal: :func:`on_terminal`)."""
+    get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
+    if get_ipython is None:
+        return False
+    try:
+        shell = get_ipython()
+    except Exception:  # an IPython half imported, or replaced by something else
+        return False
+    return getattr(shell, "kernel", None) is not None
 
 
 def on_terminal(quiet: bool = False) -> bool:
-    """Whether a command should draw progress bars: stderr is a terminal and not ``quiet``."""
-    try:
-        return not quiet and sys.stderr.isatty()
-    except (AttributeError, ValueError):  # stderr replaced by an object without a file, or closed
+    """Whether a command should draw progress bars: not ``quiet``, and stderr is a terminal
+    or the command runs in a notebook's kernel (``elbokit.cli.main([...])`` in a cell)."""
+    if quiet:
         return False
+    try:
+        if sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):  # stderr replaced by an object without a file, or closed
+        pass
+    return in_notebook()
 
 
 @contextlib.contextmanager
@@ -46,8 +83,10 @@ def showing(on: bool = True) -> Iterator[None]:
 
 
 def shown() -> bool:
-    """Whether bars are drawn here without being asked for (inside ``showing(True)``)."""
-    return _SHOWN.get()
+    """Whether bars are drawn here without being asked for: inside ``showing(True)``, or
+    outside any :func:`showing` block in a notebook (:func:`in_notebook`)."""
+    on = _SHOWN.get()
+    return in_notebook() if on is None else on
 
 
 def _fixed_size() -> dict:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from .errors import ConfigError
 
@@ -121,7 +121,7 @@ class SizedSpec:
                               f"{self.kind}:{self.letter}, e.g. {self.kind}:{component.example}")
 
     @classmethod
-    def parse(cls, text: str) -> SizedSpec:
+    def parse(cls, text: str) -> Self:
         match = re.fullmatch(r"([\w-]+)(?::(\d+))?", str(text).strip())
         if not match or match.group(1) not in cls.registry:
             raise ConfigError(f"{cls.flag} {text!r} is not one of {cls.syntax()}")

@@ -15,18 +15,17 @@ JavaScript and no reference to any other resource, every string read from a file
 HTML-escaped (and a URL scheme in one is defused, so the text never holds an ``http://``), and
 the page reads in order without its style sheet. Optional files that are missing or unreadable
 are named in the page instead of failing it.
+
+:func:`render_summary` is a model run in a notebook (``Run._repr_html_``): the scores and the
+main figures, built by the same functions from the same files. The HTML pieces both use
+(escaping, numbers, tables, inline figures, the training log) are :mod:`elbokit.markup`'s.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-import math
-import re
-import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,16 +35,21 @@ from . import runs
 from .api import MODEL_KINDS, options_for
 from .checkpoint import atomic_write
 from .errors import ElbokitError
+from .markup import esc, fmt, training_log
+from .markup import figure as _figure
+from .markup import key_values as _key_values
+from .markup import nested as _get
+from .markup import number as _number
+from .markup import plain as _plain
+from .markup import table as _table
 
 __all__ = ["REPORT", "FIGURES_DIR", "FIGURES", "SWEEP_FIGURE", "REPORT_KINDS", "write_report",
-           "render_report"]
+           "render_report", "render_summary", "SUMMARY_FIGURES"]
 
 REPORT = "report.html"
 FIGURES_DIR = "figures"
 SWEEP_FIGURE = "rate_distortion.png"
 REPORT_KINDS = (*MODEL_KINDS, "sweep")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TRAINING_LOG_ROWS = 5  # the last epochs shown in the training-log table
 
 # The figures of a model run, in the order shown: (alt text, caption: what to look for).
 FIGURES: dict[str, tuple[str, str]] = {
@@ -89,6 +93,11 @@ FIGURES: dict[str, tuple[str, str]] = {
         "of different kinds mean the prior has spread its mass over the kinds of data; many "
         "near-identical ones mean it uses fewer components than it has."),
 }
+# The figures of a run's notebook view (render_summary), where present; report.html has them all.
+# What a run learned at a glance, about 100 kB for the digits: every figure would add 300 kB
+# to the notebook file each time a run is shown.
+SUMMARY_FIGURES = ("training_curves.png", "samples.png", "reconstructions.png")
+SUMMARY_SCALE = 0.6  # of the figures' pixels: the three fit one screen of a notebook
 SWEEP_CAPTION = (
     "Each point is one run of the sweep, placed by its rate (the KL term, nats) and its distortion "
     "(minus the reconstruction term, nats). Since ELBO = -(distortion + rate), the diagonal "
@@ -152,56 +161,34 @@ def render_report(run_dir: str | Path) -> str:
     return page.html()
 
 
-# -- escaping and formatting -----------------------------------------------------------------
-
-_SCHEME = re.compile(r"(?i)\b(https?|ftp|file|javascript|data):")
-
-
-def esc(value: Any) -> str:
-    """``value`` as HTML text: escaped, with URL schemes defused (``http&#58;``), so a string
-    from a file never becomes markup nor puts a URL into the page's source."""
-    return _SCHEME.sub(r"\1&#58;", html.escape(str(value), quote=True))
-
-
-def _number(value: Any) -> float | None:
-    """A JSON number as float; None for anything else (booleans, strings, null)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A number with ``digits`` decimals (small ones keep two significant digits); 'n/a' when
-    absent; anything else escaped as text."""
-    number = _number(value)
-    if number is None:
-        return "n/a" if value is None else esc(_plain(value))
-    if isinstance(value, int):
-        return str(value)
-    if not math.isfinite(number):
-        return esc(number)
-    if number != 0 and abs(number) < 0.5 * 10 ** -digits:
-        return f"{number:.2g}"
-    return f"{number:.{digits}f}"
-
-
-def _plain(value: Any) -> str:
-    """A config value as text: strings as they are, everything else as JSON."""
-    if isinstance(value, str):
-        return value
+def render_summary(run_dir: str | Path) -> str:
+    """A model run in a few lines of HTML, for a notebook (``Run._repr_html_``): the model
+    and data, the collapse warning if any, the scores per split with how they were computed
+    and how long each phase took, and the figures of :data:`SUMMARY_FIGURES` that exist;
+    the rest is in report.html. Built as the report is, from the run's files only (nothing is
+    trained, scored or drawn), as one ``<div>`` without a style sheet: a notebook styles its
+    outputs, and a ``<style>`` there would restyle the whole notebook. A directory that is
+    not a model run gives one line saying why (a notebook's repr must not raise)."""
+    run_dir = Path(run_dir)
     try:
-        return json.dumps(value, sort_keys=True)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _get(obj: Any, *keys: str) -> Any:
-    """``obj[k1][k2]...``, or None where a level is missing or not a dict."""
-    for key in keys:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
+        config = runs.read_config(run_dir, kinds=tuple(MODEL_KINDS))
+    except ElbokitError as e:
+        return f'<div class="elbokit-run">{_missing(esc(e))}</div>'
+    files = _RunFiles.read(run_dir)
+    page = _Page(title=_run_name(run_dir))
+    page.header.append(_model_line(config, files.diagnostics))
+    where = f"run directory <code>{esc(run_dir)}</code>"
+    if (run_dir / REPORT).is_file():
+        where += f"; every figure, the diagnostics and the training log: <code>{REPORT}</code>"
+    page.header.append(f'<p class="meta">{where}</p>')
+    warnings = _collapse_warnings(files.diagnostics) if files.diagnostics is not None else []
+    if warnings:
+        page.header.append('<p class="warning"><strong>Warning:</strong> '
+                           + "; ".join(esc(w) for w in warnings) + "</p>")
+    _scores_section(page, run_dir, files.summary, files.summary_problem, files.evaluation,
+                    files.evaluation_problem, explain=False)
+    _figures_section(page, run_dir, SUMMARY_FIGURES, SUMMARY_SCALE)
+    return page.fragment()
 
 
 def _run_name(run_dir: Path) -> str:
@@ -255,32 +242,13 @@ class _Page:
             "",
         ])
 
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool] = (),
-           row_classes: Sequence[str] | None = None, caption: str | None = None) -> str:
-    """A table from HTML cells; ``numeric[i]``: right-align column i."""
-    numeric = list(numeric) + [False] * (len(headers) - len(numeric))
-    out = ["<table>"]
-    if caption:
-        out.append(f"<caption>{caption}</caption>")
-    out.append("<thead><tr>" + "".join(f'<th scope="col">{h}</th>' for h in headers) + "</tr></thead>")
-    out.append("<tbody>")
-    for i, row in enumerate(rows):
-        cls = row_classes[i] if row_classes and row_classes[i] else ""
-        cells = "".join(f'<td class="num">{c}</td>' if num else f"<td>{c}</td>"
-                        for c, num in zip(row, numeric, strict=False))
-        out.append(f'<tr class="{cls}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
-
-
-def _key_values(pairs: Iterable[tuple[str, Any]]) -> str:
-    """A two-column table of names and values (both escaped here)."""
-    rows = [f'<tr><th scope="row"><code>{esc(k)}</code></th><td>{esc(_plain(v))}</td></tr>'
-            for k, v in pairs]
-    if not rows:
-        return '<p class="note">(none recorded)</p>'
-    return "<table>\n<tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+    def fragment(self) -> str:
+        """The title, header and sections as one ``<div>`` for a notebook: no document, style
+        sheet or navigation; the sections' headings one level below a notebook's title."""
+        sections = [f"<h4>{h}</h4>\n" + "\n".join(body) for _, h, body in self.sections]
+        return "\n".join(['<div class="elbokit-run">',
+                          f"<h3>elbokit run <code>{esc(self.title)}</code></h3>",
+                          *self.header, *sections, "</div>"])
 
 
 def _missing(text: str) -> str:
@@ -295,32 +263,6 @@ def _read_optional_json(path: Path) -> tuple[Any, str | None]:
         return json.loads(path.read_text(encoding="utf-8")), None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         return None, f"{path.name}: not a readable JSON file ({e})"
-
-
-def _png(path: Path) -> tuple[bytes, int | None, int | None] | None:
-    """The bytes of a PNG file and its size in pixels, or None when it is not a readable PNG."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    if not data.startswith(PNG_SIGNATURE):
-        return None
-    width = height = None
-    if len(data) >= 24 and data[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", data[16:24])
-    return data, width, height
-
-
-def _figure(path: Path, alt: str, caption: str) -> str | None:
-    """A ``<figure>`` with the PNG at ``path`` inlined (``alt``, ``caption``: HTML), or None."""
-    png = _png(path)
-    if png is None:
-        return None
-    data, width, height = png
-    size = f' width="{width}" height="{height}"' if width and height else ""
-    encoded = base64.b64encode(data).decode("ascii")
-    return (f'<figure>\n<img src="data:image/png;base64,{encoded}" alt="{alt}"{size}>\n'
-            f"<figcaption>{caption}</figcaption>\n</figure>")
 
 
 def _written_line(path: Path, what: str) -> str:
@@ -369,19 +311,43 @@ def _describe_data(data: Any) -> str:
     return text
 
 
-def _model_report(page: _Page, run_dir: Path, config: dict) -> None:
-    summary, summary_problem = _read_optional_json(run_dir / "summary.json")
-    evaluation, evaluation_problem = _read_optional_json(run_dir / "evaluation.json")
-    summary = summary if isinstance(summary, dict) else None
-    evaluation = evaluation if isinstance(evaluation, dict) else None
-    diagnostics, diagnostics_from = None, None
-    if isinstance(_get(summary, "diagnostics"), dict):
-        diagnostics, diagnostics_from = summary["diagnostics"], "summary.json"
-    elif isinstance(_get(evaluation, "diagnostics"), dict):
-        diagnostics, diagnostics_from = evaluation["diagnostics"], "evaluation.json"
+@dataclass
+class _RunFiles:
+    """What a model run's optional files hold: summary.json, evaluation.json (each None when
+    absent or unreadable, with the problem), and the diagnostics of either, with its name."""
 
-    page.header.append(f'<p class="meta"><strong>{esc(_describe_model(config, diagnostics))}</strong> on '
-                       f"{esc(_describe_data(config.get('data')))}</p>")
+    summary: dict | None
+    summary_problem: str | None
+    evaluation: dict | None
+    evaluation_problem: str | None
+    diagnostics: dict | None
+    diagnostics_from: str | None
+
+    @classmethod
+    def read(cls, run_dir: Path) -> _RunFiles:
+        summary, summary_problem = _read_optional_json(run_dir / "summary.json")
+        evaluation, evaluation_problem = _read_optional_json(run_dir / "evaluation.json")
+        summary = summary if isinstance(summary, dict) else None
+        evaluation = evaluation if isinstance(evaluation, dict) else None
+        diagnostics, diagnostics_from = None, None
+        if isinstance(_get(summary, "diagnostics"), dict):
+            diagnostics, diagnostics_from = summary["diagnostics"], "summary.json"
+        elif isinstance(_get(evaluation, "diagnostics"), dict):
+            diagnostics, diagnostics_from = evaluation["diagnostics"], "evaluation.json"
+        return cls(summary, summary_problem, evaluation, evaluation_problem, diagnostics,
+                   diagnostics_from)
+
+
+def _model_line(config: dict, diagnostics: dict | None) -> str:
+    """The header's line naming the model and the data (HTML)."""
+    return (f'<p class="meta"><strong>{esc(_describe_model(config, diagnostics))}</strong> on '
+            f"{esc(_describe_data(config.get('data')))}</p>")
+
+
+def _model_report(page: _Page, run_dir: Path, config: dict) -> None:
+    files = _RunFiles.read(run_dir)
+    summary, diagnostics = files.summary, files.diagnostics
+    page.header.append(_model_line(config, diagnostics))
     page.header.append(_written_line(run_dir, "model run"))
     sweep = _parent_sweep(run_dir)
     if sweep:
@@ -392,8 +358,9 @@ def _model_report(page: _Page, run_dir: Path, config: dict) -> None:
                            "</a>.</p>")
 
     _configuration_section(page, config)
-    _scores_section(page, run_dir, summary, summary_problem, evaluation, evaluation_problem)
-    _diagnostics_section(page, diagnostics, diagnostics_from, run_dir)
+    _scores_section(page, run_dir, summary, files.summary_problem, files.evaluation,
+                    files.evaluation_problem)
+    _diagnostics_section(page, diagnostics, files.diagnostics_from, run_dir)
     _unusual_rows_section(page, summary)
     _figures_section(page, run_dir)
     _training_section(page, run_dir)
@@ -450,7 +417,10 @@ def _ks(rows: Sequence[dict], *keys: str) -> str:
 
 
 def _scores_section(page: _Page, run_dir: Path, summary: dict | None, summary_problem: str | None,
-                    evaluation: dict | None, evaluation_problem: str | None) -> None:
+                    evaluation: dict | None, evaluation_problem: str | None,
+                    explain: bool = True) -> None:
+    """The scores per split, how they were computed, the time each phase took and the
+    epochs; ``explain``: what the ELBO, IWAE and log p(x) are, with the test split's sum."""
     body = page.section("summary", "Summary")
     for problem in (summary_problem, evaluation_problem):
         if problem:
@@ -499,7 +469,8 @@ def _scores_section(page: _Page, run_dir: Path, summary: dict | None, summary_pr
             notes.append("time taken: " + ", ".join(
                 f"{esc(phase)} {fmt(timings[phase], 1)} s" for phase in phases))
         body.append(f'<p class="note">{"; ".join(notes)}.</p>')
-        body.append(_elbo_explanation(labelled))
+        if explain:
+            body.append(_elbo_explanation(labelled))
     if summary is not None:
         facts = []
         if _number(summary.get("epochs_trained")) is not None:
@@ -654,20 +625,25 @@ def _per_dimension_table(diagnostics: dict) -> str:
                      numeric=[True] * (1 + len(columns)), row_classes=classes))
 
 
-def _figures_section(page: _Page, run_dir: Path) -> None:
+def _figures_section(page: _Page, run_dir: Path, names: Sequence[str] | None = None,
+                     scale: float = 1.0) -> None:
+    """The figures in ``run_dir/figures/``, known ones in :data:`FIGURES`' order with their
+    captions, others after them; ``names``: only these (when present), and only their alt
+    text as the caption; ``scale``: of their size in pixels."""
     body = page.section("figures", "Figures")
     directory = run_dir / FIGURES_DIR
     present = sorted(p.name for p in directory.glob("*.png")) if directory.is_dir() else []
     shown = 0
     for name, (alt, caption) in FIGURES.items():
-        if name in present:
-            figure = _figure(directory / name, esc(alt), esc(caption))
+        if name in present and (names is None or name in names):
+            figure = _figure(directory / name, esc(alt), esc(caption if names is None else alt),
+                             scale)
             if figure is None:
                 body.append(_missing(f"{FIGURES_DIR}/{esc(name)}: not a readable PNG file."))
             else:
                 body.append(figure)
                 shown += 1
-    extras = [name for name in present if name not in FIGURES]
+    extras = [name for name in present if name not in FIGURES and names is None]
     if extras:
         body.append("<h3>Other figures</h3>")
     for name in extras:
@@ -712,38 +688,7 @@ def _training_section(page: _Page, run_dir: Path) -> None:
     if not records:
         body.append(_missing("metrics.jsonl holds no epochs yet."))
         return
-    step = "iteration" if "iteration" in records[-1] and "epoch" not in records[-1] else "epoch"
-    metric = "elbo" if any(_get(r, part, "elbo") is not None
-                           for r in records for part in ("train", "val")) else "log_likelihood"
-    metric_name = "ELBO" if metric == "elbo" else "log-likelihood"
-    last_step = records[-1].get(step)
-    count = f"{esc(last_step)} {step}s" if _number(last_step) is not None else f"{len(records)} records"
-    if step == "iteration":  # EM counts from iteration 0, the initial state
-        count = f"{len(records) - 1} EM iterations"
-    facts = [f"{count} logged"]
-    for part, what in (("val", "validation"), ("train", "training")):
-        scored = [(r.get(step), v) for r in records if (v := _number(_get(r, part, metric))) is not None]
-        if scored:
-            best_step, best = max(scored, key=lambda sv: sv[1])
-            facts.append(f"best {what} {metric_name} {fmt(best)} nats at {step} {esc(best_step)}")
-            break
-    seconds = [s for r in records if (s := _number(r.get("seconds"))) is not None]
-    if seconds:
-        facts.append(f"{sum(seconds):.1f} s of training in all")
-    body.append(f"<p>{'; '.join(facts)}.</p>")
-
-    parts = [p for p in ("train", "val") if any(isinstance(r.get(p), dict) for r in records)]
-    terms = [t for t in ("elbo", "reconstruction", "kl", "log_likelihood")
-             if any(_get(r, p, t) is not None for r in records for p in parts)]
-    names = {"elbo": "ELBO", "reconstruction": "reconstruction", "kl": "KL",
-             "log_likelihood": "log-likelihood"}
-    part_names = {"train": "train", "val": "validation"}
-    headers = [step] + [f"{part_names[p]} {names[t]}" for p in parts for t in terms]
-    tail = records[-TRAINING_LOG_ROWS:]
-    rows = [[esc(_plain(r.get(step)))] + [fmt(_get(r, p, t)) for p in parts for t in terms]
-            for r in tail]
-    body.append(f'<p class="note">The last {len(tail)} lines of metrics.jsonl (nats per example):</p>')
-    body.append(_table(headers, rows, numeric=[True] * len(headers)))
+    body.extend(training_log(records, "metrics.jsonl"))
 
 
 # -- sweeps ----------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -98,6 +98,11 @@ from .errors import CheckpointError, ConfigError, ElbokitError
 from .optimizer import Adam
 from .progress import progress_bar, shown
 from .rng import seeded  # noqa: F401 (also elbokit.training.seeded)
+
+if TYPE_CHECKING:  # for annotations only
+    from types import FrameType
+
+    from .models.base import LatentVariableModel
 
 ON_NAN = ("rollback", "stop")
 LR_SCHEDULES = ("plateau", "constant")
@@ -198,7 +203,7 @@ class TrainConfig:
     kl: str = option("auto", choices=KL_MODES,
                      help="closed-form KL when registered (auto), always, or Monte Carlo")
     estimator: str = option(
-        "auto", choices=lambda: estimators.NAMES,
+        "auto", choices=estimators.names,
         help="gradient estimator; auto: reparameterize a Gaussian z, enumerate a discrete z "
         f"with <= {bounds.TRAINING_LIMIT} values, else gumbel-st (default auto)")
     temperature: float = option(1.0, parse="positive_float",
@@ -275,14 +280,15 @@ class TrainConfig:
         if self.iwae_k is not None and (self.beta != 1.0 or self.kl_warmup or self.free_bits):
             raise ConfigError("--beta, --kl-warmup and --free-bits apply to the ELBO; the IWAE "
                               "bound has no KL term to weigh")
-        if self.estimator not in estimators.NAMES:
+        if self.estimator not in estimators.names():
             raise ConfigError(f"unknown estimator {self.estimator!r}; choose from "
-                              f"{', '.join(estimators.NAMES)}")
+                              f"{', '.join(estimators.names())}")
 
     def objective(self, model: torch.nn.Module) -> estimators.Estimator:
         """The gradient estimator of the bound this configuration maximizes, for ``model``."""
         dim = getattr(getattr(model, "config", None), "dim", None)
-        return estimators.build(self.estimator, model, dim, n_samples=self.n_samples,
+        return estimators.build(self.estimator, cast("LatentVariableModel", model), dim,
+                                n_samples=self.n_samples,
                                 beta=self.beta, kl=self.kl, iwae_k=self.iwae_k,
                                 temperature=self.temperature,
                                 min_temperature=self.min_temperature,
@@ -305,7 +311,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024,
+def evaluate_terms(model: LatentVariableModel, x: torch.Tensor, batch_size: int = 1024,
                    n_samples: int = 1, kl: str = "auto") -> dict[str, float]:
     """Mean ELBO, reconstruction and KL over ``x: [n, dim]``, in nats per example (exact
     sums over z when z can be enumerated, else ``n_samples`` Monte-Carlo draws)."""
@@ -313,7 +319,7 @@ def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10
 
 
 @torch.no_grad()
-def total_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024,
+def total_terms(model: LatentVariableModel, x: torch.Tensor, batch_size: int = 1024,
                 n_samples: int = 1, kl: str = "auto") -> torch.Tensor:
     """[sum reconstruction, sum KL] over ``x: [n, dim]`` (float64, on the CPU): what
     :func:`evaluate_terms` averages, and what ranks add up when they split the examples."""
@@ -322,7 +328,7 @@ def total_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024,
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size]
         terms = (bounds.enumerated_elbo(model, batch) if exact
-                 else bounds.elbo(model, batch, n_samples=n_samples, kl=kl))
+                 else bounds.elbo(model, batch, n_samples=n_samples, kl=cast("bounds.KL", kl)))
         sums += term_sums(terms).cpu()
     return sums
 
@@ -519,10 +525,12 @@ class KLWarmup:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
 
-    def before_step(self, objective: torch.nn.Module, epoch: int, step: int, steps: int) -> None:
+    # ``objective``: a module with a ``beta`` (an Estimator's); Any, since a plain module's
+    # attributes type as Tensor | Module.
+    def before_step(self, objective: Any, epoch: int, step: int, steps: int) -> None:
         objective.beta = self.config.beta_at(epoch, step / steps)
 
-    def after_steps(self, objective: torch.nn.Module, epoch: int) -> dict:
+    def after_steps(self, objective: Any, epoch: int) -> dict:
         """Restores the full weight; returns what the epoch's metrics record says of it."""
         objective.beta = self.config.beta
         return {"beta": self.config.beta_at(epoch, 1.0)}
@@ -644,7 +652,7 @@ class Interrupts:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.pending = False
-        self.previous = None
+        self.previous: Callable[[int, FrameType | None], Any] | int | None = None
 
     def __enter__(self) -> Interrupts:
         self.pending = False
@@ -670,7 +678,7 @@ class OneProcess:
     of the loss's terms (non-finite as soon as one reconstruction or KL value is) and every
     gradient (where any other NaN of the loss ends up)."""
 
-    culprit = None  # a fault is traced to the loss or to a gradient by name (Trainer._culprit)
+    culprit: str | None = None  # a fault is traced to the loss or to a gradient by name (Trainer._culprit)
 
     def slice(self, batch: torch.Tensor) -> torch.Tensor:
         return batch
@@ -749,6 +757,10 @@ class Trainer:
     ``torch.bernoulli`` of it; torch's RNG is checkpointed, so resumes stay exact).
     ``compile``: run ``objective(model, batch)`` of the training step through
     ``torch.compile`` (default mode); validation stays eager.
+    ``on_epoch(record, model)``: called after every epoch (rank 0 only) with the epoch's
+    record (as ``metrics.jsonl`` gets it) and the model as it was validated (the averaged
+    weights), before the epoch's checkpoint, e.g. to log it (:mod:`elbokit.tensorboard`);
+    it must leave the model and the random number streams as it found them.
 
     Under a process group of several ranks (see the module docstring) every rank constructs
     its trainer the same way and passes the same, whole ``x_train``; ``run_dir`` is written
@@ -765,7 +777,8 @@ class Trainer:
                  on_improve: Callable[[torch.nn.Module], None] | None = None,
                  objective: torch.nn.Module | None = None,
                  batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False,
+                 on_epoch: Callable[[dict, torch.nn.Module], None] | None = None) -> None:
         self.model = model
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -774,6 +787,7 @@ class Trainer:
         # Asked for (progress=True), or the elbokit command on a terminal; one bar, rank 0's.
         self.progress = (progress or shown()) and self.main
         self.on_improve = on_improve
+        self.on_epoch = on_epoch
         self.batch_transform = batch_transform
         self.device = next(model.parameters()).device  # where the caller put the model
         if objective is None:
@@ -798,7 +812,7 @@ class Trainer:
         self.forward: Callable[[torch.nn.Module, torch.Tensor], bounds.Terms] = (
             torch.compile(self.objective, options={"fallback_random": True}) if compile
             else self.objective)
-        self.state = {"epoch": 0, "best_val": None, "best_epoch": None, "bad_epochs": 0,
+        self.state: dict[str, Any] = {"epoch": 0, "best_val": None, "best_epoch": None, "bad_epochs": 0,
                       "lr_bad_epochs": 0, "stopped_early": False, "ema_updates": 0}
         self.stopping = EarlyStopping.from_config(config)
         self.schedules = schedules(config)
@@ -838,7 +852,7 @@ class Trainer:
     def _model_config(self) -> dict | None:
         """The model's configuration (``model.config.to_dict()``, where it has one), which
         travels with the checkpoint and must match on resume."""
-        model_config = getattr(self.model, "config", None)
+        model_config: Any = getattr(self.model, "config", None)
         return model_config.to_dict() if hasattr(model_config, "to_dict") else None
 
     def resume(self) -> None:
@@ -891,6 +905,7 @@ class Trainer:
     def _load_average(self, saved: dict[str, torch.Tensor] | None) -> None:
         """The averaged weights from a checkpoint; one written without averaging continues
         with the average starting at its weights."""
+        assert self.average is not None  # called only when averaging
         if saved is None:
             torch._foreach_copy_(self.average, [p.detach() for p in self.params_model])
             return
@@ -901,12 +916,12 @@ class Trainer:
 
     def _trim_metrics(self, epoch: int) -> None:
         """Drop the ``metrics.jsonl`` lines after ``epoch`` (see :meth:`MetricsLog.trim`)."""
-        if self.main and self.metrics is not None:
-            self._write("metrics.jsonl", lambda: self.metrics.trim(epoch))
+        if self.main and (metrics := self.metrics) is not None:
+            self._write("metrics.jsonl", lambda: metrics.trim(epoch))
 
     def _append_metrics(self, record: dict) -> None:
-        if self.main and self.metrics is not None:
-            self._write("metrics.jsonl", lambda: self.metrics.append(record))
+        if self.main and (metrics := self.metrics) is not None:
+            self._write("metrics.jsonl", lambda: metrics.append(record))
 
     def _restore_rng(self, rng: torch.Tensor, saved: dict[str, torch.Tensor], epoch: int) -> None:
         """Put back this rank's RNG state(s) from a checkpoint (see :meth:`_rng_states`)."""
@@ -1103,6 +1118,11 @@ class Trainer:
         self.state["epoch"] = epoch
         progress.end_epoch(epoch, train, record.get("val"))
         self._append_metrics(record)
+        if (on_epoch := self.on_epoch) is not None and self.main:
+            # Before the checkpoint, as metrics.jsonl: an epoch logged and then lost to a kill
+            # is trained again on resuming, and its log replaced (TensorBoard's purge_step).
+            with self.averaged_weights():
+                self._write("the epoch's log", lambda: on_epoch(record, self.model))
         self._save()
         return record
 
@@ -1117,9 +1137,9 @@ class Trainer:
             self._improved()
 
     def _improved(self) -> None:
-        if self.on_improve is not None and self.main:
+        if (on_improve := self.on_improve) is not None and self.main:
             model = self.model
-            self._write("the model", lambda: self.on_improve(model))
+            self._write("the model", lambda: on_improve(model))
 
     @torch.no_grad()
     def _update_average(self) -> None:
@@ -1135,7 +1155,7 @@ class Trainer:
         schedule a score with less noise."""
         t = self.state["ema_updates"] = self.state.get("ema_updates", 0) + 1
         decay = min(self.config.ema, (1 + t) / (10 + t))
-        torch._foreach_lerp_(self.average, self._weights, 1 - decay)
+        torch._foreach_lerp_(self.average, self._weights, 1 - decay)  # type: ignore[arg-type]  # set
 
     @contextlib.contextmanager
     def averaged_weights(self) -> Iterator[None]:
@@ -1204,7 +1224,8 @@ class Trainer:
                 sums += term_sums(terms)
         self._mark(self.parallel.reduce(self.params, loss, sums), self._bad, self._one)
         if not self.deferred_check and self._flagged():
-            return taken, self.parallel.culprit or self._culprit(loss, terms)
+            # one process always has a loss; a rank with an empty slice names its culprit
+            return taken, self.parallel.culprit or self._culprit(loss, terms)  # type: ignore[arg-type]
         self.optimizer.step()
         if self.average is not None:
             self._update_average()
@@ -1229,7 +1250,8 @@ class Trainer:
         ``(parameter index, key)`` layout, and its other per-parameter values."""
         tensors = [*self.model.parameters(), *self.model.buffers(),
                    *self.objective.parameters(), *self.objective.buffers(), *(self.average or ())]
-        layout, plain = [], {}
+        layout: list[tuple[int, str]] = []
+        plain: dict = {}
         state = self.optimizer.state
         for i, param in enumerate(self.params):
             for key, value in (state[param].items() if param in state else ()):
@@ -1356,7 +1378,8 @@ class Trainer:
         # leaves the training stream of random numbers untouched.
         with seeded((VALIDATION_SEED + self.config.seed) % 2**64):
             for start in range(0, len(part), VALIDATION_BATCH):
-                terms = self.validation_terms(self.model, part[start:start + VALIDATION_BATCH])
+                terms = self.validation_terms(cast("LatentVariableModel", self.model),
+                                              part[start:start + VALIDATION_BATCH])
                 sums[:2] += term_sums(terms).cpu()
                 sums[2] += terms.surrogate.sum().double().cpu()
         if self.dist is not None:

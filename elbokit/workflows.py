@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sklearn.base import clone
@@ -39,7 +40,12 @@ from .data import NAMED
 from .data.columns import MixedTable, read_with_schema, table_text
 from .data.stream import DEFAULT_BUDGET, parse_size
 from .errors import ConfigError, DataError, ElbokitError, in_file_rows, memory_guard
+from .tensorboard import image_rows
+from .tensorboard import require as require_tensorboard
 from .training import DEFAULT_EPOCHS
+
+if TYPE_CHECKING:
+    from .models.base import LatentVariableModel
 
 MAX_CATEGORIES = 2**16  # likelihood "categorical": codes 0 .. 65535
 Notify = Callable[[str], None]
@@ -120,6 +126,12 @@ class Run:
         self.report_path = report.write_report(self.path)
         return self.report_path
 
+    def _repr_html_(self) -> str:
+        """The run as a notebook shows it: its scores per split, the time taken and its
+        main figures (:func:`elbokit.report.render_summary`), read from its files; nothing
+        is trained, scored or drawn."""
+        return report.render_summary(self.path)
+
     def sample(self, n: int = 64, seed: int | None = 0, mean: bool = False) -> np.ndarray:
         """``n`` draws x ~ p(x) (``mean``: E[x | z]): ``[n, dim]``."""
         return self.fitted().sample(n, seed=seed, mean=mean)
@@ -189,10 +201,14 @@ def fit_run(model: LatentModel, data: str, out: str | Path | None = None, *,
     (:mod:`elbokit.data.columns`); a typed table trains the table likelihood, its columns
     printed through ``notify`` before training.
     ``notify``: called with each line worth telling a user (the CLI prints them).
+    ``model.tensorboard``: log every epoch into ``out/tensorboard`` (:mod:`elbokit.tensorboard`;
+    images when the data set's rows are images).
     Options and data are checked before anything is written."""
     started = time.perf_counter()
     out = Path(out) if out is not None else Path("runs") / time.strftime("fit-%Y%m%d-%H%M%S")
     _check_eval_k(eval_k)
+    if model.tensorboard:
+        require_tensorboard(model)
     if ram_budget is not None and not stream:
         raise ConfigError("--ram-budget sizes the chunks of --stream; add --stream")
     if stream and isinstance(model, Mixture):
@@ -221,7 +237,8 @@ def fit_run(model: LatentModel, data: str, out: str | Path | None = None, *,
     # Check data, model and estimator before anything is written (on every rank).
     with memory_guard("the model", "use smaller --hidden widths, --latent or --components, "
                       "or fewer categories"):
-        model.check(run_data.training() if run_data.stream is not None
+        # a stream: a VAE's (refuse_unsupported), whose check reads streams
+        model.check(run_data.training() if run_data.stream is not None  # type: ignore[arg-type]
                     else run_data.split("train"), where=config["data"]["source"])
     config["params"] = model.saved_params()
 
@@ -238,18 +255,20 @@ def fit_run(model: LatentModel, data: str, out: str | Path | None = None, *,
 def resume_run(out: str | Path, *, epochs: int | None = None, device: str | None = None,
                compile: bool | None = None, model: type | str | None = None,
                eval_k: int | None = None, write_report: bool = True,
-               notify: Notify = _quiet) -> Run | None:
+               tensorboard: bool | None = None, notify: Notify = _quiet) -> Run | None:
     """Continue the run in ``out`` from its last checkpoint (bit for bit as if never
     stopped), then score and report it as :func:`fit_run` does. ``epochs``: extend the run
-    to this many in all; ``device``/``compile``: override the run's own (e.g. continue a GPU
-    run on a CPU); ``model``: a user's model class or reference, again."""
+    to this many in all; ``device``/``compile``/``tensorboard``: override the run's own (e.g.
+    continue a GPU run on a CPU; log the epochs still to come for TensorBoard, appended to
+    ``out/tensorboard``); ``model``: a user's model class or reference, again."""
     started = time.perf_counter()
     out = Path(out)
     _check_eval_k(eval_k)
     config = runs.read_config(out, kinds=tuple(MODEL_KINDS))
     params = dict(config["params"])
     finished = runs.check_resume_epochs(out, params.get("epochs", DEFAULT_EPOCHS), epochs)
-    for name, value in (("epochs", epochs), ("device", device), ("compile", compile)):
+    for name, value in (("epochs", epochs), ("device", device), ("compile", compile),
+                        ("tensorboard", tensorboard)):
         if value is not None:
             params[name] = value
     kind = config.get("kind", "vae")
@@ -260,6 +279,8 @@ def resume_run(out: str | Path, *, epochs: int | None = None, device: str | None
     except TypeError as e:  # a hand-edited or foreign config.json
         raise runs.CheckpointError(f"{out}/config.json: malformed model options ({e})") from None
     estimator.torch_device()
+    if estimator.tensorboard:
+        require_tensorboard(estimator)
     refuse_unsupported(estimator, stream=bool(config["data"].get("stream")))
     context = distributed.init(estimator.device)
     run_data = runs.prepare_data(config["data"])
@@ -359,6 +380,7 @@ def _train_and_score(run: Run, context, resume: bool, eval_k: int | None,
     """Train, score, diagnose, draw and report; ``started``: the clock (perf_counter) when the
     command began its set-up, for ``summary["timings"]``."""
     model, run_data, out = run.model, run.data, run.path
+    assert model is not None and run_data is not None  # fit_run and resume_run set both
     source = run.config["data"]["source"]
     clock = time.perf_counter()
     # Seconds of each phase, in summary.json; "data": reading and checking the data and options
@@ -372,9 +394,11 @@ def _train_and_score(run: Run, context, resume: bool, eval_k: int | None,
         clock = now
 
     try:
-        model.fit(run_data.training(),
-                  X_val=run_data.split("val") if model.val_fraction > 0 else None,
-                  run_dir=out, resume=resume, where=source)
+        # The data set's image shape, which its rows do not carry: for TensorBoard's images.
+        with image_rows(run_data.dataset.image_shape):
+            model.fit(run_data.training(),  # type: ignore[arg-type]  # a stream: a VAE, as above
+                      X_val=run_data.split("val") if model.val_fraction > 0 else None,
+                      run_dir=out, resume=resume, where=source)
     except CheckpointWriteError as e:  # full disk, read-only directory: what to do then
         raise CheckpointWriteError(f"{e}; once fixed, continue with: elbokit fit --out {out} "
                                    "--resume", e) from e
@@ -443,9 +467,9 @@ def _unusual_rows(model: VAE, run_data: runs.RunData, split: str) -> list[dict]:
     scores = model.score_rows(x, k=UNUSUAL_K, reference=reference)
     worst = imputation.most_unusual_cells(scores["surprise"], scores["reference_median"],
                                           scores["reference_spread"])
-    table = run_data.dataset.meta.get("table")
+    table: Any = run_data.dataset.meta.get("table")  # a MixedTable, or None
     lines = table is not None and not run_data.dataset.source.lower().endswith(".parquet")
-    names = [c.name for c in model.schema_.columns]
+    names = [c.name for c in model.schema_.columns]  # type: ignore[union-attr]  # a table's run
     found = []
     for i in np.argsort(-scores["anomaly"])[:UNUSUAL_SHOWN]:
         row, column = int(rows[i]), int(worst[i])
@@ -472,7 +496,7 @@ def _plan_evaluation(model: LatentModel, run_data: runs.RunData, eval_k: int | N
             "training_seconds": round(training_seconds, 3), "train_rows_of": len(x_train)}
     if eval_k is None:
         module = model._fitted()
-        if bounds.enumerable(module, "score"):
+        if bounds.enumerable(cast("LatentVariableModel", module), "score"):
             plan["chosen"] = "exact"
         else:
             sample = evaluation.training_sample(len(x_train), model.seed)
@@ -526,7 +550,8 @@ def sweep(model: VAE, data: str, betas: Sequence[float], out: str | Path, *,
     refuse_unsupported(model, sweep=True)
     out = Path(out)
     if options is None:
-        params = {k: v for k, v in model.saved_params().items() if k not in ("beta", "progress")}
+        params = {k: v for k, v in model.saved_params().items()
+                  if k not in ("beta", "progress", "tensorboard")}
         # As config.json holds them (JSON: tuples become lists), to compare on continuing.
         options = json.loads(json.dumps({"data": data, "header": "auto", **run_options,
                                          **params}, default=str))

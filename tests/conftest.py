@@ -31,7 +31,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 SLOW_FILES = ("test_guide.py", "test_documented_numbers.py", "test_distributed.py",
               "test_reliability.py", "test_classifiers.py", "test_semisupervised.py",
               "test_defaults.py", "test_estimators.py", "test_imputation.py",
-              "test_cli_tables.py")
+              "test_cli_tables.py", "test_docs.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,4 +1,5 @@
-"""The commands whose results README.md quotes, in one place: the README's tables show them,
+"""The commands whose results the documentation quotes, in one place: the table of
+docs/tutorials/discrete.md shows them (README.md's headline table the demo's figures),
 ``benchmarks/seed_spread.py`` measures their seed-to-seed spread and
 ``tests/test_documented_numbers.py`` re-runs them against the quoted figures.
 
@@ -41,7 +42,7 @@ def scores(run: Path) -> dict[str, float]:
 
 
 # Measured by benchmarks/seed_spread.py --seeds 0,1,2,3 on one machine (Intel Xeon, AVX-512,
-# torch 2.13, 2 cores): the seed-0 figures README.md quotes, and the seed-to-seed standard
+# torch 2.13, 2 cores): the seed-0 figures the documentation quotes, and the seed-to-seed standard
 # deviation of every score of every command.
 QUOTED = {
     "mixture": {

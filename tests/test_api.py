@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+import sklearn
 import torch
 
-from elbokit import VAE, data
+from elbokit import VAE, LatentModel, data
 from elbokit.errors import CheckpointError, ConfigError, DataError
 
 
@@ -274,3 +277,58 @@ def test_an_array_with_nan_is_refused_unless_missing_is_given():
     assert np.isfinite(filled).all() and filled[0, 0] == x[0, 0]
     with pytest.raises(ConfigError, match="table likelihood takes|table of typed columns takes"):
         VAE(latent_dim=2, hidden=(8,), epochs=1, missing=True, likelihood="gaussian").fit(x)
+
+
+class DescribesItselfOddly(torch.nn.Module):
+    """A user's module whose own description is markup and a URL."""
+
+    def describe(self) -> str:
+        return "<img src=x onerror=alert(1)> see http://example.org"
+
+
+def test_the_html_repr_shows_parameters_unfitted_and_the_training_log_fitted(fitted, tmp_path,
+                                                                            linear_gaussian):
+    # Unfitted: not fitted, the text repr, every parameter with those changed in bold; escaped.
+    odd = VAE(latent_dim=3, likelihood="<script>alert('x')</script>")
+    html = odd._repr_html_()
+    assert "<strong>VAE</strong>, not fitted" in html and "<script" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert re.findall(r"<strong><code>(\w+)</code></strong>", html) == ["latent_dim", "likelihood"]
+    assert html.count('<th scope="row">') == len(odd.get_params(deep=False))
+    assert "<thead>" not in html  # no training log before a fit
+    assert odd._repr_mimebundle_() == {"text/plain": repr(odd), "text/html": html}
+    with sklearn.config_context(display="text"):  # scikit-learn's switch to text reprs
+        assert odd._repr_mimebundle_() == {"text/plain": repr(odd)}
+        assert not hasattr(odd, "_repr_html_")
+
+    # Fitted: what it is, its width, the training log of history_; nothing recomputed.
+    vae, _ = fitted
+    html = vae._repr_html_()
+    assert "fitted: VAE (latent gaussian:3, bernoulli likelihood), on 64 features" in html
+    assert re.findall(r"<strong><code>(\w+)</code></strong>", html) == ["epochs", "hidden",
+                                                                         "latent_dim"]
+    best = max(vae.history_, key=lambda r: r["val"]["elbo"])
+    assert (f"{len(vae.history_)} epochs logged; best validation ELBO {best['val']['elbo']:.3f} "
+            f"nats at epoch {best['epoch']}") in html
+    rows = re.findall(r"<tr><td class=\"num\">(\d+)</td>(.*?)</tr>", html)
+    assert [int(epoch) for epoch, _ in rows] == [r["epoch"] for r in vae.history_]
+    last = vae.history_[-1]
+    cells = re.findall(r"<td class=\"num\">([^<]+)</td>", rows[-1][1])
+    assert cells == [f"{last[part][term]:.3f}" for part in ("train", "val")
+                     for term in ("elbo", "reconstruction", "kl")]
+    vae.save(tmp_path / "m")
+    assert "No training log here" in VAE.load(tmp_path / "m")._repr_html_()
+
+    # A user's module: its description escaped; described by its protocol, which draws from
+    # p(z) without touching the caller's torch RNG.
+    model = LatentModel(DescribesItselfOddly)
+    model.module_ = DescribesItselfOddly()
+    html = model._repr_html_()
+    assert "&lt;img src=x onerror=alert(1)&gt; see http&#58;//example.org" in html
+    assert "<img" not in html and "http://" not in html
+    model = LatentModel(linear_gaussian)
+    model.module_ = linear_gaussian()
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    assert "fitted: LinearGaussian (prior MultivariateNormal" in model._repr_html_()
+    assert torch.equal(state, torch.get_rng_state())

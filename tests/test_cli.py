@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -266,12 +267,27 @@ def test_a_reader_that_stops_reading_gets_no_error_message():
 
 
 def test_the_list_of_commands_imports_no_command_module():
-    """``elbokit --help`` answers from the commands' names and lines alone: neither a
-    command's module nor torch, scikit-learn or elbokit's own modules are imported (with
-    them it took about 5 s here, without them 0.05 s)."""
-    code = ("import sys, io, contextlib\nfrom elbokit.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as out:\n    status = main(['--help'])\n"
-            "loaded = [m for m in ('torch', 'sklearn', 'matplotlib', 'elbokit.errors', 'elbokit.cli.fit')"
-            " if m in sys.modules]\nprint(status, loaded, 'impute' in out.getvalue())")
+    """``elbokit --help``, ``--version``, no command and an unknown command answer from the
+    commands' names and lines alone: neither a command's module nor torch, scikit-learn or
+    elbokit's own modules are imported (with them each took about 5 s here, without them
+    0.05 s). The unknown one is still refused in one line with the list, exit status 2."""
+    code = ("import sys, io, contextlib\nfrom elbokit import __version__\nfrom elbokit.cli import main\n"
+            "for argv in (['--help'], ['--version'], [], ['fitt', '--epochs', '3']):\n"
+            "    out, err = io.StringIO(), io.StringIO()\n"
+            "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+            "        try:\n            status = main(argv)\n"
+            "        except SystemExit as e:\n            status = e.code\n"
+            "    print(repr((status, out.getvalue(), err.getvalue())))\n"
+            "print([m for m in ('torch', 'sklearn', 'matplotlib', 'elbokit.errors', 'elbokit.cli.fit')"
+            " if m in sys.modules], __version__)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.split("\n")[0] == "0 [] True", (result.stdout, result.stderr)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5, (result.stdout, result.stderr)
+    (help_status, help_out, _), (v_status, v_out, _), (none_status, _, none_err), \
+        (bad_status, _, bad_err) = (ast.literal_eval(line) for line in lines[:4])
+    loaded, version = lines[4].rsplit(" ", 1)
+    assert help_status == 0 and "impute" in help_out
+    assert v_status == 0 and v_out == f"elbokit {version}\n"
+    assert none_status == 2 and none_err.count("\n") == 1 and "required: COMMAND" in none_err
+    assert bad_status == 2 and bad_err.count("\n") == 1 and "invalid choice: 'fitt'" in bad_err
+    assert loaded == "[]", loaded

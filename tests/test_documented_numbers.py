@@ -1,9 +1,10 @@
-"""Every figure README.md quotes from a training command comes with that command, and
-re-running it gives the figure again: on this machine to the last digit printed, on another
-CPU within the seed-to-seed spread.
+"""Every figure the documentation quotes from a training command comes with that command,
+and re-running it gives the figure again: on this machine to the last digit printed, on
+another CPU within the seed-to-seed spread.
 
-The commands are listed once, in ``tests/documented.py``; the README shows each beside its
-numbers (the test checks that the README row holds the command and the figures). The
+The commands are listed once, in ``tests/documented.py``; the table of
+docs/tutorials/discrete.md shows each beside its numbers (the test checks that the row
+holds the command and the figures), and README.md's headline table quotes the demo's. The
 tolerance is 4 seed-to-seed standard deviations (``SPREAD`` in ``documented.py``, measured by
 ``benchmarks/seed_spread.py`` on seeds 1-4), with a floor of 0.01 nats: another machine
 follows another float trajectory from the same seed, and training amplifies a last-bit
@@ -21,20 +22,31 @@ from documented import COMMANDS, QUOTED, SPREAD, scores
 
 from elbokit.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+TABLE = ROOT / "docs" / "tutorials" / "discrete.md"  # the table of every documented command
+README = ROOT / "README.md"
 
 
-def quoted_row(command: str) -> str:
-    rows = [line for line in README.read_text().splitlines() if f"`{command}`" in line]
-    assert len(rows) == 1, f"README has {len(rows)} rows showing `{command}`"
+def quoted_row(page: Path, needle: str) -> str:
+    rows = [line for line in page.read_text().splitlines() if needle in line and line.startswith("|")]
+    assert len(rows) == 1, f"{page.name} has {len(rows)} table rows showing {needle}"
     return rows[0].replace("−", "-")
 
 
 @pytest.mark.parametrize("name", sorted(QUOTED))
-def test_the_readme_shows_each_command_with_its_figures(name):
-    row = quoted_row(COMMANDS[name])
+def test_the_docs_show_each_command_with_its_figures(name):
+    row = quoted_row(TABLE, f"`{COMMANDS[name]}`")
     for value in QUOTED[name].values():
         assert f"{value:.2f}" in row, (name, value, row)
+
+
+def test_the_readme_quotes_the_demo_figures():
+    # `make demo` runs the documented command (with --seed 0), so its figures are the demo's.
+    recipe = re.sub(r"\s*\\\n\s*", " ", (ROOT / "Makefile").read_text())
+    assert COMMANDS["demo"].replace("elbokit ", "$(BIN)/elbokit ", 1) + " --seed 0" in recipe
+    row = quoted_row(README, "`make demo`")
+    for value in QUOTED["demo"].values():
+        assert f"{value:.2f}" in row, (value, row)
 
 
 @pytest.mark.parametrize("name", sorted(QUOTED))

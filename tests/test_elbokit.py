@@ -3,9 +3,11 @@ that defines it, loaded on first use, and the list of names is complete."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +31,22 @@ def test_importing_the_package_loads_none_of_its_modules():
                             check=True).stdout.strip()
     assert loaded == "[]"
 
+
+
+def test_type_checkers_see_the_same_names_from_the_same_modules():
+    """The ``if TYPE_CHECKING:`` imports (what mypy and IDEs read, since they do not run
+    ``__getattr__``) name exactly the exports and modules, each from its defining module."""
+    tree = ast.parse(Path(elbokit.__file__).read_text())
+    (block,) = [node for node in tree.body if isinstance(node, ast.If)
+                and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"]
+    names, modules = {}, set()
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom) and node.level == 1, ast.dump(node)
+        for alias in node.names:
+            assert alias.asname == alias.name, alias.name  # `X as X`: an explicit re-export
+            if node.module is None:
+                modules.add(alias.name)
+            else:
+                names[alias.name] = node.module
+    assert names == elbokit._EXPORTS
+    assert modules == set(elbokit._MODULES)

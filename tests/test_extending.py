@@ -1,66 +1,37 @@
 """docs/extending.md: every Python block and every command in it runs, in order, as written.
 
-They run in a temporary directory holding a copy of docs/examples/ (the page's file
-references are relative to the repository's root); the Python blocks share one namespace,
-as in a notebook, and each command must exit 0. What the page promises is checked on the
-objects its blocks leave behind.
+They run through the mechanism that runs every page's runnable blocks (tests/docs_pages.py):
+in a temporary directory holding a copy of docs/examples/ (the page's file references are
+relative to the repository's root); the Python blocks share one namespace, as in a
+notebook, each command must exit 0, and the components the page registers are taken out
+again afterwards. What the page promises is checked on the objects its blocks leave behind.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
-import shutil
-from pathlib import Path
-
 import numpy as np
-import pytest
+from docs_pages import DOCS, run_page, runnable_blocks
 from sklearn.datasets import load_digits
 
-from elbokit.cli import main
 from elbokit.estimators import ESTIMATORS
 from elbokit.likelihoods import LIKELIHOODS
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
-
-
-def blocks() -> list[tuple[str, str]]:
-    """``(language, text)`` of every fenced block, in the page's order."""
-    return re.findall(r"```(python|sh)\n(.*?)```", PAGE.read_text(), flags=re.S)
+PAGE = DOCS / "extending.md"
 
 
 def test_the_page_covers_a_model_an_observation_model_and_an_estimator():
     text = PAGE.read_text()
-    languages = [language for language, _ in blocks()]
+    languages = [language for language, _ in runnable_blocks(PAGE)]
     assert languages.count("python") >= 4 and languages.count("sh") >= 2
     for needle in ("--model", "LIKELIHOODS.register", "ESTIMATORS.register", "elbokit.models"):
         assert needle in text, needle
 
 
-@pytest.fixture
-def registries():
-    """The page registers components as a user would; they are taken out again afterwards,
-    so that no other test sees them among the choices."""
-    before = {registry: set(registry.names()) for registry in (LIKELIHOODS, ESTIMATORS)}
-    yield
-    for registry, names in before.items():
-        for name in set(registry.names()) - names:
-            registry.remove(name)
-
-
-def test_every_block_of_the_page_runs(tmp_path, monkeypatch, capsys, registries):
-    shutil.copytree(PAGE.parent / "examples", tmp_path / "docs" / "examples")
+def test_every_block_of_the_page_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "extending"}
-    for language, text in blocks():
-        if language == "python":
-            exec(compile(text, str(PAGE), "exec"), namespace)  # noqa: S102 (our own page)
-            continue
-        for line in text.splitlines():
-            if line.strip():
-                code = main(shlex.split(line)[1:])
-                out, err = capsys.readouterr()
-                assert code == 0, f"{line}\n{err}"
+    namespace = run_page(PAGE, tmp_path, capsys)
+    # The components the page registered are gone again: no other test sees them.
+    assert "poisson" not in LIKELIHOODS.names() and "stl" not in ESTIMATORS.names()
     # What the page says happened: a user model that learned something, its run evaluated,
     # reported, sampled and resumed.
     x = (load_digits().data > 7).astype(float)

@@ -40,12 +40,13 @@ def wrong_modes(root: Path, umask: int) -> list[str]:
 def test_a_fit_run_and_what_later_commands_write_follow_the_umask(tmp_path, capsys, umask):
     out = tmp_path / "run"
     assert main(["fit", "--data", "digits", "--epochs", "1", "--hidden", "16", "--latent-dim",
-                 "2", "--eval-k", "10", "--quiet", "--out", str(out)]) == 0
+                 "2", "--eval-k", "10", "--quiet", "--tensorboard", "--out", str(out)]) == 0
     names = {p.name for p in out.rglob("*")}
     # What the run is expected to hold (so that the check below covers every kind of writer).
     assert {"config.json", "model.safetensors", "model.json", "metrics.jsonl", "summary.json",
-            "checkpoint", "state.json", "report.html"} <= names
+            "checkpoint", "state.json", "report.html", "tensorboard"} <= names
     assert any(name.endswith(".png") for name in names)
+    assert any(name.startswith("events.out.tfevents.") for name in names)  # TensorBoard's writer
     assert main(["evaluate", str(out), "--k", "2", "--iwae-k", "2"]) == 0  # RUN/evaluation.json
     assert (out / "evaluation.json").is_file()
     samples = tmp_path / "samples"

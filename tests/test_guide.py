@@ -1,32 +1,29 @@
 """docs/guide.md: every command in it runs, as written, and every figure it shows exists.
 
 The commands run in a temporary directory (their ``runs/...`` outputs land there), in the
-order of the guide, since later ones read the runs of earlier ones. Each must exit 0.
+order of the guide, since later ones read the runs of earlier ones, through the mechanism
+that runs every page's runnable blocks (tests/docs_pages.py). Each must exit 0.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
-from pathlib import Path
 
 import pytest
+from docs_pages import DOCS, commands, run_page, runnable_blocks
 from documented import SPREAD
 
-from elbokit.cli import main
-
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
+GUIDE = DOCS / "guide.md"
 
 
-def commands() -> list[str]:
-    blocks = re.findall(r"```sh\n(.*?)```", GUIDE.read_text(), flags=re.S)
-    return [line.strip() for block in blocks for line in block.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+def guide_commands() -> list[str]:
+    return [command for language, body in runnable_blocks(GUIDE) if language == "sh"
+            for command in commands(body)]
 
 
 def test_the_guide_shows_commands_and_existing_figures():
-    found = commands()
+    found = guide_commands()
     assert len(found) >= 6 and all(c.startswith("elbokit ") for c in found)
     for name in ("classify", "fit", "evaluate", "sweep", "report"):
         assert any(c.split()[1] == name for c in found), name
@@ -36,10 +33,7 @@ def test_the_guide_shows_commands_and_existing_figures():
 
 def test_every_command_of_the_guide_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    for command in commands():
-        code = main(shlex.split(command)[1:])
-        out, err = capsys.readouterr()
-        assert code == 0, f"{command}\n{err}"
+    run_page(GUIDE, tmp_path, capsys)
     assert (tmp_path / "runs/guide/vae/report.html").is_file()
     assert (tmp_path / "runs/guide/sweep/report.html").is_file()
     # The numbers the guide quotes are the ones the commands produce: to the digits printed

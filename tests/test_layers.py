@@ -23,14 +23,14 @@ DESIGN = PACKAGE.parent / "docs" / "design.md"
 # Bottom to top; a module is named by its dotted path below elbokit ("" is the package).
 LAYERS: dict[str, tuple[str, ...]] = {
     "io": ("errors", "registry", "checkpoint", "plugins", "progress", "distributed", "rng",
-           "allocator"),
+           "allocator", "markup"),
     "maths": ("numerics", "bounds", "models.base"),
     "components": ("likelihoods", "models.latents", "models.priors", "models.flows",
                    "models.hierarchy", "nets", "estimators", "imputation", "data", "data.*",
                    "metrics", "diagnostics"),
     "models": ("models", "models.vae", "models.mixture"),
     "training": ("optimizer", "training"),
-    "facades": ("api", "classifiers", "novelty", "semisupervised"),
+    "facades": ("api", "classifiers", "novelty", "semisupervised", "tensorboard"),
     "workflows": ("runs", "workflows", "evaluation", "classification", "figures", "plots",
                   "report"),
     "faces": ("", "__main__", "cli", "cli.*"),

@@ -323,3 +323,39 @@ def test_the_summary_note_tells_how_the_scores_were_computed(tmp_path):
     assert "time taken: data 0.3 s, training 10.0 s, evaluation 1.5 s, diagnostics 0.5 s, report " \
            "3.0 s" in page
     assert "-16.000</td>" in page and "-16.000 &plusmn;" not in page  # exact: no ± SE
+
+
+def test_a_run_in_a_notebook_shows_its_scores_and_main_figures_from_its_files(tmp_path):
+    """render_summary (Run._repr_html_): a fragment of the report's own pieces, escaped, with
+    the figures of SUMMARY_FIGURES alone, at SUMMARY_SCALE of their pixels."""
+    run = make_run(tmp_path / "odd <run> & co")
+    (run / "report.html").write_text("the whole report")
+    text = report.render_summary(run)
+    check_self_contained(text)
+    assert text.startswith('<div class="elbokit-run">') and text.endswith("</div>")
+    for whole_page in ("<html", "<style", "<nav", "<h2", "<body"):  # a notebook styles its outputs
+        assert whole_page not in text
+    assert "<code>odd &lt;run&gt; &amp; co</code>" in text and "<run>" not in text
+    assert "VAE (latent gaussian:3" in text and "<code>report.html</code>" in text
+    assert "Warning:</strong> posterior collapse: all 3 &lt;inactive&gt;" in text  # escaped too
+    # The summary table as the report has it (its explanation left to the report).
+    assert "<td>test</td>" in text and "-18.093" in text and "-16.993 &plusmn; 0.004" in text
+    assert "3 epochs trained" in text and "ELBO = reconstruction &minus; KL" not in text
+    # The figures: those of SUMMARY_FIGURES that exist, in that order, byte for byte, scaled.
+    images = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="[^"]+" width="(\d+)" '
+                        r'height="(\d+)"', text)
+    shown = [n for n in report.SUMMARY_FIGURES if n in FIGURE_NAMES]
+    assert shown == ["training_curves.png", "samples.png"] and len(images) == text.count("<img")
+    for (data, width, height), name in zip(images, shown, strict=True):
+        png = (run / "figures" / name).read_bytes()
+        assert base64.b64decode(data) == png
+        pixels = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert (int(width), int(height)) == tuple(round(p * report.SUMMARY_SCALE) for p in pixels)
+    # No summary yet, no figures: says so; a directory that is no run: one line, no exception.
+    fresh = report.render_summary(make_run(tmp_path / "fresh", figures=[], summary=False))
+    assert "No evaluation yet" in fresh and "No figures yet" in fresh and "<img" not in fresh
+    assert "Warning" not in fresh
+    (tmp_path / "plain").mkdir()
+    assert report.render_summary(tmp_path / "plain") == (
+        '<div class="elbokit-run"><p class="missing">'
+        f"{tmp_path / 'plain'}: not an elbokit run (no config.json)</p></div>")

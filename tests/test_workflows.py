@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -26,6 +27,21 @@ def test_fit_run_returns_the_run_it_wrote(run):
     assert [m["epoch"] for m in run.metrics] == [1, 2]
     assert run.report_path == run.path / "report.html" and run.report_path.is_file()
     assert run.config["kind"] == "vae" and run.config["params"]["latent_dim"] == 2
+
+
+def test_a_run_shows_its_scores_and_figures_in_a_notebook(run):
+    html = run._repr_html_()
+    test = run.summary["splits"]["test"]
+    ll = test["log_likelihood"]
+    row = re.search(r"<tr><td>test</td>(.*?)</tr>", html).group(1)
+    assert re.findall(r'<td class="num">([^<]+)</td>', row) == [
+        str(test["n_examples"]), f"{test['elbo']:.3f}", f"{test['reconstruction']:.3f}",
+        f"{test['kl']:.3f}", "n/a" if test["iwae"] is None else f"{test['iwae']['value']:.3f}",
+        f"{ll['estimate']:.3f} &plusmn; {ll['stderr']:.3f}"]
+    assert f"{run.summary['epochs_trained']} epochs trained" in html
+    assert html.count("<img") == 3  # training curves, samples, reconstructions
+    loaded = workflows.Run.load(run.path)
+    assert loaded._repr_html_() == html and loaded.model is None  # from its files; no model loaded
 
 
 def test_a_loaded_run_scores_as_the_cli_does(run, tmp_path, capsys):

@@ -43,6 +43,13 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def version() -> str:
+    """elbokit's version (the package's ``__version__``: importing it loads nothing else)."""
+    from .. import __version__
+
+    return __version__
+
+
 def command(name: str) -> ModuleType:
     """The module of command ``name`` (imported now)."""
     return importlib.import_module(f"{__name__}.{name}")
@@ -53,6 +60,7 @@ def build_parser(only: str | None = None) -> Parser:
     command ``only``'s options, the others listed by name and help line (``only=""``: none;
     nothing of elbokit's beyond this module is imported then)."""
     parser = Parser(prog="elbokit", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"elbokit {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name, line in COMMANDS.items():
@@ -87,6 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    # No command, or a name that is none: refused with the list of commands before anything
+    # else (torch, scikit-learn, installed plugins) is imported.
+    chosen = next((a for a in argv if not a.startswith("-")), "")
+    if chosen not in COMMANDS:
+        try:
+            build_parser(only="").parse_args(argv)
+        except SystemExit as e:  # --version (0) or a usage error (2)
+            return e.code if isinstance(e.code, int) else 2
     from .. import distributed, plugins
     from ..allocator import keep_freed_memory
     from ..errors import ElbokitError
@@ -94,10 +110,7 @@ def _main(argv: list[str]) -> int:
 
     try:
         plugins.load_components()  # installed packages' observation models, estimators, ...
-        # The command's own options only: a name that is none (or no name) is refused by
-        # the parser with the list of commands, before anything else is imported.
-        chosen = next((a for a in argv if not a.startswith("-")), "")
-        args = build_parser(only=chosen if chosen in COMMANDS else "").parse_args(argv)
+        args = build_parser(only=chosen).parse_args(argv)  # the command's own options only
         keep_freed_memory()  # large tensors reuse freed memory rather than fault it in anew
         # Progress bars on a terminal only (never in pipes, files, tests, CI), and from one
         # process under torchrun.

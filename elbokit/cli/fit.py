@@ -123,6 +123,13 @@ def add_options(p: argparse.ArgumentParser, sweep: bool = False) -> None:
                    help="no progress bars (drawn only when stderr is a terminal anyway)")
     o.add_argument("--no-report", action="store_true",
                    help="skip the figures and report.html written at the end")
+    if not sweep:
+        o.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                       help="log every epoch for TensorBoard into the run directory's tensorboard/: ELBO, "
+                       "reconstruction and KL (train, validation), learning rate, KL per latent "
+                       "variable, samples and reconstructions of images; view with tensorboard "
+                       "--logdir runs/ (default off; with --resume: as the run was started; "
+                       "needs pip install 'elbokit[tensorboard]')")
 
 
 def json_object(text: str) -> dict:
@@ -215,13 +222,14 @@ def model_parameters(options: type, args: argparse.Namespace) -> dict:
 def training_options(args: argparse.Namespace) -> dict:
     """The facades' training parameters from the options: every field of
     :class:`~elbokit.training.TrainConfig` the command line has (one declaration), and
-    those of the estimator around the loop (validation split, precision, device)."""
+    those of the estimator around the loop (validation split, precision, device, TensorBoard)."""
     names = {f.name for f in fields(TrainConfig)} | {"val_fraction", "dtype"}
     options = {name: getattr(args, name) for name in names if hasattr(args, name)}
     options["epochs"] = args.epochs or DEFAULT_EPOCHS  # None: the default, or a run's own
     options["patience"] = args.patience or None  # 0: never stop early
     options["device"] = getattr(args, "device", None) or "cpu"
     options["compile"] = bool(getattr(args, "compile", None))
+    options["tensorboard"] = bool(getattr(args, "tensorboard", None))
     return options
 
 
@@ -304,7 +312,7 @@ def _run(args: argparse.Namespace) -> int:
         result = workflows.resume_run(out, epochs=args.epochs, device=getattr(args, "device", None),
                                       compile=getattr(args, "compile", None), model=model,
                                       eval_k=args.eval_k, write_report=not args.no_report,
-                                      notify=print)
+                                      tensorboard=args.tensorboard, notify=print)
     else:
         result = workflows.fit_run(_estimator(args), args.data, out, binarize=args.binarize,
                                    header=args.header, test_fraction=args.test_fraction,

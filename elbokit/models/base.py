@@ -27,7 +27,7 @@ Optional capabilities that bounds and estimators use when present (never a model
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 from torch import distributions as D
@@ -42,6 +42,21 @@ class LatentVariableModel(Protocol):
     def likelihood(self, z: torch.Tensor) -> D.Distribution: ...
 
     def posterior(self, x: torch.Tensor) -> D.Distribution: ...
+
+
+if TYPE_CHECKING:
+    class ProtocolModule(torch.nn.Module):
+        """For type checkers only: a ``torch.nn.Module`` that speaks the protocol (what the
+        trainer and the facades hold; a module's attributes otherwise type as Tensor | Module).
+        At run time the name is ``torch.nn.Module`` itself."""
+
+        def prior(self) -> D.Distribution: ...
+
+        def likelihood(self, z: torch.Tensor) -> D.Distribution: ...
+
+        def posterior(self, x: torch.Tensor) -> D.Distribution: ...
+else:
+    ProtocolModule = torch.nn.Module
 
 
 def family(distribution: D.Distribution) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import torch
 from torch import distributions as D
@@ -50,8 +51,8 @@ def check_image_shape(shape: object, dim: int) -> tuple[int, int, int]:
     """``(C, H, W)`` from ``(H, W)`` or ``(C, H, W)`` positive integers whose product is
     ``dim``; anything else is a one-line :class:`ConfigError`."""
     try:
-        values = tuple(int(s) for s in shape)  # type: ignore[union-attr]
-        ok = len(values) in (2, 3) and all(s >= 1 and s == t for s, t in zip(values, shape, strict=True))
+        values = tuple(int(s) for s in shape)  # type: ignore[attr-defined]  # not iterable: TypeError
+        ok = len(values) in (2, 3) and all(s >= 1 and s == t for s, t in zip(values, shape, strict=True))  # type: ignore[call-overload]
     except (TypeError, ValueError):
         values, ok = (), False
     if not ok:
@@ -181,7 +182,9 @@ class VAEModule(nn.Module):
         self.plain_prior = config.prior == "standard" and self.layers == 1
         encoded = spec.n_params + self.context_dim
         if config.encoder == "conv":
-            self.encoder: nn.Module = ConvEncoder(config.image_shape, config.conv_channels,
+            # image_shape: set (given or inferred) by VAEConfig whenever a network is conv
+            self.encoder: nn.Module = ConvEncoder(config.image_shape,  # type: ignore[arg-type]
+                                                  config.conv_channels,
                                                   config.hidden, encoded, config.activation)
         else:
             self.encoder = mlp(inputs, widths[config.encoder], encoded, config.activation)
@@ -205,7 +208,8 @@ class VAEModule(nn.Module):
         if rest:
             raise ConfigError(f"a conv decoder needs a whole number of parameters per pixel; the "
                               f"{obs.name} likelihood has {obs.n_params} for {config.dim} values")
-        return ConvDecoder(config.latent_spec.flat_dim * self.layers, config.image_shape,
+        return ConvDecoder(config.latent_spec.flat_dim * self.layers,
+                           config.image_shape,  # type: ignore[arg-type]  # set: see __init__
                            config.conv_channels, config.hidden[::-1], per_pixel, config.activation,
                            obs.parameter_layout)
 
@@ -301,7 +305,7 @@ class VAEModule(nn.Module):
                 or self.config.prior != "standard"):
             raise ConfigError("the marginal is closed-form only for a Gaussian latent, a linear "
                               "decoder and a Gaussian likelihood of scale 'dim' or 'shared'")
-        (layer,) = self.decoder
+        (layer,) = cast("list[nn.Linear]", self.decoder)  # one nn.Linear: decoder "linear"
         # x = shift + unit * (W z + b + sigma * eps): fold the standardization into W and Psi.
         weight = obs.unit[:, None] * layer.weight  # [dim, latent]
         loc = obs.shift + obs.unit * layer.bias
