@@ -10,7 +10,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# Pin torch first: the CPU wheel lies on local disk; a bare "torch" would pull a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The rest with uv where it installs (a minute faster here than pip: parallel downloads,
+	# bytecode compiled on every core), else with pip. torch==2.13.0 is asked for again so
+	# that neither replaces the build installed above.
+	$(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip install --quiet --python $(BIN)/python \
+		--compile-bytecode -e '.[dev]' torch==2.13.0 \
+		|| $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
