@@ -54,7 +54,7 @@ lint: $(STAMP)
 
 # The documentation site, built offline into site/; --strict fails on a broken link or reference.
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) runs site .pytest_cache .ruff_cache
